@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Regenerate imports/k8s (the typed Kubernetes 1.33 API classes) without internet access.
+#
+#   imports/regenerate.sh
+#
+# cdk8s-cli downloads the Kubernetes OpenAPI schema from a fixed internet address and has no
+# option for a local file; ../shared/k8s-schema/cdk8s-offline-schema.js is a Node preload that
+# answers exactly that request from a local copy (CDK8S_K8S_SCHEMA_DIR). The output is
+# deterministic, so the result is committed and this script only runs on a version bump.
+#
+# Overridable: CDK8S_CLI_DIR (where cdk8s-cli is cached), CDK8S_CLI_VERSION,
+#              CDK8S_K8S_SCHEMA_DIR (folder holding v<X.Y.Z>/_definitions.json), K8S_VERSION.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cli_dir="${CDK8S_CLI_DIR:-$HOME/.cache/cnpg-pgdump-backup/cdk8s-cli}"
+cli_version="${CDK8S_CLI_VERSION:-2.207.60}"
+schema_dir="${CDK8S_K8S_SCHEMA_DIR:-$repo_root/../shared/k8s-schema}"
+k8s_version="${K8S_VERSION:-1.33.0}"
+
+if [[ ! -f "$schema_dir/cdk8s-offline-schema.js" || ! -f "$schema_dir/v$k8s_version/_definitions.json" ]]; then
+  echo "regenerate.sh: no offline schema for Kubernetes $k8s_version under $schema_dir" >&2
+  echo "  (expected cdk8s-offline-schema.js and v$k8s_version/_definitions.json; set CDK8S_K8S_SCHEMA_DIR)" >&2
+  exit 1
+fi
+
+if [[ ! -x "$cli_dir/node_modules/.bin/cdk8s" ]]; then
+  echo "regenerate.sh: installing cdk8s-cli@$cli_version into $cli_dir" >&2
+  mkdir -p "$cli_dir"
+  npm install --prefix "$cli_dir" --no-audit --no-fund "cdk8s-cli@$cli_version" >&2
+fi
+
+export CDK8S_CHECK_UPGRADE=false
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
+export CDK8S_K8S_SCHEMA_DIR="$schema_dir"
+export NODE_OPTIONS="--require $schema_dir/cdk8s-offline-schema.js${NODE_OPTIONS:+ $NODE_OPTIONS}"
+
+cd "$repo_root"
+# Import into a scratch dir and swap, so a failed import never leaves a half-written imports/k8s.
+scratch="$(mktemp -d "$repo_root/imports/.regen.XXXXXX")"
+trap 'rm -rf "$scratch"' EXIT
+"$cli_dir/node_modules/.bin/cdk8s" import "k8s@$k8s_version" --language python --output "$scratch"
+rm -rf "$repo_root/imports/k8s"
+mv "$scratch/k8s" "$repo_root/imports/k8s"
+echo "regenerate.sh: wrote imports/k8s for Kubernetes $k8s_version" >&2
