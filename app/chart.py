@@ -1,0 +1,100 @@
+"""The chart: composes the constructs for a Config, and the two ways to render it (a dist/
+directory for the declarative workflow, a single one-off restore Job for the imperative one)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import app  # noqa: F401 - sets the jsii environment before cdk8s is imported
+from cdk8s import App, Chart
+from constructs import Construct
+
+from app import naming
+from app.config import CHART_NAME, Config, config_warnings
+from app.constructs.backup import BackupCronJob
+from app.constructs.restore import RestoreJob
+from app.constructs.secrets import ManagedS3Secret, s3_credentials
+from app.constructs.service_account import WorkerServiceAccount
+
+OUTPUT_SUFFIX = ".k8s.yaml"
+Warn = Callable[[str], None]
+
+
+def warn_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+class BackupChart(Chart):
+    """Everything one config produces: ServiceAccount, managed S3 Secret, one backup CronJob per
+    database, and the declarative restore Job when restore.object is set."""
+
+    def __init__(self, scope: Construct, id: str, *, cfg: Config) -> None:
+        super().__init__(scope, id, disable_resource_name_hashes=True)
+        credentials = s3_credentials(cfg)
+        if cfg.service_account.create:
+            WorkerServiceAccount(self, "service-account", cfg=cfg)
+        if credentials.managed and credentials.secret_name:
+            ManagedS3Secret(self, "s3-secret", cfg=cfg, name=credentials.secret_name)
+        if cfg.backup.enabled:
+            for target in cfg.targets():
+                BackupCronJob(self, f"backup-{target.name or 'default'}", cfg=cfg, target=target, credentials=credentials)
+        if cfg.restore_requested:
+            target = cfg.restore_target()
+            RestoreJob(
+                self,
+                "restore",
+                cfg=cfg,
+                target=target,
+                name=naming.restore_job_name(cfg, target),
+                object_key=target.object_key(cfg.restore.object),
+                force=cfg.restore.force,
+                backup_before_restore=cfg.restore.backup_before_restore,
+                target_database=cfg.restore.target_database,
+                credentials=credentials,
+            )
+
+
+def synth(cfg: Config, outdir: str | Path = "dist", warn: Warn = warn_stderr) -> list[Path]:
+    """Write the manifests for `cfg` to `outdir` and return the files written.
+
+    Old *.k8s.yaml files are removed first: a resource dropped from the config must not linger in
+    dist/ and be re-applied by `kubectl apply -f dist/`. Other files in outdir are left alone.
+    """
+    for message in config_warnings(cfg):
+        warn(message)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    for stale in outdir.glob(f"*{OUTPUT_SUFFIX}"):
+        stale.unlink()
+    application = App(outdir=str(outdir), output_file_extension=OUTPUT_SUFFIX)
+    BackupChart(application, CHART_NAME, cfg=cfg)
+    application.synth()
+    return sorted(outdir.glob(f"*{OUTPUT_SUFFIX}"))
+
+
+def oneoff_restore_yaml(cfg: Config, now: datetime | None = None, warn: Warn = warn_stderr) -> str:
+    """One restore Job (YAML) for `cfg.restore`, named after the current UTC time so every
+    invocation is a new run. It reuses the ServiceAccount and Secrets from the applied dist/."""
+    for message in config_warnings(cfg):
+        if "literal credentials" not in message:  # the Secret itself is not part of this output
+            warn(message)
+    now = now or datetime.now(UTC)
+    target = cfg.restore_target()
+    application = App()
+    chart = Chart(application, "oneoff-restore", disable_resource_name_hashes=True)
+    RestoreJob(
+        chart,
+        "restore",
+        cfg=cfg,
+        target=target,
+        name=naming.oneoff_restore_job_name(cfg, now.astimezone(UTC)),
+        object_key=target.object_key(cfg.restore.object),
+        force=cfg.restore.force,
+        backup_before_restore=cfg.restore.backup_before_restore,
+        target_database=cfg.restore.target_database,
+        credentials=s3_credentials(cfg),
+    )
+    return application.synth_yaml()

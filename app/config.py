@@ -1,0 +1,425 @@
+"""The configuration model: the single source of truth for every parameter and its default.
+
+Keys and defaults mirror the Helm chart's values.yaml (camelCase keys, same dotted names), so a
+chart values file loads unchanged; extensions are documented in docs/configuration.md.
+In Python, use the snake_case attribute names::
+
+    Config(cnpg=Cnpg(secret_name="appdb-app", database="appdb"), s3=S3(bucket="my-backups"))
+
+Field-level rules live in ``app.validation``; rules spanning several fields are in
+``Config._cross_field_rules`` and raise ``ConfigError`` with one line per problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from app.errors import ConfigError
+from app.scheduling import Affinity, Toleration
+from app.validation import (
+    AnnotationValue,
+    Cron,
+    DnsLabel,
+    HostName,
+    LabelValue,
+    NameOverride,
+    ObjectName,
+    PostgresName,
+    QualifiedName,
+    Quantity,
+    ReleaseName,
+    RestoreObject,
+    S3Bucket,
+    S3Endpoint,
+    S3Prefix,
+    S3Region,
+    S3StorageClass,
+    SecretKey,
+    StrictModel,
+    TimeZone,
+    parse_quantity,
+)
+
+CHART_NAME = "cnpg-pgdump-backup"
+APP_VERSION = "0.1.0"
+DEFAULT_IMAGE = f"localhost/cnpg-pgdump-backup-worker:{APP_VERSION}"
+
+# Requests/limits both backup and restore start from; a values file overrides key by key (below).
+DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "100m", "memory": "256Mi"},
+    "limits": {"cpu": "2", "memory": "1Gi"},
+}
+
+
+class Global(StrictModel):
+    _config_path = "global"
+    fullname_override: NameOverride = ""
+    name_override: NameOverride = ""
+    # Extension: plays the part of Helm's release name so object names match the chart's.
+    release_name: ReleaseName = "cnpg-backup"
+
+
+class Resources(StrictModel):
+    """Container requests/limits. Partial values merge into the defaults key by key, like Helm
+    merges a values file into the chart's values.yaml; set a key to null to drop it."""
+
+    requests: dict[QualifiedName, Quantity] = Field(default_factory=dict)
+    limits: dict[QualifiedName, Quantity] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_into_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        merged: dict[str, Any] = {}
+        for side in ("requests", "limits"):
+            given = data.get(side, {})
+            if given is None:  # `limits: null` drops the whole side
+                merged[side] = {}
+                continue
+            if not isinstance(given, dict):
+                merged[side] = given  # let pydantic report the type error
+                continue
+            combined = {**DEFAULT_RESOURCES[side], **given}
+            merged[side] = {k: v for k, v in combined.items() if v is not None}
+        extra = {k: v for k, v in data.items() if k not in ("requests", "limits")}
+        return {**merged, **extra}
+
+
+def _default_resources() -> Resources:
+    return Resources()
+
+
+class Backup(StrictModel):
+    _config_path = "backup"
+    enabled: bool = True
+    schedule: Cron = "0 2 * * *"
+    image: str = Field(default=DEFAULT_IMAGE, min_length=1, pattern=r"^\S+$")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    retention_days: int = Field(default=0, ge=0)
+    resources: Resources = Field(default_factory=_default_resources)
+    node_selector: dict[QualifiedName, LabelValue] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    affinity: Affinity = Field(default_factory=Affinity)
+    successful_jobs_history_limit: int = Field(default=3, ge=0)
+    failed_jobs_history_limit: int = Field(default=3, ge=0)
+    concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Forbid"
+    # Extensions.
+    format: Literal["plain", "custom"] = "plain"
+    compression_level: int = Field(default=1, ge=1, le=9)
+    wait_timeout_seconds: int = Field(default=150, ge=1)
+    backoff_limit: int = Field(default=1, ge=0)
+    active_deadline_seconds: int | None = Field(default=None, ge=1)
+    starting_deadline_seconds: int | None = Field(default=3600, ge=10)
+    time_zone: TimeZone | None = None
+    log_format: Literal["text", "json"] = "json"
+
+    @field_validator("time_zone", "active_deadline_seconds", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class SecretKeySelector(StrictModel):
+    _config_path = "cnpg.sslRootCertSecret"
+    name: ObjectName = Field(min_length=1)
+    key: SecretKey
+
+
+class Cnpg(StrictModel):
+    _config_path = "cnpg"
+    secret_name: ObjectName = ""
+    database: PostgresName = ""
+    service_name: HostName = ""
+    # Extensions.
+    ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    ssl_root_cert_secret: SecretKeySelector | None = None
+
+
+def _secret_or_none(value: Any) -> Any:
+    if value == "" or value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+class S3(StrictModel):
+    _config_path = "s3"
+    bucket: S3Bucket = ""
+    prefix: S3Prefix = ""
+    region: S3Region = "us-east-1"
+    endpoint: S3Endpoint = ""
+    secret_name: ObjectName = ""
+    use_existing_secret: bool = False
+    storage_class: S3StorageClass = ""
+    # Extensions: literal credentials for a managed Secret (discouraged; see the synth warning).
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+
+    @field_validator("access_key_id", "secret_access_key", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: Any) -> Any:
+        return _secret_or_none(value)
+
+    @property
+    def has_literal_credentials(self) -> bool:
+        return self.access_key_id is not None or self.secret_access_key is not None
+
+
+class Restore(StrictModel):
+    _config_path = "restore"
+    enabled: bool = True
+    object: RestoreObject = ""
+    force: bool = False
+    backup_before_restore: bool = False
+    resources: Resources = Field(default_factory=_default_resources)
+    # Extensions.
+    target_database: PostgresName = ""
+    database: str = ""  # a databases[].name; required when several databases are configured
+
+
+class SecurityContext(StrictModel):
+    _config_path = "securityContext"
+    run_as_non_root: bool = True
+    run_as_user: int = Field(default=999, ge=0)
+    run_as_group: int = Field(default=999, ge=0)
+    read_only_root_filesystem: bool = True
+    allow_privilege_escalation: bool = False
+    fs_group: int | None = Field(default=999, ge=0)  # extension
+
+
+class Monitoring(StrictModel):
+    _config_path = "monitoring"
+    annotations: dict[QualifiedName, AnnotationValue] = Field(default_factory=dict)
+
+
+class ServiceAccount(StrictModel):
+    _config_path = "serviceAccount"
+    create: bool = True
+    name: ObjectName = ""
+    annotations: dict[QualifiedName, AnnotationValue] = Field(default_factory=dict)
+
+
+class DatabaseEntry(StrictModel):
+    """One item of ``databases``: another database, possibly in another CNPG cluster."""
+
+    _config_path = "databases[]"
+    name: DnsLabel = Field(max_length=40)  # room for the name prefix in the ≤52-char CronJob name
+    database: PostgresName = Field(min_length=1)
+    secret_name: ObjectName = ""
+    service_name: HostName = ""
+    prefix: S3Prefix | None = None
+    schedule: Cron | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupTarget:
+    """One database to back up / restore into, with every default resolved."""
+
+    name: str | None  # None for the single-database case (no suffix in object names)
+    database: str
+    secret_name: str
+    service_name: str
+    prefix: str
+    schedule: str
+
+    def object_key(self, obj: str) -> str:
+        """restore.object as the worker wants it: ``latest``, a full key, or a bare file name that
+        is relative to this database's prefix (how the chart's README named backups)."""
+        if obj == "latest" or "/" in obj or not self.prefix:
+            return obj
+        return f"{self.prefix}/{obj}"
+
+
+class Config(StrictModel):
+    global_: Global = Field(default_factory=Global, validation_alias="global", serialization_alias="global")
+    backup: Backup = Field(default_factory=Backup)
+    cnpg: Cnpg = Field(default_factory=Cnpg)
+    s3: S3 = Field(default_factory=S3)
+    restore: Restore = Field(default_factory=Restore)
+    security_context: SecurityContext = Field(default_factory=SecurityContext)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    # Extensions.
+    service_account: ServiceAccount = Field(default_factory=ServiceAccount)
+    databases: list[DatabaseEntry] = Field(default_factory=list)
+
+    @property
+    def restore_requested(self) -> bool:
+        return self.restore.enabled and bool(self.restore.object)
+
+    def targets(self) -> list[BackupTarget]:
+        if not self.databases:
+            return [
+                BackupTarget(
+                    name=None,
+                    database=self.cnpg.database,
+                    secret_name=self.cnpg.secret_name,
+                    service_name=self.cnpg.service_name,
+                    prefix=self.s3.prefix,
+                    schedule=self.backup.schedule,
+                )
+            ]
+        return [
+            BackupTarget(
+                name=entry.name,
+                database=entry.database,
+                secret_name=entry.secret_name or self.cnpg.secret_name,
+                service_name=entry.service_name or self.cnpg.service_name,
+                prefix=entry.prefix
+                if entry.prefix is not None
+                else (f"{self.s3.prefix}/{entry.name}" if self.s3.prefix else entry.name),
+                schedule=entry.schedule or self.backup.schedule,
+            )
+            for entry in self.databases
+        ]
+
+    def restore_target(self) -> BackupTarget:
+        """The database restore.object is restored into (validated to exist)."""
+        targets = self.targets()
+        if self.restore.database:
+            return next(t for t in targets if t.name == self.restore.database)
+        return targets[0]
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> Config:
+        problems = cross_field_problems(self)
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+
+def cross_field_problems(cfg: Config) -> list[str]:
+    """Rules that involve more than one field; one message per problem, naming the dotted field."""
+    problems: list[str] = []
+    active = cfg.backup.enabled or cfg.restore_requested
+    why = "when backup.enabled is true or restore.object is set"
+
+    if active:
+        if not cfg.s3.bucket:
+            problems.append(f"s3.bucket: required {why} (the bucket the backups go to)")
+        if not cfg.databases:
+            if not cfg.cnpg.secret_name:
+                problems.append(
+                    f"cnpg.secretName: required {why} (the Secret CNPG creates for the "
+                    "application user, e.g. <cluster>-app)"
+                )
+            if not cfg.cnpg.database:
+                problems.append(f"cnpg.database: required {why} (the database to back up)")
+        else:
+            for i, entry in enumerate(cfg.databases):
+                if not (entry.secret_name or cfg.cnpg.secret_name):
+                    problems.append(
+                        f"databases[{i}].secretName: required {why} (or set cnpg.secretName as the "
+                        "default for all databases)"
+                    )
+
+    if cfg.databases:
+        if cfg.cnpg.database:
+            problems.append(
+                "cnpg.database: not used when `databases` is set; move it into a databases entry"
+            )
+        problems += _database_list_problems(cfg)
+
+    s3 = cfg.s3
+    if s3.use_existing_secret and not s3.secret_name:
+        problems.append("s3.useExistingSecret: true requires s3.secretName (the existing Secret to use)")
+    if (s3.access_key_id is None) != (s3.secret_access_key is None):
+        missing = "s3.secretAccessKey" if s3.secret_access_key is None else "s3.accessKeyId"
+        problems.append(f"{missing}: required because the other S3 credential is set (give both or neither)")
+    if s3.use_existing_secret and s3.has_literal_credentials:
+        problems.append(
+            "s3.accessKeyId: literal credentials are ignored with s3.useExistingSecret: true; "
+            "remove s3.accessKeyId and s3.secretAccessKey"
+        )
+
+    problems += _restore_problems(cfg)
+    problems += _resource_problems("backup.resources", cfg.backup.resources)
+    problems += _resource_problems("restore.resources", cfg.restore.resources)
+    return problems
+
+
+def _resource_problems(path: str, resources: Resources) -> list[str]:
+    problems = []
+    for name, request in resources.requests.items():
+        limit = resources.limits.get(name)
+        if limit is not None and parse_quantity(request) > parse_quantity(limit):  # type: ignore[operator]
+            problems.append(
+                f"{path}.requests.{name}: {request} is more than limits.{name} ({limit}); Kubernetes "
+                "refuses such a pod - raise the limit or lower the request"
+            )
+    return problems
+
+
+def _database_list_problems(cfg: Config) -> list[str]:
+    problems: list[str] = []
+    seen_names: dict[str, int] = {}
+    for i, entry in enumerate(cfg.databases):
+        if entry.name in seen_names:
+            problems.append(
+                f"databases[{i}].name: '{entry.name}' is already used by databases[{seen_names[entry.name]}]; "
+                "names must be unique"
+            )
+        seen_names.setdefault(entry.name, i)
+    # Two databases sharing (or nesting) a prefix would mix their backups: `latest` and retention
+    # work by listing a prefix, so one database could restore or delete the other's dumps.
+    targets = cfg.targets()
+    for i, a in enumerate(targets):
+        for j in range(i):
+            b = targets[j]
+            if _prefixes_overlap(a.prefix, b.prefix):
+                problems.append(
+                    f"databases[{i}].prefix: '{a.prefix}' overlaps databases[{j}]'s prefix '{b.prefix}'; "
+                    "each database needs its own S3 folder (retention and `latest` list by prefix)"
+                )
+    return problems
+
+
+def _prefixes_overlap(a: str, b: str) -> bool:
+    return not a or not b or a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def _restore_problems(cfg: Config) -> list[str]:
+    problems: list[str] = []
+    names = [e.name for e in cfg.databases]
+    if cfg.restore.database:
+        if not cfg.databases:
+            problems.append("restore.database: only used with `databases`; remove it or add a databases list")
+        elif cfg.restore.database not in names:
+            problems.append(
+                f"restore.database: '{cfg.restore.database}' is not a databases[].name "
+                f"(configured: {', '.join(names)})"
+            )
+    elif cfg.restore_requested and len(cfg.databases) > 1:
+        problems.append(
+            "restore.database: required when restore.object is set and several databases are "
+            f"configured; name the one to restore into (one of: {', '.join(names)})"
+        )
+    return problems
+
+
+def config_warnings(cfg: Config) -> list[str]:
+    """Things that are allowed but deserve a loud note at synth time. Never include secret values."""
+    warnings: list[str] = []
+    if cfg.s3.has_literal_credentials:
+        warnings.append(
+            "s3.accessKeyId/s3.secretAccessKey are literal credentials: they end up in your values "
+            "file (and git) and in plain text in the generated Secret under dist/. Prefer an existing "
+            "Secret (s3.useExistingSecret: true + s3.secretName) or IRSA "
+            "(serviceAccount.annotations eks.amazonaws.com/role-arn)."
+        )
+    sc = cfg.security_context
+    if not sc.run_as_non_root or sc.allow_privilege_escalation or sc.run_as_user == 0:
+        warnings.append(
+            "securityContext: runAsNonRoot false, runAsUser 0 or allowPrivilegeEscalation true - the "
+            "pods no longer meet the PodSecurity 'restricted' profile and are refused by namespaces "
+            "that enforce it."
+        )
+    if cfg.backup.enabled is False and not cfg.restore_requested:
+        warnings.append(
+            "backup.enabled is false and no restore.object is set: no CronJob or Job is generated."
+        )
+    return warnings

@@ -1,0 +1,206 @@
+"""The pod every worker run uses (backup CronJob, restore Job, one-off restore): containers,
+environment per docs/worker-contract.md, security contexts and volumes, in one place so the
+three stay identical."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from imports import k8s
+
+from app.config import BackupTarget, Config, Resources
+from app.scheduling import Affinity
+
+WORKER_COMMAND = "cnpg-backup-worker"
+TMP_DIR = "/tmp"  # noqa: S108 - a private emptyDir, the only writable path in the pod
+# The worker streams pg_dump -> compressor -> multipart upload, so scratch space stays small;
+# the limit protects the node's disk (exceeding it evicts the pod) rather than sizing a dump.
+TMP_SIZE_LIMIT = "1Gi"
+CA_DIR = "/etc/cnpg-backup/ca"
+# The worker aborts an in-flight multipart upload on SIGTERM (no orphaned parts billed); this
+# gives it time to do so before the kubelet sends SIGKILL.
+TERMINATION_GRACE_SECONDS = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Credentials:
+    """Where AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY come from; secret_name None means none
+    are injected (IRSA / web identity via the ServiceAccount, or instance credentials)."""
+
+    secret_name: str | None
+    managed: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerPodProps:
+    cfg: Config
+    target: BackupTarget
+    container_name: str
+    args: list[str]
+    resources: Resources
+    credentials: S3Credentials
+    service_account_name: str
+
+
+def _secret_env(name: str, secret: str, key: str) -> k8s.EnvVar:
+    return k8s.EnvVar(
+        name=name, value_from=k8s.EnvVarSource(secret_key_ref=k8s.SecretKeySelector(name=secret, key=key))
+    )
+
+
+def worker_env(cfg: Config, target: BackupTarget, credentials: S3Credentials) -> list[k8s.EnvVar]:
+    """The environment of docs/worker-contract.md. Passwords only ever as secretKeyRef."""
+    env = [
+        k8s.EnvVar(name="PGHOST", value=target.service_name)
+        if target.service_name
+        else _secret_env("PGHOST", target.secret_name, "host"),
+        _secret_env("PGPORT", target.secret_name, "port"),
+        _secret_env("PGUSER", target.secret_name, "username"),
+        _secret_env("PGPASSWORD", target.secret_name, "password"),
+        k8s.EnvVar(name="PGDATABASE", value=target.database),
+        k8s.EnvVar(name="PGSSLMODE", value=cfg.cnpg.ssl_mode),
+    ]
+    if cfg.cnpg.ssl_root_cert_secret is not None:
+        env.append(k8s.EnvVar(name="PGSSLROOTCERT", value=f"{CA_DIR}/{cfg.cnpg.ssl_root_cert_secret.key}"))
+    if credentials.secret_name:
+        env += [
+            _secret_env("AWS_ACCESS_KEY_ID", credentials.secret_name, "AWS_ACCESS_KEY_ID"),
+            _secret_env("AWS_SECRET_ACCESS_KEY", credentials.secret_name, "AWS_SECRET_ACCESS_KEY"),
+        ]
+    s3 = cfg.s3
+    env += [
+        k8s.EnvVar(name="AWS_REGION", value=s3.region),
+        k8s.EnvVar(name="CNPG_BACKUP_S3_BUCKET", value=s3.bucket),
+        k8s.EnvVar(name="CNPG_BACKUP_S3_PREFIX", value=target.prefix),
+    ]
+    if s3.endpoint:
+        env.append(k8s.EnvVar(name="CNPG_BACKUP_S3_ENDPOINT", value=s3.endpoint))
+    if s3.storage_class:
+        env.append(k8s.EnvVar(name="CNPG_BACKUP_S3_STORAGE_CLASS", value=s3.storage_class))
+    backup = cfg.backup
+    env += [
+        k8s.EnvVar(name="CNPG_BACKUP_RETENTION_DAYS", value=str(backup.retention_days)),
+        k8s.EnvVar(name="CNPG_BACKUP_FORMAT", value=backup.format),
+        k8s.EnvVar(name="CNPG_BACKUP_COMPRESSION_LEVEL", value=str(backup.compression_level)),
+        k8s.EnvVar(name="CNPG_BACKUP_LOG_FORMAT", value=backup.log_format),
+        k8s.EnvVar(name="HOME", value=TMP_DIR),
+        k8s.EnvVar(name="TMPDIR", value=TMP_DIR),
+    ]
+    return env
+
+
+def _quantities(values: dict[str, str]) -> dict[str, k8s.Quantity] | None:
+    return {k: k8s.Quantity.from_string(v) for k, v in values.items()} or None
+
+
+def resource_requirements(resources: Resources) -> k8s.ResourceRequirements:
+    return k8s.ResourceRequirements(requests=_quantities(resources.requests), limits=_quantities(resources.limits))
+
+
+def container_security_context(cfg: Config) -> k8s.SecurityContext:
+    sc = cfg.security_context
+    return k8s.SecurityContext(
+        run_as_non_root=sc.run_as_non_root,
+        run_as_user=sc.run_as_user,
+        run_as_group=sc.run_as_group,
+        read_only_root_filesystem=sc.read_only_root_filesystem,
+        allow_privilege_escalation=sc.allow_privilege_escalation,
+        privileged=False,
+        capabilities=k8s.Capabilities(drop=["ALL"]),
+        seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def pod_security_context(cfg: Config) -> k8s.PodSecurityContext:
+    sc = cfg.security_context
+    return k8s.PodSecurityContext(
+        run_as_non_root=sc.run_as_non_root,
+        run_as_user=sc.run_as_user,
+        run_as_group=sc.run_as_group,
+        fs_group=sc.fs_group,
+        seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def _volumes(cfg: Config) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
+    volumes = [k8s.Volume(name="tmp", empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string(TMP_SIZE_LIMIT)))]
+    mounts = [k8s.VolumeMount(name="tmp", mount_path=TMP_DIR)]
+    ca = cfg.cnpg.ssl_root_cert_secret
+    if ca is not None:
+        volumes.append(
+            k8s.Volume(
+                name="cnpg-ca",
+                # Only the CA key is projected; 0444 because a CA certificate is public and the
+                # worker's uid may differ from the fsGroup owner.
+                secret=k8s.SecretVolumeSource(
+                    secret_name=ca.name, items=[k8s.KeyToPath(key=ca.key, path=ca.key)], default_mode=0o444
+                ),
+            )
+        )
+        mounts.append(k8s.VolumeMount(name="cnpg-ca", mount_path=CA_DIR, read_only=True))
+    return volumes, mounts
+
+
+def _prune(value: Any) -> Any:
+    """Drop None and empty collections from a model dump (the API server would drop them too,
+    and they only add noise to the diff of dist/)."""
+    if isinstance(value, dict):
+        pruned = {k: _prune(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in (None, [], {})}
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return value
+
+
+def affinity(value: Affinity) -> k8s.Affinity | None:
+    # The jsii structs accept nested dicts with the same snake_case names as our models.
+    return None if value.is_empty else k8s.Affinity(**_prune(value.model_dump()))
+
+
+def tolerations(cfg: Config) -> list[k8s.Toleration] | None:
+    return [k8s.Toleration(**_prune(t.model_dump())) for t in cfg.backup.tolerations] or None
+
+
+def worker_pod_spec(props: WorkerPodProps) -> k8s.PodSpec:
+    cfg = props.cfg
+    volumes, mounts = _volumes(cfg)
+    env = worker_env(cfg, props.target, props.credentials)
+
+    def container(name: str, args: list[str]) -> k8s.Container:
+        return k8s.Container(
+            name=name,
+            image=cfg.backup.image,
+            image_pull_policy=cfg.backup.image_pull_policy,
+            command=[WORKER_COMMAND],
+            args=args,
+            env=env,
+            resources=resource_requirements(props.resources),
+            security_context=container_security_context(cfg),
+            volume_mounts=mounts,
+        )
+
+    return k8s.PodSpec(
+        restart_policy="Never",
+        service_account_name=props.service_account_name,
+        # No Kubernetes API access is needed; IRSA / Pod Identity inject their own token volume.
+        automount_service_account_token=False,
+        enable_service_links=False,
+        termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
+        security_context=pod_security_context(cfg),
+        init_containers=[
+            container("wait-for-postgres", ["wait", "--timeout", str(cfg.backup.wait_timeout_seconds)])
+        ],
+        containers=[container(props.container_name, props.args)],
+        volumes=volumes,
+        node_selector=dict(cfg.backup.node_selector) or None,
+        tolerations=tolerations(cfg),
+        affinity=affinity(cfg.backup.affinity),
+    )
+
+
+def pod_template(props: WorkerPodProps, labels: dict[str, str]) -> k8s.PodTemplateSpec:
+    return k8s.PodTemplateSpec(
+        metadata=k8s.ObjectMeta(labels=labels, annotations=dict(props.cfg.monitoring.annotations) or None),
+        spec=worker_pod_spec(props),
+    )

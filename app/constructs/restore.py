@@ -1,0 +1,83 @@
+"""The restore Job.
+
+Run-once by design: a restore overwrites a database, so it must never happen again by accident.
+- The name is derived from the request (database, object, flags), so re-applying the same
+  dist/ finds the existing Job and changes nothing; a new request is a new Job.
+- No ttlSecondsAfterFinished: the finished Job is the record that the restore happened. With a
+  TTL it would be deleted and the next `kubectl apply -f dist/` would create it, restoring again.
+- backoffLimit 0: a failed restore leaves a half-restored database; a human decides what next.
+- `--run-id <job name>`: the worker records each run-id in S3 and refuses a second run, so even
+  a deleted and re-applied Job does not restore twice.
+"""
+
+from __future__ import annotations
+
+from constructs import Construct
+from imports import k8s
+
+from app import naming
+from app.config import BackupTarget, Config
+from app.constructs.pod import S3Credentials, WorkerPodProps, pod_template
+
+
+def restore_args(
+    object_key: str,
+    run_id: str,
+    *,
+    force: bool,
+    backup_before_restore: bool,
+    target_database: str,
+) -> list[str]:
+    args = ["restore", "--object", object_key, "--run-id", run_id]
+    if force:
+        args.append("--force")
+    if backup_before_restore:
+        args.append("--backup-before-restore")
+    if target_database:
+        args += ["--target-database", target_database]
+    return args
+
+
+class RestoreJob(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        cfg: Config,
+        target: BackupTarget,
+        name: str,
+        object_key: str,
+        force: bool,
+        backup_before_restore: bool,
+        target_database: str,
+        credentials: S3Credentials,
+    ) -> None:
+        super().__init__(scope, id)
+        labels = naming.labels(cfg, "restore", target)
+        props = WorkerPodProps(
+            cfg=cfg,
+            target=target,
+            container_name="restore",
+            args=restore_args(
+                object_key,
+                name,
+                force=force,
+                backup_before_restore=backup_before_restore,
+                target_database=target_database,
+            ),
+            resources=cfg.restore.resources,
+            credentials=credentials,
+            service_account_name=naming.service_account_name(cfg),
+        )
+        self.name = name
+        self.job = k8s.KubeJob(
+            self,
+            "job",
+            metadata=k8s.ObjectMeta(
+                name=name,
+                labels=labels,
+                annotations={naming.RESTORE_OBJECT_ANNOTATION: object_key},
+            ),
+            spec=k8s.JobSpec(backoff_limit=0, template=pod_template(props, labels)),
+        )

@@ -1,0 +1,42 @@
+"""S3 credentials: which Secret the pods read, and the managed Secret when the config carries
+literal keys."""
+
+from __future__ import annotations
+
+from constructs import Construct
+from imports import k8s
+
+from app import naming
+from app.config import Config
+from app.constructs.pod import S3Credentials
+
+
+def s3_credentials(cfg: Config) -> S3Credentials:
+    """The chart's precedence: an existing Secret, else a managed one from literal keys, else a
+    named Secret managed elsewhere (the chart's MinIO example), else none (IRSA)."""
+    s3 = cfg.s3
+    if s3.use_existing_secret:
+        return S3Credentials(secret_name=s3.secret_name, managed=False)
+    if s3.has_literal_credentials:
+        return S3Credentials(secret_name=naming.managed_s3_secret_name(cfg), managed=True)
+    if s3.secret_name:
+        return S3Credentials(secret_name=s3.secret_name, managed=False)
+    return S3Credentials(secret_name=None, managed=False)
+
+
+class ManagedS3Secret(Construct):
+    def __init__(self, scope: Construct, id: str, *, cfg: Config, name: str) -> None:
+        super().__init__(scope, id)
+        s3 = cfg.s3
+        if s3.access_key_id is None or s3.secret_access_key is None:
+            raise ValueError("ManagedS3Secret needs s3.accessKeyId and s3.secretAccessKey")
+        self.secret = k8s.KubeSecret(
+            self,
+            "secret",
+            metadata=k8s.ObjectMeta(name=name, labels=naming.labels(cfg, "s3-credentials")),
+            type="Opaque",
+            string_data={
+                "AWS_ACCESS_KEY_ID": s3.access_key_id.get_secret_value(),
+                "AWS_SECRET_ACCESS_KEY": s3.secret_access_key.get_secret_value(),
+            },
+        )

@@ -1,0 +1,97 @@
+"""Object names and labels, following the Helm chart's conventions so migrated objects keep
+their names (and `kubectl logs job/<release>-cnpg-pgdump-backup-...` habits keep working)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+
+from app.config import APP_VERSION, CHART_NAME, BackupTarget, Config
+
+MAX_NAME = 63
+# The CronJob controller appends "-<11 digits>" to name its Jobs, and Job names must stay
+# within 63 characters, so the API server refuses CronJob names longer than 52.
+MAX_CRONJOB_NAME = 52
+DATABASE_LABEL = "cnpg-pgdump-backup/database"
+RESTORE_OBJECT_ANNOTATION = "cnpg-pgdump-backup/restore-object"
+
+
+def _trunc(value: str, limit: int) -> str:
+    return value[:limit].rstrip("-")
+
+
+def chart_name(cfg: Config) -> str:
+    """Helm's `<chart>.name`: nameOverride or the chart name, at most 63 characters."""
+    return _trunc(cfg.global_.name_override or CHART_NAME, MAX_NAME)
+
+
+def fullname(cfg: Config) -> str:
+    """Helm's `<chart>.fullname`: fullnameOverride, else the release name alone when it already
+    contains the chart name, else `<release>-<name>`; 63 characters at most, no trailing '-'."""
+    g = cfg.global_
+    if g.fullname_override:
+        return _trunc(g.fullname_override, MAX_NAME)
+    name = g.name_override or CHART_NAME
+    if name in g.release_name:
+        return _trunc(g.release_name, MAX_NAME)
+    return _trunc(f"{g.release_name}-{name}", MAX_NAME)
+
+
+def with_suffix(base: str, suffix: str, limit: int = MAX_NAME) -> str:
+    """`<base>-<suffix>` within `limit` characters, shortening the base and keeping the suffix
+    whole (the suffix is what makes names distinct)."""
+    if not suffix:
+        return _trunc(base, limit)
+    room = limit - len(suffix) - 1
+    return f"{_trunc(base, room)}-{suffix}"
+
+
+def cronjob_name(cfg: Config, target: BackupTarget) -> str:
+    return with_suffix(fullname(cfg), target.name or "", MAX_CRONJOB_NAME)
+
+
+def service_account_name(cfg: Config) -> str:
+    sa = cfg.service_account
+    if sa.name:
+        return sa.name
+    return fullname(cfg) if sa.create else "default"
+
+
+def managed_s3_secret_name(cfg: Config) -> str:
+    return cfg.s3.secret_name or with_suffix(fullname(cfg), "s3")
+
+
+def restore_job_name(cfg: Config, target: BackupTarget) -> str:
+    """Deterministic per restore request: the same config always names the same Job (so
+    re-applying dist/ is a no-op for a Job that already ran) and a different object, target or
+    flag names a new one (Jobs are immutable, so a changed request must be a new object)."""
+    request = [
+        target.name or "",
+        target.database,
+        target.object_key(cfg.restore.object),
+        cfg.restore.force,
+        cfg.restore.backup_before_restore,
+        cfg.restore.target_database,
+    ]
+    digest = hashlib.sha256(json.dumps(request).encode()).hexdigest()[:8]
+    return with_suffix(fullname(cfg), f"restore-{digest}")
+
+
+def oneoff_restore_job_name(cfg: Config, now: datetime) -> str:
+    """A new name on every invocation (UTC, second resolution): each one-off is its own run."""
+    return with_suffix(fullname(cfg), f"restore-{now.strftime('%Y%m%d-%H%M%S')}")
+
+
+def labels(cfg: Config, component: str, target: BackupTarget | None = None) -> dict[str, str]:
+    result = {
+        "app.kubernetes.io/name": chart_name(cfg),
+        "app.kubernetes.io/instance": cfg.global_.release_name,
+        "app.kubernetes.io/version": APP_VERSION,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": CHART_NAME,
+        "app.kubernetes.io/managed-by": "cdk8s",
+    }
+    if target is not None and target.name:
+        result[DATABASE_LABEL] = target.name
+    return result
