@@ -1,0 +1,120 @@
+"""What backups exist for one database, which are trusted, and retention.
+
+A backup is *complete* when its manifest exists and says so. Listing walks every page of the bucket
+listing and orders by the timestamp in the key, so `latest` is right however many objects exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from . import log, naming, uploads
+from .errors import WorkerError
+from .manifest import Manifest
+from .s3 import Bucket, utcnow
+
+
+@dataclass
+class Entry:
+    name: naming.BackupName
+    size: int
+    has_manifest: bool
+    manifest: Manifest | None = None
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest and self.manifest.complete and self.manifest.object_bytes == self.size)
+
+    def status(self) -> str:
+        if self.complete:
+            return "complete"
+        if not self.has_manifest:
+            return "unverified (no manifest)"
+        return "incomplete"
+
+
+def scan(bucket: Bucket, prefix: str, database: str, *, load_manifests: bool = True) -> list[Entry]:
+    """This database's backups under `prefix`, newest first."""
+    search = naming.join(prefix, database + "_")
+    objects: dict[str, int] = {}
+    manifests: set[str] = set()
+    for obj in bucket.list(search):
+        if obj.key.endswith(naming.MANIFEST_SUFFIX):
+            manifests.add(obj.key[: -len(naming.MANIFEST_SUFFIX)])
+        elif naming.parse(obj.key, prefix, database):
+            objects[obj.key] = obj.size
+    entries = []
+    for key, size in objects.items():
+        name = naming.parse(key, prefix, database)
+        entries.append(Entry(name, size, key in manifests))
+    entries.sort(key=lambda e: (e.name.taken_at, e.name.key), reverse=True)
+    if load_manifests:
+        for e in entries:
+            if e.has_manifest:
+                e.manifest = load_manifest(bucket, e.name.key)
+    return entries
+
+
+def load_manifest(bucket: Bucket, key: str) -> Manifest | None:
+    try:
+        raw = bucket.get_bytes(key + naming.MANIFEST_SUFFIX)
+    except WorkerError:
+        return None
+    try:
+        return Manifest.from_json(raw)
+    except (ValueError, TypeError):
+        log.warning("unreadable manifest; backup not trusted", key=key)
+        return None
+
+
+def latest_complete(bucket: Bucket, prefix: str, database: str) -> Entry:
+    # Manifests are loaded newest first and only until a complete one is found.
+    entries = scan(bucket, prefix, database, load_manifests=False)
+    for e in entries:
+        if e.has_manifest:
+            e.manifest = load_manifest(bucket, e.name.key)
+            if e.complete:
+                return e
+    where = f"s3://{bucket.loc.bucket}/{naming.join(prefix, '')}"
+    raise WorkerError(f"no complete backup of database {database!r} under {where}",
+                      hint="run `cnpg-backup-worker list` to see what is there")
+
+
+@dataclass
+class PrunePlan:
+    delete: list[str]
+    kept_newest: str | None
+
+
+def plan_prune(entries: list[Entry], days: int, now: datetime | None = None) -> PrunePlan:
+    """Objects of this database older than `days`, never the newest complete backup."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=days)
+    # Keep the newest complete backup; where none is complete (say, only the chart's old backups,
+    # which have no manifest), keep the newest object of any kind rather than leave nothing.
+    newest = next((e for e in entries if e.complete), entries[0] if entries else None)
+    delete: list[str] = []
+    for e in entries:
+        if e is newest or e.name.taken_at >= cutoff:
+            continue
+        delete.append(e.name.key)
+        if e.has_manifest:
+            delete.append(e.name.manifest_key)
+    return PrunePlan(delete, newest.name.key if newest else None)
+
+
+def prune(bucket: Bucket, prefix: str, database: str, days: int, *, dry_run: bool = False) -> PrunePlan:
+    if days <= 0:
+        raise WorkerError("retention days must be > 0 to prune", hint="0 leaves expiry to the bucket's lifecycle rules")
+    entries = scan(bucket, prefix, database)
+    plan = plan_prune(entries, days)
+    verb = "would delete" if dry_run else "deleting"
+    for key in plan.delete:
+        log.info(f"prune: {verb}", key=key)
+    if not dry_run and plan.delete:
+        bucket.delete(plan.delete)
+    uploads.abort_stale(bucket, prefix, database, dry_run=dry_run)
+    log.info("prune done" if not dry_run else "prune dry run", database=database, retention_days=days,
+             deleted=len(plan.delete) if not dry_run else 0, planned=len(plan.delete), kept_newest=plan.kept_newest)
+    return plan

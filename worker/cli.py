@@ -1,0 +1,199 @@
+"""`cnpg-backup-worker`: the program in the pods, also usable from a laptop.
+
+Settings come from flags, else from the environment the manifests set (docs/worker-contract.md).
+Every failure ends as one line on stderr and a non-zero exit; a traceback is shown only with -v.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+from . import catalog, log, pg
+from .dump import BackupOptions, run_backup
+from .errors import EXIT_FAILURE, EXIT_USAGE, Terminated, UsageError, WorkerError
+from .restore import RestoreOptions, run_restore
+from .s3 import Bucket, S3Location, utcnow
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    v = os.environ.get(name)
+    return v if v not in (None, "") else default
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2: same contract as every other failure
+        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+
+
+def _int(name: str, value: str | None, default: int) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"{name} must be an integer, got {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="cnpg-backup-worker", description=__doc__.split("\n")[0])
+    p.add_argument("--log-format", choices=["text", "json"], default=_env("CNPG_BACKUP_LOG_FORMAT", "text"))
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def s3_args(sp):
+        sp.add_argument("--bucket", default=_env("CNPG_BACKUP_S3_BUCKET"), help="[CNPG_BACKUP_S3_BUCKET]")
+        sp.add_argument("--prefix", default=_env("CNPG_BACKUP_S3_PREFIX", ""), help="[CNPG_BACKUP_S3_PREFIX]")
+        sp.add_argument("--endpoint", default=_env("CNPG_BACKUP_S3_ENDPOINT"), help="[CNPG_BACKUP_S3_ENDPOINT] for MinIO/S3-compatible")
+        sp.add_argument("--region", default=_env("AWS_REGION", _env("AWS_DEFAULT_REGION")), help="[AWS_REGION]")
+        sp.add_argument("--storage-class", default=_env("CNPG_BACKUP_S3_STORAGE_CLASS"), help="[CNPG_BACKUP_S3_STORAGE_CLASS]")
+        sp.add_argument("--database", default=_env("PGDATABASE"), help="[PGDATABASE] whose backups")
+
+    sp = sub.add_parser("wait", help="wait until PostgreSQL accepts connections")
+    sp.add_argument("--timeout", type=float, default=float(_env("CNPG_BACKUP_WAIT_TIMEOUT", "150")))
+    sp.add_argument("--database", default=_env("PGDATABASE"))
+
+    sp = sub.add_parser("backup", help="pg_dump → gzip → S3, then retention")
+    s3_args(sp)
+    sp.add_argument("--format", choices=["plain", "custom"], default=_env("CNPG_BACKUP_FORMAT", "plain"))
+    sp.add_argument("--compression-level", type=int, choices=range(1, 10), metavar="1-9",
+                    default=_int("CNPG_BACKUP_COMPRESSION_LEVEL", _env("CNPG_BACKUP_COMPRESSION_LEVEL"), 1))
+    sp.add_argument("--retention-days", type=int, default=_int("CNPG_BACKUP_RETENTION_DAYS", _env("CNPG_BACKUP_RETENTION_DAYS"), 0))
+    sp.add_argument("--wait-timeout", type=float, default=float(_env("CNPG_BACKUP_WAIT_TIMEOUT", "150")))
+
+    sp = sub.add_parser("restore", help="verify a backup, then restore it in one transaction")
+    s3_args(sp)
+    sp.add_argument("--object", default=_env("CNPG_BACKUP_RESTORE_OBJECT"), help="key, file name under the prefix, or 'latest'")
+    sp.add_argument("--target-database", default=_env("CNPG_BACKUP_TARGET_DATABASE"), help="restore into this database instead")
+    sp.add_argument("--force", action="store_true", help="replace the contents of a non-empty database")
+    sp.add_argument("--backup-before-restore", action="store_true", help="take a full backup first; abort if it fails")
+    sp.add_argument("--dry-run", action="store_true", help="only verify the object")
+    sp.add_argument("--run-id", default=_env("CNPG_BACKUP_RUN_ID"), help="restore at most once per run id")
+    sp.add_argument("--allow-unverified", action="store_true", help="accept an object without manifest (the Helm chart's backups)")
+    sp.add_argument("--jobs", type=int, default=_int("CNPG_BACKUP_RESTORE_JOBS", _env("CNPG_BACKUP_RESTORE_JOBS"), 1),
+                    help="parallel pg_restore jobs (custom format, empty target only)")
+    sp.add_argument("--wait-timeout", type=float, default=float(_env("CNPG_BACKUP_WAIT_TIMEOUT", "150")))
+
+    sp = sub.add_parser("list", help="this database's backups, newest first")
+    s3_args(sp)
+    sp.add_argument("--json", action="store_true")
+
+    sp = sub.add_parser("prune", help="delete this database's backups older than N days")
+    s3_args(sp)
+    sp.add_argument("--retention-days", type=int, default=_int("CNPG_BACKUP_RETENTION_DAYS", _env("CNPG_BACKUP_RETENTION_DAYS"), 0))
+    sp.add_argument("--dry-run", action="store_true")
+    return p
+
+
+def _bucket(args) -> Bucket:
+    if not args.bucket:
+        raise UsageError("no S3 bucket given", hint="pass --bucket or set CNPG_BACKUP_S3_BUCKET (s3.bucket)")
+    if not args.database:
+        raise UsageError("no database given", hint="pass --database or set PGDATABASE (cnpg.database)")
+    if args.endpoint and not args.endpoint.startswith(("http://", "https://")):
+        raise UsageError(f"S3 endpoint {args.endpoint!r} is not an http(s) URL")
+    return Bucket(S3Location(args.bucket, args.endpoint, args.region, args.storage_class))
+
+
+def _age(taken_at) -> str:
+    s = (utcnow() - taken_at).total_seconds()
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= n:
+            return f"{s / n:.1f}{unit}"
+    return f"{s:.0f}s"
+
+
+def cmd_list(args) -> int:
+    bucket = _bucket(args)
+    entries = catalog.scan(bucket, args.prefix, args.database)
+    rows = [{"key": e.name.key, "taken_at": e.name.taken_at.isoformat(), "bytes": e.size,
+             "age": _age(e.name.taken_at), "status": e.status(), "format": e.name.format} for e in entries]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['taken_at']}  {log.human_bytes(r['bytes']):>10}  {r['age']:>7}  {r['status']:<26} {r['key']}")
+        if not rows:
+            print(f"no backups of {args.database!r} under s3://{args.bucket}/{args.prefix}", file=sys.stderr)
+    return 0
+
+
+def cmd_backup(args) -> int:
+    bucket = _bucket(args)
+    pg.wait_ready(args.wait_timeout, args.database)
+    bucket.check()
+    run_backup(bucket, BackupOptions(prefix=args.prefix, database=args.database, format=args.format,
+                                     compression_level=args.compression_level))
+    if args.retention_days > 0:
+        try:
+            catalog.prune(bucket, args.prefix, args.database, args.retention_days)
+        except WorkerError as exc:
+            raise WorkerError(f"backup succeeded but retention failed: {exc}") from None
+    return 0
+
+
+def cmd_restore(args) -> int:
+    if not args.object:
+        raise UsageError("no restore object given", hint="pass --object KEY (restore.object) or --object latest")
+    bucket = _bucket(args)
+    if not args.dry_run:
+        pg.wait_ready(args.wait_timeout, args.target_database or args.database)
+    run_restore(bucket, RestoreOptions(
+        prefix=args.prefix, database=args.database, object=args.object, target_database=args.target_database,
+        force=args.force, backup_before_restore=args.backup_before_restore, dry_run=args.dry_run,
+        run_id=args.run_id, allow_unverified=args.allow_unverified, jobs=max(1, args.jobs)))
+    return 0
+
+
+def cmd_prune(args) -> int:
+    bucket = _bucket(args)
+    catalog.prune(bucket, args.prefix, args.database, args.retention_days, dry_run=args.dry_run)
+    return 0
+
+
+def cmd_wait(args) -> int:
+    pg.wait_ready(args.timeout, args.database)
+    return 0
+
+
+def _on_signal(signum, _frame):
+    raise Terminated(f"received {signal.Signals(signum).name}; stopping",
+                     hint="any partial upload was aborted; nothing was stored")
+
+
+def main(argv: list[str] | None = None) -> int:
+    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    log.setup("text", verbose)
+    try:
+        args = build_parser().parse_args(argv)
+        log.setup(args.log_format, args.verbose)
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+        handler = {"wait": cmd_wait, "backup": cmd_backup, "restore": cmd_restore,
+                   "list": cmd_list, "prune": cmd_prune}[args.command]
+        t0 = time.monotonic()
+        rc = handler(args)
+        log.log.debug("done in %.1fs", time.monotonic() - t0)
+        return rc
+    except WorkerError as exc:
+        if verbose:
+            log.log.exception("failed")
+        log.error(f"{args.command if 'args' in locals() else 'worker'} failed: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a bug still ends in one line; -v shows the traceback
+        if verbose:
+            log.log.exception("unexpected error")
+        log.error(f"unexpected error: {exc.__class__.__name__}: {log.redact(str(exc))}",
+                  hint="re-run with -v for details and report it")
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Logging: one line per phase, as text or JSON, with every known secret redacted.
+
+Redaction is defence in depth: no code path logs a password on purpose, but a library error message
+(a connection string, a signed URL) could carry one, so every record is scrubbed before it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+
+_SECRET_ENV = ("PGPASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    # Very short values would redact ordinary words; real secrets are longer.
+    if value and len(value) >= 4:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    for s in _secrets:
+        if s in text:
+            text = text.replace(s, "***")
+    return text
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
+        fields = getattr(record, "fields", None) or {}
+        extra = "".join(f" {k}={v}" for k, v in fields.items())
+        return redact(f"{ts} {record.levelname} {record.getMessage()}{extra}")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "msg": record.getMessage(),
+        }
+        doc.update(getattr(record, "fields", None) or {})
+        return redact(json.dumps(doc, default=str, ensure_ascii=False))
+
+
+log = logging.getLogger("cnpg-backup-worker")
+
+
+def setup(fmt: str = "text", verbose: bool = False) -> None:
+    for name in _SECRET_ENV:
+        register_secret(os.environ.get(name))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+    # boto's own debug logs print request headers; keep them quiet whatever the root level is.
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def info(msg: str, **fields) -> None:
+    log.info(msg, extra={"fields": fields})
+
+
+def warning(msg: str, **fields) -> None:
+    log.warning(msg, extra={"fields": fields})
+
+
+def error(msg: str, **fields) -> None:
+    log.error(msg, extra={"fields": fields})
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1024
+    return f"{n:.1f}TiB"
+
+
+def rate(nbytes: int, seconds: float) -> str:
+    return f"{nbytes / max(seconds, 1e-6) / 1e6:.1f}MB/s"

@@ -1,0 +1,45 @@
+"""The manifest written next to every backup: what it holds and how to check it.
+
+A backup is trusted only when its manifest exists and says `complete`. The manifest is written after
+the data object's upload completed, so an object without one is, at best, an interrupted backup.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Manifest:
+    database: str
+    key: str
+    format: str  # plain | custom
+    compression: str  # gzip | none (custom format compresses inside the archive)
+    server_version: str
+    pg_dump_version: str
+    pg_dump_major: int
+    raw_bytes: int
+    object_bytes: int
+    sha256: str
+    started_at: str
+    finished_at: str
+    status: str = "complete"
+    tool: str = "cnpg-pgdump-backup"
+    schema_version: int = SCHEMA_VERSION
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=2, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "Manifest":
+        doc = json.loads(data)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete" and len(self.sha256) == 64 and self.object_bytes > 0

@@ -1,0 +1,99 @@
+"""Object keys: `<prefix>/<database>_YYYY-MM-DD_HH-MM-SS.<ext>` (UTC), as the chart named them.
+
+The manifest of a backup sits next to it as `<key>.manifest.json`. Everything the worker keeps for
+itself (upload heartbeats, the restore ledger) lives under `<prefix>/.cnpg-backup/`, which no backup
+pattern can match.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .errors import UsageError
+
+EXTENSIONS = {"plain": ".sql.gz", "custom": ".dump"}
+MANIFEST_SUFFIX = ".manifest.json"
+STATE_DIR = ".cnpg-backup"
+_TS_FORMAT = "%Y-%m-%d_%H-%M-%S"
+_TS_RE = r"(\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2})"
+
+
+def normalize_prefix(prefix: str) -> str:
+    return prefix.strip("/")
+
+
+def join(prefix: str, name: str) -> str:
+    prefix = normalize_prefix(prefix)
+    return f"{prefix}/{name}" if prefix else name
+
+
+@dataclass(frozen=True)
+class BackupName:
+    key: str
+    database: str
+    taken_at: datetime
+    format: str
+
+    @property
+    def manifest_key(self) -> str:
+        return self.key + MANIFEST_SUFFIX
+
+
+def new_backup_key(prefix: str, database: str, fmt: str, when: datetime) -> BackupName:
+    stamp = when.astimezone(timezone.utc).strftime(_TS_FORMAT)
+    key = join(prefix, f"{database}_{stamp}{EXTENSIONS[fmt]}")
+    return BackupName(key, database, when.astimezone(timezone.utc).replace(microsecond=0), fmt)
+
+
+def pattern_for(database: str) -> re.Pattern[str]:
+    """The names of one database's backups, and nothing else: `app` never matches `app_v2_...`."""
+    exts = "|".join(re.escape(e) for e in EXTENSIONS.values())
+    return re.compile(rf"^{re.escape(database)}_{_TS_RE}({exts})$")
+
+
+def parse(key: str, prefix: str, database: str) -> BackupName | None:
+    """The backup a key names, if it is one of `database`'s directly under `prefix`."""
+    prefix = normalize_prefix(prefix)
+    if prefix:
+        if not key.startswith(prefix + "/"):
+            return None
+        name = key[len(prefix) + 1 :]
+    else:
+        name = key
+    m = pattern_for(database).match(name)
+    if not m:
+        return None
+    when = datetime.strptime(m.group(1), _TS_FORMAT).replace(tzinfo=timezone.utc)
+    fmt = next(f for f, e in EXTENSIONS.items() if e == m.group(2))
+    return BackupName(key, database, when, fmt)
+
+
+_ANY_BACKUP = re.compile(rf"^(.+)_{_TS_RE}(\.sql\.gz|\.dump)$")
+
+
+def database_of(key: str) -> str | None:
+    """The database a backup key names, whatever the prefix: `a/b/appdb_2024-...sql.gz` -> `appdb`."""
+    m = _ANY_BACKUP.match(key.rsplit("/", 1)[-1])
+    return m.group(1) if m else None
+
+
+def resolve_object(obj: str, prefix: str) -> str:
+    """The chart's `restore.object` was a file name relative to the prefix; a full key works too."""
+    obj = obj.strip()
+    if obj.startswith("s3://"):
+        raise UsageError(
+            f"restore object {obj!r} is a URL",
+            hint="give the key inside the bucket (or just the file name under the prefix), without s3://bucket/",
+        )
+    if not obj or obj.startswith("/") or obj.endswith("/"):
+        raise UsageError(f"restore object {obj!r} is not an object key", hint="give a file name such as appdb_2024-01-21_02-00-00.sql.gz, or 'latest'")
+    prefix = normalize_prefix(prefix)
+    if not prefix or obj.startswith(prefix + "/"):
+        return obj
+    return join(prefix, obj)
+
+
+def state_key(prefix: str, *parts: str) -> str:
+    return join(prefix, "/".join((STATE_DIR, *parts)))

@@ -1,0 +1,219 @@
+"""PostgreSQL side: readiness, server facts, and choosing client tools of the right major.
+
+Connection settings come from libpq's own environment (PGHOST, PGPORT, PGUSER, PGPASSWORD,
+PGDATABASE, PGSSLMODE, PGSSLROOTCERT), which is what the manifests set and what pg_dump/psql read,
+so the password never needs to appear on a command line.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from . import log
+from .errors import WorkerError
+
+_FATAL_HINTS = {
+    "password authentication failed": "check the password in the CNPG Secret (key `password`)",
+    "no pg_hba.conf entry": "the server refuses this client: check pg_hba / the CNPG cluster's access rules",
+    "does not exist": "check cnpg.database and that the CNPG cluster finished bootstrapping",
+    "certificate": "check cnpg.sslMode and the CA Secret",
+    "SSL": "check cnpg.sslMode and the CA Secret",
+}
+
+
+def target(dbname: str | None = None) -> str:
+    host = os.environ.get("PGHOST", "localhost")
+    port = os.environ.get("PGPORT", "5432")
+    user = os.environ.get("PGUSER", "")
+    db = dbname or os.environ.get("PGDATABASE", "")
+    return f"{user + '@' if user else ''}{host}:{port}/{db}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    # libpq repeats the "connection to server ... failed:" preamble per address; the cause is last.
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else exc.__class__.__name__
+
+
+def connection_error(exc: BaseException, dbname: str | None = None) -> WorkerError:
+    detail = _first_line(exc)
+    hint = next((h for k, h in _FATAL_HINTS.items() if k in detail), "check PGHOST/PGPORT (the CNPG Secret) and that the cluster is up")
+    return WorkerError(f"cannot connect to PostgreSQL {target(dbname)}: {detail}", hint=hint)
+
+
+def connect(dbname: str | None = None, *, timeout: int = 10, autocommit: bool = True) -> psycopg.Connection:
+    kwargs = {"connect_timeout": timeout, "autocommit": autocommit, "application_name": "cnpg-pgdump-backup"}
+    if dbname:
+        kwargs["dbname"] = dbname
+    try:
+        return psycopg.connect(**kwargs)
+    except psycopg.Error as exc:
+        raise connection_error(exc, dbname) from None
+
+
+def _permanent(detail: str) -> bool:
+    # Waiting does not fix a wrong password or a refused client; say so now instead of in 150 s.
+    return "password authentication failed" in detail or "no pg_hba.conf entry" in detail
+
+
+def wait_ready(timeout: float, dbname: str | None = None, interval: float = 2.0) -> float:
+    """Block until the server accepts a real query (not just TCP); return seconds waited."""
+    start = time.monotonic()
+    last = ""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with connect(dbname, timeout=5) as conn:
+                conn.execute("SELECT 1")
+            waited = time.monotonic() - start
+            log.info("postgres ready", target=target(dbname), waited=f"{waited:.1f}s", attempts=attempt)
+            return waited
+        except WorkerError as exc:
+            last = exc.message.split(": ", 1)[-1]
+            if _permanent(last):
+                raise
+        elapsed = time.monotonic() - start
+        if elapsed >= timeout:
+            raise WorkerError(
+                f"PostgreSQL {target(dbname)} not ready after {timeout:.0f}s: {last}",
+                hint="check `kubectl get cluster` and the CNPG Secret's host/port",
+            )
+        if attempt == 1 or attempt % 5 == 0:
+            log.info("waiting for postgres", target=target(dbname), error=last)
+        time.sleep(min(interval, max(0.1, timeout - elapsed)))
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    version: str  # e.g. "16.4"
+    major: int
+    database: str
+
+
+def server_info(conn: psycopg.Connection) -> ServerInfo:
+    num = int(conn.execute("SHOW server_version_num").fetchone()[0])
+    version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
+    db = conn.execute("SELECT current_database()").fetchone()[0]
+    return ServerInfo(version, num // 10000, db)
+
+
+USER_OBJECTS_SQL = """
+SELECT
+  (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%%'
+      AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+      AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.deptype = 'e'))
+  + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                      AND d.objid = p.oid AND d.deptype = 'e'))
+  + (SELECT count(*) FROM pg_namespace n
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'public')
+      AND n.nspname NOT LIKE 'pg\\_%%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                      AND d.objid = n.oid AND d.deptype = 'e'))
+"""
+
+TABLE_COUNT_SQL = """
+SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\\_toast%%'
+"""
+
+
+def user_object_count(conn: psycopg.Connection) -> int:
+    return int(conn.execute(USER_OBJECTS_SQL).fetchone()[0])
+
+
+def table_count(conn: psycopg.Connection) -> int:
+    return int(conn.execute(TABLE_COUNT_SQL).fetchone()[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Client tools of the right major
+
+@dataclass(frozen=True)
+class Client:
+    major: int
+    version: str
+    bindir: Path
+
+    def tool(self, name: str) -> str:
+        return str(self.bindir / name)
+
+
+_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+
+
+def _candidate_dirs() -> list[Path]:
+    dirs: list[str] = []
+    extra = os.environ.get("CNPG_BACKUP_PG_BIN_DIRS", "")
+    dirs += [d for d in extra.split(os.pathsep) if d]
+    dirs += sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    dirs += ["/usr/local/pgsql/bin"]
+    on_path = shutil.which("pg_dump")
+    if on_path:
+        dirs.append(str(Path(on_path).resolve().parent))
+    seen, out = set(), []
+    for d in dirs:
+        p = Path(d)
+        if p.is_dir() and (p / "pg_dump").exists() and p.resolve() not in seen:
+            seen.add(p.resolve())
+            out.append(p)
+    return out
+
+
+def installed_clients() -> list[Client]:
+    clients: dict[int, Client] = {}
+    for d in _candidate_dirs():
+        try:
+            out = subprocess.run([str(d / "pg_dump"), "--version"], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        m = _VERSION_RE.search(out)
+        if m:
+            major = int(m.group(1))
+            clients.setdefault(major, Client(major, f"{m.group(1)}.{m.group(2) or 0}", d))
+    return sorted(clients.values(), key=lambda c: c.major)
+
+
+def choose_client(at_least: int, purpose: str, clients: list[Client] | None = None) -> Client:
+    """The client whose major equals `at_least`, else the smallest newer one.
+
+    pg_dump refuses servers newer than itself, and psql older than the pg_dump that wrote a plain
+    dump cannot read it (17.6+/18 dumps carry `\\restrict` meta-commands), so older is never chosen.
+    """
+    clients = installed_clients() if clients is None else clients
+    if not clients:
+        raise WorkerError("no PostgreSQL client tools (pg_dump/psql) found",
+                          hint="install them, or list their bin directories in CNPG_BACKUP_PG_BIN_DIRS")
+    fit = [c for c in clients if c.major >= at_least]
+    if not fit:
+        have = ", ".join(str(c.major) for c in clients)
+        raise WorkerError(
+            f"no PostgreSQL client >= {at_least} for {purpose} (installed majors: {have})",
+            hint=f"use a worker image with PostgreSQL {at_least} client tools or newer",
+        )
+    return fit[0]
+
+
+def client_env() -> dict[str, str]:
+    """The environment for pg_dump/psql children: libpq settings pass through, nothing else is added."""
+    env = dict(os.environ)
+    env.setdefault("PGAPPNAME", "cnpg-pgdump-backup")
+    # Where HOME is read-only, libpq must not try to read ~/.pgpass or ~/.psqlrc from it.
+    env.setdefault("PGPASSFILE", "/tmp/.pgpass-unused")
+    return env

@@ -1,0 +1,356 @@
+"""S3 access: client set-up, streaming multipart upload with explicit abort, paged listing.
+
+Modelled on barman's cloud layer: one class per concern, and an upload that either completes whole
+or is aborted, so no partial object can ever appear under a backup's key.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterator
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from . import log
+from .errors import WorkerError
+
+MiB = 1024 * 1024
+MIN_PART = 8 * MiB
+MAX_PART = 5 * 1024 * MiB
+MAX_PARTS = 10_000
+# Parts are numbered from 1; keep a margin under the hard limit for the growth schedule below.
+_PART_BUDGET = 9_000
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    endpoint: str | None = None
+    region: str | None = None
+    storage_class: str | None = None
+
+
+def make_client(loc: S3Location):
+    """A client that works against AWS and S3-compatible servers alike.
+
+    Custom endpoints get path-style addressing (MinIO and most on-prem servers have no wildcard DNS)
+    and checksums only when an operation requires them: botocore >= 1.36 sends CRC32 trailers by
+    default, which several S3-compatible servers reject.
+    """
+    opts: dict = {
+        "retries": {"max_attempts": 8, "mode": "standard"},
+        "connect_timeout": 10,
+        "read_timeout": 120,
+        "user_agent_extra": "cnpg-pgdump-backup",
+    }
+    if loc.endpoint:
+        opts["s3"] = {"addressing_style": "path"}
+        opts["request_checksum_calculation"] = "when_required"
+        opts["response_checksum_validation"] = "when_required"
+    session = boto3.session.Session()
+    return session.client(
+        "s3",
+        endpoint_url=loc.endpoint or None,
+        region_name=loc.region or None,
+        config=Config(**opts),
+    )
+
+
+def describe(exc: BaseException, *, bucket: str, key: str | None = None) -> WorkerError:
+    """Turn a boto error into one line naming the bucket/key and the likely fix."""
+    where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return WorkerError(
+            f"no S3 credentials for {where}",
+            hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (s3.secretName) or give the ServiceAccount an IAM role",
+        )
+    if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError)):
+        return WorkerError(f"cannot reach S3 for {where}: {exc}", hint="check s3.endpoint / s3.region and network policies")
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = err.get("Code", "Unknown")
+        msg = err.get("Message", "")
+        hints = {
+            "NoSuchBucket": "check s3.bucket: the bucket does not exist",
+            "InvalidAccessKeyId": "the access key is not known to the S3 server: check the S3 credentials Secret",
+            "SignatureDoesNotMatch": "the secret key is wrong: check the S3 credentials Secret",
+            "AccessDenied": "the credentials lack permission for this bucket/prefix",
+            "NoSuchKey": "no such object: list the backups with `cnpg-backup-worker list`",
+            "404": "no such object: list the backups with `cnpg-backup-worker list`",
+            "PreconditionFailed": "an object with this key appeared meanwhile (two backups in the same second?)",
+        }
+        return WorkerError(f"S3 {code} on {where}: {msg}".rstrip(": "), hint=hints.get(code))
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return WorkerError(f"S3 request for {where} failed: {exc}")
+    return WorkerError(f"S3 request for {where} failed: {exc.__class__.__name__}: {exc}")
+
+
+class MultipartUpload:
+    """Streams parts to one key; `complete()` makes the object appear, `abort()` discards every part.
+
+    Parts are uploaded by `concurrency` threads from a bounded queue, so memory stays at roughly
+    (queue depth + concurrency + 1) × part size whatever the dump's size, and compression overlaps
+    with uploading. Part size grows as parts accumulate so that even a dump far larger than the
+    estimate stays under S3's 10,000-part limit.
+    """
+
+    def __init__(self, client, loc: S3Location, key: str, *, part_size: int = MIN_PART,
+                 concurrency: int = 2, metadata: dict | None = None) -> None:
+        self.client, self.loc, self.key = client, loc, key
+        self.part_size = max(MIN_PART, min(part_size, MAX_PART))
+        self._concurrency = concurrency
+        self._metadata = metadata or {}
+        self._buf = bytearray()
+        self._parts: dict[int, str] = {}
+        self._next_part = 1
+        self._queue: queue.Queue = queue.Queue(maxsize=concurrency)
+        self._threads: list[threading.Thread] = []
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self.upload_id: str | None = None
+        self.bytes_sent = 0
+        self.finished = False
+
+    def start(self) -> "MultipartUpload":
+        args = {"Bucket": self.loc.bucket, "Key": self.key, "Metadata": self._metadata}
+        if self.loc.storage_class:
+            args["StorageClass"] = self.loc.storage_class
+        try:
+            self.upload_id = self.client.create_multipart_upload(**args)["UploadId"]
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
+            raise describe(exc, bucket=self.loc.bucket, key=self.key) from None
+        for i in range(self._concurrency):
+            t = threading.Thread(target=self._worker, name=f"s3-upload-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def _worker(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            number, data = item
+            try:
+                if self._error is None:
+                    resp = self.client.upload_part(
+                        Bucket=self.loc.bucket, Key=self.key, UploadId=self.upload_id,
+                        PartNumber=number, Body=bytes(data),
+                    )
+                    with self._lock:
+                        self._parts[number] = resp["ETag"]
+                        self.bytes_sent += len(data)
+            except BaseException as exc:  # noqa: BLE001 - surfaced by write()/complete()
+                with self._lock:
+                    if self._error is None:
+                        self._error = exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise describe(self._error, bucket=self.loc.bucket, key=self.key) from None
+
+    def _grow(self) -> None:
+        # Double the part size every 1,000 parts past the budget's share: 8 MiB parts for the first
+        # ~8 GB, then 16, 32 ... MiB. 9,000 parts reach far beyond S3's 5 TiB object limit.
+        if self._next_part > 1 and (self._next_part - 1) % 1000 == 0 and self.part_size < MAX_PART:
+            self.part_size = min(self.part_size * 2, MAX_PART)
+
+    def _put(self, data: bytes | bytearray) -> None:
+        if self._next_part > _PART_BUDGET:
+            raise WorkerError(f"upload to s3://{self.loc.bucket}/{self.key} exceeded {_PART_BUDGET} parts")
+        # A bounded put: blocks while `concurrency` parts are in flight, so memory stays bounded.
+        while True:
+            self._check()
+            try:
+                self._queue.put((self._next_part, data), timeout=1)
+                break
+            except queue.Full:
+                continue
+        self._next_part += 1
+        self._grow()
+
+    def write(self, data: bytes) -> None:
+        self._check()
+        self._buf += data
+        while len(self._buf) >= self.part_size:
+            chunk = self._buf[: self.part_size]
+            del self._buf[: self.part_size]
+            self._put(chunk)
+
+    def _drain(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
+        self._threads.clear()
+
+    def complete(self, *, if_none_match: bool = True) -> None:
+        if self._buf or self._next_part == 1:
+            self._put(bytes(self._buf))
+            self._buf = bytearray()
+        self._drain()
+        self._check()
+        parts = [{"PartNumber": n, "ETag": self._parts[n]} for n in sorted(self._parts)]
+        args = {"Bucket": self.loc.bucket, "Key": self.key, "UploadId": self.upload_id,
+                "MultipartUpload": {"Parts": parts}}
+        if if_none_match:
+            # Never replace an existing backup: two runs in the same second must not lose one.
+            args["IfNoneMatch"] = "*"
+        try:
+            self.client.complete_multipart_upload(**args)
+        except Exception as exc:  # noqa: BLE001
+            raise describe(exc, bucket=self.loc.bucket, key=self.key) from None
+        self.finished = True
+
+    def abort(self) -> None:
+        """Discard every uploaded part. Safe to call more than once and after a failure."""
+        if self.finished or self.upload_id is None:
+            return
+        with self._lock:
+            if self._error is None:
+                self._error = WorkerError("upload aborted")
+        # Unblock and stop the upload threads without waiting on a part that is still sending.
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        for _ in self._threads:
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:
+                pass
+        for t in self._threads:
+            t.join(timeout=15)
+        for attempt in range(3):
+            try:
+                self.client.abort_multipart_upload(Bucket=self.loc.bucket, Key=self.key, UploadId=self.upload_id)
+                self.finished = True
+                log.info("aborted multipart upload", key=self.key)
+                return
+            except Exception as exc:  # noqa: BLE001
+                if attempt == 2:
+                    log.warning("could not abort multipart upload; the next backup or prune removes it",
+                                key=self.key, error=str(describe(exc, bucket=self.loc.bucket, key=self.key)))
+                time.sleep(1 + attempt)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    last_modified: datetime
+
+
+class Bucket:
+    """The few object operations the worker needs, each failing with one clear line."""
+
+    def __init__(self, loc: S3Location, client=None) -> None:
+        self.loc = loc
+        self.client = client or make_client(loc)
+
+    def _fail(self, exc: BaseException, key: str | None = None) -> WorkerError:
+        return describe(exc, bucket=self.loc.bucket, key=key)
+
+    def check(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.loc.bucket)
+        except Exception as exc:  # noqa: BLE001
+            if isinstance(exc, botocore.exceptions.ClientError) and exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
+                raise WorkerError(f"S3 bucket {self.loc.bucket!r} does not exist", hint="check s3.bucket") from None
+            raise self._fail(exc) from None
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under `prefix`, across as many pages as S3 returns (no 1,000-object cap)."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.loc.bucket, Prefix=prefix):
+                for o in page.get("Contents", []):
+                    yield ObjectInfo(o["Key"], o["Size"], o["LastModified"])
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, prefix or None) from None
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            r = self.client.head_object(Bucket=self.loc.bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._fail(exc, key) from None
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, key) from None
+        return ObjectInfo(key, r["ContentLength"], r["LastModified"])
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.loc.bucket, Key=key)["Body"].read()
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, key) from None
+
+    def get_json(self, key: str) -> dict | None:
+        if self.head(key) is None:
+            return None
+        return json.loads(self.get_bytes(key))
+
+    def stream(self, key: str, chunk: int = 1 * MiB) -> Iterator[bytes]:
+        try:
+            body = self.client.get_object(Bucket=self.loc.bucket, Key=key)["Body"]
+            for data in body.iter_chunks(chunk):
+                yield data
+        except WorkerError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, key) from None
+
+    def put_bytes(self, key: str, data: bytes, *, if_none_match: bool = False,
+                  content_type: str = "application/json") -> None:
+        args = {"Bucket": self.loc.bucket, "Key": key, "Body": data, "ContentType": content_type}
+        if if_none_match:
+            args["IfNoneMatch"] = "*"
+        try:
+            self.client.put_object(**args)
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, key) from None
+
+    def delete(self, keys: list[str]) -> None:
+        for i in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[i : i + 1000]]
+            try:
+                resp = self.client.delete_objects(Bucket=self.loc.bucket, Delete={"Objects": batch, "Quiet": True})
+            except Exception as exc:  # noqa: BLE001
+                raise self._fail(exc, batch[0]["Key"]) from None
+            if resp.get("Errors"):
+                e = resp["Errors"][0]
+                raise WorkerError(f"S3 refused to delete s3://{self.loc.bucket}/{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}")
+
+    def open_uploads(self, prefix: str) -> Iterator[tuple[str, str, datetime]]:
+        """(key, upload id, initiated) of every unfinished multipart upload under `prefix`."""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        try:
+            for page in paginator.paginate(Bucket=self.loc.bucket, Prefix=prefix):
+                for u in page.get("Uploads", []):
+                    yield u["Key"], u["UploadId"], u["Initiated"]
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, prefix or None) from None
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.loc.bucket, Key=key, UploadId=upload_id)
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, key) from None
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def hostname() -> str:
+    return socket.gethostname()

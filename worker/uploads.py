@@ -1,0 +1,92 @@
+"""Multipart uploads left open by a killed worker (SIGKILL, OOM, node loss) are cleaned up here.
+
+An open upload is invisible to `list` and to restores, but it holds storage. A running backup keeps
+a small heartbeat object under `<prefix>/.cnpg-backup/uploads/`; an upload whose heartbeat is older
+than the stale age (or that has none and is older than a day) was abandoned, and the next backup or
+`prune` of the same database aborts it. Uploads of other databases and other tools are left alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from datetime import datetime, timedelta
+
+from . import log, naming
+from .errors import WorkerError
+from .s3 import Bucket, hostname, utcnow
+
+UNKNOWN_UPLOAD_AGE = timedelta(hours=24)
+
+
+def stale_after() -> timedelta:
+    return timedelta(seconds=float(os.environ.get("CNPG_BACKUP_STALE_UPLOAD_SECONDS", "300")))
+
+
+def _marker_key(prefix: str, upload_id: str) -> str:
+    digest = hashlib.sha256(upload_id.encode()).hexdigest()[:24]
+    return naming.state_key(prefix, "uploads", f"{digest}.json")
+
+
+class Heartbeat:
+    def __init__(self, bucket: Bucket, prefix: str, key: str, upload_id: str) -> None:
+        self.bucket, self.key, self.upload_id = bucket, key, upload_id
+        self.marker = _marker_key(prefix, upload_id)
+        self.interval = max(1.0, stale_after().total_seconds() / 4)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="upload-heartbeat")
+
+    def _beat(self) -> None:
+        doc = {"key": self.key, "upload_id": self.upload_id, "host": hostname(), "pid": os.getpid(),
+               "heartbeat": utcnow().isoformat()}
+        self.bucket.put_bytes(self.marker, json.dumps(doc).encode())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self._beat()
+            except WorkerError as exc:  # a missed beat only risks an early cleanup by another run
+                log.warning("upload heartbeat failed", key=self.key, error=str(exc))
+
+    def start(self) -> "Heartbeat":
+        self._beat()
+        self._thread.start()
+        return self
+
+    def stop(self, remove: bool) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        if remove:
+            try:
+                self.bucket.delete([self.marker])
+            except WorkerError:
+                pass
+
+
+def abort_stale(bucket: Bucket, prefix: str, database: str, *, dry_run: bool = False) -> list[str]:
+    """Abort this database's abandoned multipart uploads; return their keys."""
+    now = utcnow()
+    search = naming.join(prefix, database + "_")
+    aborted = []
+    for key, upload_id, initiated in bucket.open_uploads(search):
+        if naming.parse(key, prefix, database) is None:
+            continue
+        marker = bucket.get_json(_marker_key(prefix, upload_id))
+        if marker:
+            beat = datetime.fromisoformat(marker["heartbeat"])
+            stale = now - beat > stale_after()
+        else:
+            stale = now - initiated > UNKNOWN_UPLOAD_AGE
+        if not stale:
+            continue
+        if not dry_run:
+            bucket.abort_upload(key, upload_id)
+            if marker:
+                bucket.delete([_marker_key(prefix, upload_id)])
+        log.info("aborted abandoned multipart upload" if not dry_run else "would abort abandoned multipart upload",
+                 key=key, initiated=initiated.isoformat())
+        aborted.append(key)
+    return aborted
