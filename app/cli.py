@@ -1,0 +1,143 @@
+"""Command line: `python -m app synth ...` / `python -m app restore-job ...`
+(also installed as the `cnpg-pgdump-backup` console script).
+
+Exit codes: 0 success, 2 configuration/usage error (one line per problem on stderr, never a
+traceback), 1 could not write the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+from app.errors import ConfigError
+from app.values import config_from_values, merge_all
+
+PROG = "cnpg-pgdump-backup"
+EXIT_CONFIG = 2
+EXIT_IO = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line like every other error of this tool."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
+
+
+def _add_values_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f", "--values", action="append", default=[], metavar="FILE",
+        help="values file shaped like the Helm chart's values.yaml; repeat to merge left to right",
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a value, Helm syntax (a.b=c, list[0].x=y, comma-separated pairs; true/false/"
+        "null and integers are typed)",
+    )
+    parser.add_argument(
+        "--set-string", action="append", default=[], metavar="KEY=VALUE",
+        help="like --set, but the value always stays a string",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Generate Kubernetes manifests for pg_dump backups of CloudNativePG databases.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    synth = commands.add_parser(
+        "synth",
+        help="write the manifests (ServiceAccount, Secret, CronJobs, restore Job) to a directory",
+        description="Write the manifests for a configuration. Old *.k8s.yaml files in the output "
+        "directory are removed first. Apply with: kubectl apply -n <namespace> -f dist/",
+    )
+    _add_values_options(synth)
+    synth.add_argument("-o", "--output", default="dist", metavar="DIR", help="output directory (default: dist)")
+
+    restore = commands.add_parser(
+        "restore-job",
+        help="print a one-off restore Job to stdout (pipe it to kubectl apply -f -)",
+        description="Print ONE restore Job as YAML, named after the current UTC time so every "
+        "invocation is a new, separate run; the configuration files are not changed. The Job uses "
+        "the ServiceAccount and Secrets of the normal manifests, so `kubectl apply -f dist/` must "
+        "have been run in the namespace first. Example: python -m app restore-job -f values.yaml "
+        "--object appdb_2024-01-21_02-00-00.sql.gz | kubectl apply -n <namespace> -f -",
+    )
+    _add_values_options(restore)
+    restore.add_argument(
+        "--object", required=True, metavar="KEY",
+        help="backup to restore: a file name relative to the database's prefix, a full key, or 'latest'",
+    )
+    restore.add_argument("--force", action="store_true", help="restore even if the database is not empty")
+    restore.add_argument(
+        "--backup-before-restore", action="store_true", help="take a backup of the current database first"
+    )
+    restore.add_argument(
+        "--database", metavar="NAME", help="databases[].name to restore (required with several databases)"
+    )
+    restore.add_argument("--target-database", metavar="DB", help="restore into this database instead")
+    return parser
+
+
+def _fail(error: ConfigError) -> int:
+    print(str(error), file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _values(args: argparse.Namespace) -> dict[str, Any]:
+    return merge_all(args.values, args.set, args.set_string)
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from app.chart import synth  # imports cdk8s (starts node): only once the config is loaded
+
+    cfg = config_from_values(_values(args))
+    try:
+        written = synth(cfg, args.output)
+    except OSError as exc:
+        print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_IO
+    for path in written:
+        print(path)
+    return 0
+
+
+def _restore_job(args: argparse.Namespace, now: datetime | None = None) -> int:
+    values = _values(args)
+    restore = dict(values.get("restore") or {})
+    # The one-off does exactly what its flags say; a force/target left in the values file for a
+    # declarative restore must not silently apply here.
+    restore.update(
+        enabled=True,
+        object=args.object,
+        force=args.force,
+        backupBeforeRestore=args.backup_before_restore,
+        targetDatabase=args.target_database or "",
+    )
+    if args.database is not None:
+        restore["database"] = args.database
+    values["restore"] = restore
+    cfg = config_from_values(values)
+
+    from app.chart import oneoff_restore_yaml
+
+    sys.stdout.write(oneoff_restore_yaml(cfg, now or datetime.now(UTC)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "synth":
+            return _synth(args)
+        return _restore_job(args)
+    except ConfigError as error:
+        return _fail(error)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
