@@ -90,10 +90,14 @@ class PodAffinity(StrictModel):
     )
 
 
+class PodAntiAffinity(PodAffinity):
+    """Same shape as PodAffinity; a separate type because Kubernetes has a separate one."""
+
+
 class Affinity(StrictModel):
     node_affinity: NodeAffinity | None = None
     pod_affinity: PodAffinity | None = None
-    pod_anti_affinity: PodAffinity | None = None
+    pod_anti_affinity: PodAntiAffinity | None = None
 
     @property
     def is_empty(self) -> bool:

@@ -9,8 +9,10 @@ from typing import Any
 
 from imports import k8s
 
+from pydantic import BaseModel
+
+from app import scheduling
 from app.config import BackupTarget, Config, Resources
-from app.scheduling import Affinity
 
 WORKER_COMMAND = "cnpg-backup-worker"
 TMP_DIR = "/tmp"  # noqa: S108 - a private emptyDir, the only writable path in the pod
@@ -142,24 +144,43 @@ def _volumes(cfg: Config) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
     return volumes, mounts
 
 
-def _prune(value: Any) -> Any:
-    """Drop None and empty collections from a model dump (the API server would drop them too,
-    and they only add noise to the diff of dist/)."""
-    if isinstance(value, dict):
-        pruned = {k: _prune(v) for k, v in value.items()}
-        return {k: v for k, v in pruned.items() if v not in (None, [], {})}
+# Our typed scheduling models -> the generated k8s structs of the same shape and field names.
+_K8S_STRUCTS: dict[type[BaseModel], Any] = {
+    scheduling.Toleration: k8s.Toleration,
+    scheduling.NodeSelectorRequirement: k8s.NodeSelectorRequirement,
+    scheduling.NodeSelectorTerm: k8s.NodeSelectorTerm,
+    scheduling.NodeSelector: k8s.NodeSelector,
+    scheduling.PreferredSchedulingTerm: k8s.PreferredSchedulingTerm,
+    scheduling.NodeAffinity: k8s.NodeAffinity,
+    scheduling.LabelSelectorRequirement: k8s.LabelSelectorRequirement,
+    scheduling.LabelSelector: k8s.LabelSelector,
+    scheduling.PodAffinityTerm: k8s.PodAffinityTerm,
+    scheduling.WeightedPodAffinityTerm: k8s.WeightedPodAffinityTerm,
+    scheduling.PodAffinity: k8s.PodAffinity,
+    scheduling.PodAntiAffinity: k8s.PodAntiAffinity,
+    scheduling.Affinity: k8s.Affinity,
+}
+
+
+def to_k8s(value: Any) -> Any:
+    """Convert a scheduling model (recursively) into its k8s struct, leaving out unset fields
+    and empty lists (the API server drops them too; they only add noise to dist/ diffs)."""
+    if isinstance(value, BaseModel):
+        fields = {name: to_k8s(getattr(value, name)) for name in type(value).model_fields}
+        return _K8S_STRUCTS[type(value)](**{k: v for k, v in fields.items() if v not in (None, [], {})})
     if isinstance(value, list):
-        return [_prune(v) for v in value]
+        return [to_k8s(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_k8s(v) for k, v in value.items()}
     return value
 
 
-def affinity(value: Affinity) -> k8s.Affinity | None:
-    # The jsii structs accept nested dicts with the same snake_case names as our models.
-    return None if value.is_empty else k8s.Affinity(**_prune(value.model_dump()))
+def affinity(value: scheduling.Affinity) -> k8s.Affinity | None:
+    return None if value.is_empty else to_k8s(value)
 
 
 def tolerations(cfg: Config) -> list[k8s.Toleration] | None:
-    return [k8s.Toleration(**_prune(t.model_dump())) for t in cfg.backup.tolerations] or None
+    return [to_k8s(t) for t in cfg.backup.tolerations] or None
 
 
 def worker_pod_spec(props: WorkerPodProps) -> k8s.PodSpec:

@@ -1,0 +1,149 @@
+"""Shared helpers of the generator tests (a plain module: tests/app has no __init__.py, so the
+name must not clash with anything under tests/worker)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import yaml
+
+from app.chart import synth
+from app.config import Config
+from app.values import config_from_values, merge_values
+
+REPO = Path(__file__).resolve().parents[2]
+K8S_VERSION = "1.33.0"
+CDK8S_CLI = Path(
+    os.environ.get("CDK8S_CLI", str(Path.home() / ".cache/cnpg-pgdump-backup/cdk8s-cli/node_modules/.bin/cdk8s"))
+)
+JSII_ENV = {
+    "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    "CDK8S_CHECK_UPGRADE": "false",
+}
+
+# The smallest values a chart user must give (the chart's `required` ones).
+BASE_VALUES: dict[str, Any] = {
+    "cnpg": {"secretName": "appdb-app", "database": "appdb"},
+    "s3": {"bucket": "my-backups-bucket", "prefix": "appdb", "secretName": "s3-backup-creds"},
+}
+
+
+def values(*overrides: dict[str, Any]) -> dict[str, Any]:
+    result = copy.deepcopy(BASE_VALUES)
+    for override in overrides:
+        result = merge_values(result, override)
+    return result
+
+
+class Rendered:
+    def __init__(self, cfg: Config, outdir: Path):
+        self.warnings: list[str] = []
+        self.files = synth(cfg, outdir, warn=self.warnings.append)
+        self.text = "".join(p.read_text() for p in self.files)
+        self.docs = [d for p in self.files for d in yaml.safe_load_all(p.read_text()) if d]
+
+    def kind(self, kind: str) -> list[dict[str, Any]]:
+        return [d for d in self.docs if d["kind"] == kind]
+
+    def one(self, kind: str) -> dict[str, Any]:
+        found = self.kind(kind)
+        assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+        return found[0]
+
+
+def render(vals: dict[str, Any], outdir: Path) -> Rendered:
+    return Rendered(config_from_values(vals), outdir)
+
+
+def validate_strict(doc: dict[str, Any]) -> None:
+    """Schema-validate one manifest against Kubernetes 1.33 in strict mode (unknown fields fail)."""
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def pod_specs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    if doc["kind"] == "CronJob":
+        return [doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]]
+    if doc["kind"] in ("Job", "Deployment", "StatefulSet", "DaemonSet"):
+        return [doc["spec"]["template"]["spec"]]
+    if doc["kind"] == "Pod":
+        return [doc["spec"]]
+    return []
+
+
+def pod_templates(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    if doc["kind"] == "CronJob":
+        return [doc["spec"]["jobTemplate"]["spec"]["template"]]
+    if doc["kind"] == "Job":
+        return [doc["spec"]["template"]]
+    return []
+
+
+# --- PodSecurity "restricted" (https://kubernetes.io/docs/concepts/security/pod-security-standards/)
+
+_RESTRICTED_VOLUME_TYPES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret",
+}
+_BASELINE_CAPABILITIES = {"NET_BIND_SERVICE"}
+
+
+def restricted_violations(spec: dict[str, Any]) -> list[str]:
+    """The rules of the PodSecurity `restricted` profile (baseline included) for one pod spec."""
+    problems: list[str] = []
+    pod_sc = spec.get("securityContext") or {}
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(flag):
+            problems.append(f"{flag} must not be true")
+    if pod_sc.get("runAsUser") == 0:
+        problems.append("pod runAsUser must not be 0")
+    pod_seccomp = (pod_sc.get("seccompProfile") or {}).get("type")
+    if pod_seccomp is not None and pod_seccomp not in ("RuntimeDefault", "Localhost"):
+        problems.append(f"pod seccompProfile {pod_seccomp} not allowed")
+    for volume in spec.get("volumes") or []:
+        kinds = set(volume) - {"name"}
+        if "hostPath" in kinds:
+            problems.append(f"volume {volume['name']}: hostPath is not allowed")
+        elif not kinds <= _RESTRICTED_VOLUME_TYPES:
+            problems.append(f"volume {volume['name']}: type {sorted(kinds)} not allowed")
+    containers = (spec.get("initContainers") or []) + (spec.get("containers") or []) + (spec.get("ephemeralContainers") or [])
+    for c in containers:
+        sc = c.get("securityContext") or {}
+        name = c["name"]
+        if sc.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation must be false")
+        run_as_non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
+        if run_as_non_root is not True:
+            problems.append(f"{name}: runAsNonRoot must be true (pod or container)")
+        if sc.get("runAsUser") == 0:
+            problems.append(f"{name}: runAsUser must not be 0")
+        seccomp = (sc.get("seccompProfile") or {}).get("type") or pod_seccomp
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: seccompProfile must be RuntimeDefault or Localhost")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            problems.append(f"{name}: capabilities must drop ALL")
+        extra = set(caps.get("add") or []) - _BASELINE_CAPABILITIES
+        if extra:
+            problems.append(f"{name}: capabilities add {sorted(extra)} not allowed")
+        if c.get("ports") and any(p.get("hostPort") for p in c["ports"]):
+            problems.append(f"{name}: hostPort not allowed")
+    return problems
+
+
+def contract_env_names() -> list[str]:
+    """Env var names of the table in docs/worker-contract.md."""
+    text = (REPO / "docs/worker-contract.md").read_text()
+    section = text.split("## Environment", 1)[1]
+    names: list[str] = []
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            first_cell = line.split("|")[1]
+            names += re.findall(r"`([A-Z][A-Z0-9_]+)`", first_cell)
+    return names

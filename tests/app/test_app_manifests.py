@@ -1,0 +1,399 @@
+"""Synthesized manifests: snapshots of every configuration variant, each one validated strictly
+against the Kubernetes 1.33 schema and the PodSecurity `restricted` profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from app_helpers import (
+    REPO,
+    contract_env_names,
+    pod_specs,
+    pod_templates,
+    render,
+    restricted_violations,
+    validate_strict,
+    values,
+)
+
+from app.config import APP_VERSION
+
+TWO_CLUSTERS = {
+    "cnpg": {"secretName": "", "database": ""},
+    "databases": [
+        {"name": "orders", "database": "orders", "secretName": "orders-app", "serviceName": "orders-rw"},
+        {"name": "billing", "database": "billing", "secretName": "billing-app", "schedule": "30 3 * * 1-5"},
+    ],
+}
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "defaults": values(),
+    "minio_endpoint": values(
+        {
+            "s3": {
+                "bucket": "my-backups",
+                "endpoint": "http://minio.minio.svc.cluster.local:9000",
+                "region": "us-east-1",
+                "storageClass": "STANDARD",
+            }
+        }
+    ),
+    "existing_s3_secret": values({"s3": {"useExistingSecret": True}}),
+    "managed_s3_secret": values(
+        {"s3": {"secretName": "", "accessKeyId": "AKIAEXAMPLEKEY123", "secretAccessKey": "very-secret-value-42"}}
+    ),
+    "irsa_no_secret": values(
+        {
+            "s3": {"secretName": ""},
+            "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/backup"}},
+        }
+    ),
+    "restore_force_backup_first": values(
+        {
+            "restore": {
+                "object": "appdb_2024-01-21_02-00-00.sql.gz",
+                "force": True,
+                "backupBeforeRestore": True,
+                "targetDatabase": "appdb_restored",
+            }
+        }
+    ),
+    "backup_disabled": values({"backup": {"enabled": False}}),
+    "name_override": values({"global": {"nameOverride": "pgbackup", "releaseName": "prod"}}),
+    "fullname_override": values({"global": {"fullnameOverride": "appdb-backup"}}),
+    "long_names_truncated": values(
+        {
+            "global": {"releaseName": "a-very-long-release-name-for-the-production-cluster-x"},
+            "databases": [{"name": "orders-and-invoices-history", "database": "orders"}],
+            "cnpg": {"database": ""},
+            "restore": {"object": "latest"},
+        }
+    ),
+    "scheduling_and_resources": values(
+        {
+            "backup": {
+                "nodeSelector": {"kubernetes.io/os": "linux", "node-role.example.com/backup": "true"},
+                "tolerations": [
+                    {"key": "dedicated", "operator": "Equal", "value": "backup", "effect": "NoSchedule"},
+                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                ],
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [
+                                {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["eu-central-1a"]}]}
+                            ]
+                        }
+                    },
+                    "podAntiAffinity": {
+                        "preferredDuringSchedulingIgnoredDuringExecution": [
+                            {
+                                "weight": 50,
+                                "podAffinityTerm": {
+                                    "topologyKey": "kubernetes.io/hostname",
+                                    "labelSelector": {"matchLabels": {"cnpg.io/cluster": "appdb"}},
+                                },
+                            }
+                        ]
+                    },
+                },
+                "resources": {"requests": {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "1Gi"}, "limits": {"cpu": "2000m", "memory": "4Gi"}},
+                "timeZone": "Europe/Berlin",
+                "activeDeadlineSeconds": 7200,
+                "concurrencyPolicy": "Replace",
+                "successfulJobsHistoryLimit": 1,
+                "failedJobsHistoryLimit": 5,
+                "format": "custom",
+                "compressionLevel": 6,
+                "logFormat": "text",
+                "retentionDays": 14,
+            },
+            "monitoring": {"annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9090"}},
+            "restore": {"resources": {"limits": {"memory": "2Gi"}}},
+        }
+    ),
+    "two_clusters": values(TWO_CLUSTERS, {"restore": {"object": "orders_2024-01-21_02-00-00.sql.gz", "database": "orders"}}),
+    "tls_ca_secret": values(
+        {
+            "cnpg": {"sslMode": "verify-full", "sslRootCertSecret": {"name": "appdb-ca", "key": "ca.crt"}, "serviceName": "appdb-rw.db.svc"},
+        }
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return {name: render(vals, tmp_path_factory.mktemp(name)) for name, vals in VARIANTS.items()}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_snapshot(variant: str, rendered: dict[str, Any], snapshot: Any) -> None:
+    assert rendered[variant].text == snapshot
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_manifest_is_schema_valid_strictly(variant: str, rendered: dict[str, Any]) -> None:
+    for doc in rendered[variant].docs:
+        validate_strict(doc)
+
+
+def test_committed_dist_is_schema_valid_and_restricted() -> None:
+    import yaml
+
+    docs = [d for p in sorted((REPO / "dist").glob("*.k8s.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    assert docs, "dist/ is empty"
+    for doc in docs:
+        validate_strict(doc)
+        for spec in pod_specs(doc):
+            assert restricted_violations(spec) == []
+
+
+def test_strict_validation_catches_a_misspelt_field(rendered: dict[str, Any]) -> None:
+    import copy
+
+    doc = copy.deepcopy(rendered["defaults"].one("CronJob"))
+    doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["imagePulPolicy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate_strict(doc)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_pod_meets_podsecurity_restricted(variant: str, rendered: dict[str, Any]) -> None:
+    specs = [s for d in rendered[variant].docs for s in pod_specs(d)]
+    if variant != "backup_disabled":
+        assert specs
+    for spec in specs:
+        assert restricted_violations(spec) == []
+
+
+def test_restricted_checker_flags_a_bad_pod() -> None:
+    bad = {
+        "hostNetwork": True,
+        "securityContext": {"runAsUser": 0},
+        "volumes": [{"name": "host", "hostPath": {"path": "/"}}],
+        "containers": [
+            {
+                "name": "c",
+                "securityContext": {
+                    "privileged": True,
+                    "allowPrivilegeEscalation": True,
+                    "capabilities": {"add": ["SYS_ADMIN"]},
+                },
+            }
+        ],
+    }
+    problems = " | ".join(restricted_violations(bad))
+    for expected in ("hostNetwork", "runAsUser", "hostPath", "privileged", "allowPrivilegeEscalation",
+                     "runAsNonRoot", "seccompProfile", "drop ALL", "SYS_ADMIN"):
+        assert expected in problems
+
+
+def test_weakened_security_context_warns_and_fails_restricted(tmp_path: Path) -> None:
+    out = render(values({"securityContext": {"runAsNonRoot": False, "allowPrivilegeEscalation": True}}), tmp_path)
+    assert any("restricted" in w for w in out.warnings)
+    spec = pod_specs(out.one("CronJob"))[0]
+    assert restricted_violations(spec)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_labels_on_every_object_and_pod_template(variant: str, rendered: dict[str, Any]) -> None:
+    keys = {"name", "instance", "version", "component", "part-of", "managed-by"}
+    for doc in rendered[variant].docs:
+        for meta in [doc["metadata"]] + [t["metadata"] for t in pod_templates(doc)]:
+            labels = meta["labels"]
+            assert {k.removeprefix("app.kubernetes.io/") for k in labels if k.startswith("app.kubernetes.io/")} == keys
+            assert labels["app.kubernetes.io/version"] == APP_VERSION
+            assert labels["app.kubernetes.io/managed-by"] == "cdk8s"
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_names_fit_kubernetes_limits(variant: str, rendered: dict[str, Any]) -> None:
+    for doc in rendered[variant].docs:
+        limit = 52 if doc["kind"] == "CronJob" else 63
+        assert len(doc["metadata"]["name"]) <= limit, doc["metadata"]["name"]
+        assert not doc["metadata"]["name"].endswith("-")
+
+
+# --- the env contract (docs/worker-contract.md) -----------------------------------------------
+
+
+def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container["env"]}
+
+
+def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for s in pod_specs(doc) for c in s.get("initContainers", []) + s["containers"]]
+
+
+def test_contract_table_is_parsed() -> None:
+    names = contract_env_names()
+    assert len(names) >= 18 and "PGPASSWORD" in names and "CNPG_BACKUP_S3_PREFIX" in names
+
+
+def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, Any]) -> None:
+    conditional = {
+        "PGSSLROOTCERT": "tls_ca_secret",
+        "AWS_ACCESS_KEY_ID": "defaults",
+        "AWS_SECRET_ACCESS_KEY": "defaults",
+        "CNPG_BACKUP_S3_ENDPOINT": "minio_endpoint",
+        "CNPG_BACKUP_S3_STORAGE_CLASS": "minio_endpoint",
+    }
+    for name in contract_env_names():
+        variant = conditional.get(name, "defaults")
+        for container in _containers(rendered[variant].one("CronJob")):
+            assert name in _env(container), f"{name} missing from {container['name']} ({variant})"
+    # Conditional ones are absent when their setting is.
+    default_env = _env(_containers(rendered["defaults"].one("CronJob"))[0])
+    for name in ("PGSSLROOTCERT", "CNPG_BACKUP_S3_ENDPOINT", "CNPG_BACKUP_S3_STORAGE_CLASS"):
+        assert name not in default_env
+    irsa_env = _env(_containers(rendered["irsa_no_secret"].one("CronJob"))[0])
+    assert "AWS_ACCESS_KEY_ID" not in irsa_env and "AWS_SECRET_ACCESS_KEY" not in irsa_env
+    # Nothing outside the contract sneaks in.
+    for variant, out in rendered.items():
+        for doc in out.docs:
+            for container in _containers(doc):
+                assert set(_env(container)) <= set(contract_env_names()), variant
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_credentials_only_via_secret_key_ref(variant: str, rendered: dict[str, Any]) -> None:
+    for doc in rendered[variant].docs:
+        for container in _containers(doc):
+            env = _env(container)
+            for name in ("PGPASSWORD", "PGUSER", "PGPORT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                if name in env:
+                    assert "value" not in env[name]
+                    assert env[name]["valueFrom"]["secretKeyRef"]["key"]
+
+
+def test_env_values_follow_the_config(rendered: dict[str, Any]) -> None:
+    env = _env(_containers(rendered["scheduling_and_resources"].one("CronJob"))[1])
+    assert env["CNPG_BACKUP_FORMAT"]["value"] == "custom"
+    assert env["CNPG_BACKUP_COMPRESSION_LEVEL"]["value"] == "6"
+    assert env["CNPG_BACKUP_LOG_FORMAT"]["value"] == "text"
+    assert env["CNPG_BACKUP_RETENTION_DAYS"]["value"] == "14"
+    assert env["HOME"]["value"] == env["TMPDIR"]["value"] == "/tmp"
+    tls = _env(_containers(rendered["tls_ca_secret"].one("CronJob"))[0])
+    assert tls["PGHOST"] == {"name": "PGHOST", "value": "appdb-rw.db.svc"}
+    assert tls["PGSSLMODE"]["value"] == "verify-full"
+    assert tls["PGSSLROOTCERT"]["value"] == "/etc/cnpg-backup/ca/ca.crt"
+
+
+def test_tls_ca_volume_is_read_only_secret(rendered: dict[str, Any]) -> None:
+    spec = pod_specs(rendered["tls_ca_secret"].one("CronJob"))[0]
+    volume = next(v for v in spec["volumes"] if v["name"] == "cnpg-ca")
+    assert volume["secret"]["secretName"] == "appdb-ca"
+    for container in spec["initContainers"] + spec["containers"]:
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "cnpg-ca")
+        assert mount == {"name": "cnpg-ca", "mountPath": "/etc/cnpg-backup/ca", "readOnly": True}
+
+
+def test_every_container_has_worker_command_and_tmp(rendered: dict[str, Any]) -> None:
+    for out in rendered.values():
+        for doc in out.docs:
+            for container in _containers(doc):
+                assert container["command"] == ["cnpg-backup-worker"]
+                assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+                assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_init_container_waits_with_configured_timeout(tmp_path: Path) -> None:
+    out = render(values({"backup": {"waitTimeoutSeconds": 300}}), tmp_path)
+    init = pod_specs(out.one("CronJob"))[0]["initContainers"][0]
+    assert init["name"] == "wait-for-postgres"
+    assert init["args"] == ["wait", "--timeout", "300"]
+
+
+# --- objects per variant ----------------------------------------------------------------------
+
+
+def test_managed_secret_and_warning(rendered: dict[str, Any]) -> None:
+    out = rendered["managed_s3_secret"]
+    secret = out.one("Secret")
+    assert secret["metadata"]["name"] == "cnpg-backup-cnpg-pgdump-backup-s3"
+    assert secret["type"] == "Opaque"
+    assert secret["stringData"] == {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEY123", "AWS_SECRET_ACCESS_KEY": "very-secret-value-42"}
+    assert any("literal credentials" in w and "useExistingSecret" in w for w in out.warnings)
+    assert not any("very-secret-value-42" in w or "AKIAEXAMPLEKEY123" in w for w in out.warnings)
+    # The secret value appears exactly once in dist/: inside the Secret.
+    assert out.text.count("very-secret-value-42") == 1
+    for container in _containers(out.one("CronJob")):
+        assert _env(container)["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
+
+
+def test_existing_secret_is_referenced_not_created(rendered: dict[str, Any]) -> None:
+    out = rendered["existing_s3_secret"]
+    assert out.kind("Secret") == []
+    assert out.warnings == []
+    env = _env(_containers(out.one("CronJob"))[0])
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "s3-backup-creds"
+
+
+def test_backup_disabled_has_no_cronjob(rendered: dict[str, Any]) -> None:
+    assert rendered["backup_disabled"].kind("CronJob") == []
+    assert [d["kind"] for d in rendered["backup_disabled"].docs] == ["ServiceAccount"]
+
+
+def test_service_account_annotations_and_reference(rendered: dict[str, Any]) -> None:
+    out = rendered["irsa_no_secret"]
+    sa = out.one("ServiceAccount")
+    assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/backup"}
+    assert pod_specs(out.one("CronJob"))[0]["serviceAccountName"] == sa["metadata"]["name"]
+
+
+def test_existing_service_account(tmp_path: Path) -> None:
+    out = render(values({"serviceAccount": {"create": False, "name": "backup-sa"}}), tmp_path)
+    assert out.kind("ServiceAccount") == []
+    assert pod_specs(out.one("CronJob"))[0]["serviceAccountName"] == "backup-sa"
+    out = render(values({"serviceAccount": {"create": False}}), tmp_path)
+    assert pod_specs(out.one("CronJob"))[0]["serviceAccountName"] == "default"
+
+
+def test_names_follow_helm_fullname(rendered: dict[str, Any]) -> None:
+    assert rendered["defaults"].one("CronJob")["metadata"]["name"] == "cnpg-backup-cnpg-pgdump-backup"
+    assert rendered["name_override"].one("CronJob")["metadata"]["name"] == "prod-pgbackup"
+    assert rendered["name_override"].one("CronJob")["metadata"]["labels"]["app.kubernetes.io/name"] == "pgbackup"
+    assert rendered["fullname_override"].one("CronJob")["metadata"]["name"] == "appdb-backup"
+    long = rendered["long_names_truncated"].one("CronJob")["metadata"]["name"]
+    assert long.endswith("-orders-and-invoices-history") and len(long) <= 52
+    restore = rendered["long_names_truncated"].one("Job")["metadata"]["name"]
+    assert len(restore) <= 63 and "-restore-" in restore
+
+
+def test_release_name_containing_chart_name_is_used_alone(tmp_path: Path) -> None:
+    out = render(values({"global": {"releaseName": "my-cnpg-pgdump-backup"}}), tmp_path)
+    assert out.one("CronJob")["metadata"]["name"] == "my-cnpg-pgdump-backup"
+
+
+def test_two_clusters(rendered: dict[str, Any]) -> None:
+    out = rendered["two_clusters"]
+    cronjobs = {c["metadata"]["name"]: c for c in out.kind("CronJob")}
+    assert set(cronjobs) == {"cnpg-backup-cnpg-pgdump-backup-orders", "cnpg-backup-cnpg-pgdump-backup-billing"}
+    orders = _env(_containers(cronjobs["cnpg-backup-cnpg-pgdump-backup-orders"])[0])
+    billing = _env(_containers(cronjobs["cnpg-backup-cnpg-pgdump-backup-billing"])[0])
+    assert orders["PGHOST"]["value"] == "orders-rw"
+    assert billing["PGHOST"]["valueFrom"]["secretKeyRef"] == {"name": "billing-app", "key": "host"}
+    assert orders["CNPG_BACKUP_S3_PREFIX"]["value"] == "appdb/orders"
+    assert billing["PGDATABASE"]["value"] == "billing"
+    assert cronjobs["cnpg-backup-cnpg-pgdump-backup-billing"]["spec"]["schedule"] == "30 3 * * 1-5"
+    assert cronjobs["cnpg-backup-cnpg-pgdump-backup-orders"]["spec"]["schedule"] == "0 2 * * *"
+    job = out.one("Job")
+    assert job["metadata"]["annotations"]["cnpg-pgdump-backup/restore-object"] == "appdb/orders/orders_2024-01-21_02-00-00.sql.gz"
+    assert _env(_containers(job)[0])["PGDATABASE"]["value"] == "orders"
+
+
+def test_scheduling_is_typed_through(rendered: dict[str, Any]) -> None:
+    spec = pod_specs(rendered["scheduling_and_resources"].one("CronJob"))[0]
+    assert spec["nodeSelector"] == {"kubernetes.io/os": "linux", "node-role.example.com/backup": "true"}
+    assert spec["tolerations"][1] == {
+        "key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300,
+    }
+    assert spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"] == 50
+    restore_resources = render(
+        values(VARIANTS["scheduling_and_resources"], {"restore": {"object": "latest"}}), Path(pytest.importorskip("tempfile").mkdtemp())
+    ).one("Job")["spec"]["template"]["spec"]["containers"][0]["resources"]
+    # Partial resources merge into the defaults key by key, like Helm values do.
+    assert restore_resources == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
