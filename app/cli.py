@@ -106,7 +106,12 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _restore_job(args: argparse.Namespace, now: datetime | None = None) -> int:
+def utc_now() -> datetime:
+    """The clock of `restore-job` names (a function so tests can fake it)."""
+    return datetime.now(UTC)
+
+
+def _restore_job(args: argparse.Namespace) -> int:
     values = _values(args)
     restore = dict(values.get("restore") or {})
     # The one-off does exactly what its flags say; a force/target left in the values file for a
@@ -125,7 +130,7 @@ def _restore_job(args: argparse.Namespace, now: datetime | None = None) -> int:
 
     from app.chart import oneoff_restore_yaml
 
-    sys.stdout.write(oneoff_restore_yaml(cfg, now or datetime.now(UTC)))
+    sys.stdout.write(oneoff_restore_yaml(cfg, utc_now()))
     return 0
 
 

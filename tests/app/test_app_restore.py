@@ -1,0 +1,136 @@
+"""Restore is run-once: stable names, no TTL, no retries, a run-id the worker records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from app_helpers import pod_specs, render, restricted_violations, validate_strict, values
+
+from app import cli
+from app.chart import oneoff_restore_yaml
+from app.values import config_from_values, merge_values
+
+RESTORE = {"restore": {"object": "appdb_2024-01-21_02-00-00.sql.gz"}}
+
+
+def _job(tmp_path: Path, *overrides: dict[str, Any]) -> dict[str, Any]:
+    return render(values(RESTORE, *overrides), tmp_path).one("Job")
+
+
+def test_same_config_same_job_name(tmp_path: Path) -> None:
+    assert _job(tmp_path / "a")["metadata"]["name"] == _job(tmp_path / "b")["metadata"]["name"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"restore": {"object": "appdb_2024-01-22_02-00-00.sql.gz"}},
+        {"restore": {"force": True}},
+        {"restore": {"backupBeforeRestore": True}},
+        {"restore": {"targetDatabase": "other"}},
+        {"cnpg": {"database": "otherdb"}},
+    ],
+)
+def test_a_different_request_is_a_different_job(tmp_path: Path, change: dict[str, Any]) -> None:
+    assert _job(tmp_path / "a")["metadata"]["name"] != _job(tmp_path / "b", change)["metadata"]["name"]
+
+
+def test_bare_name_and_full_key_are_the_same_request(tmp_path: Path) -> None:
+    full = _job(tmp_path / "a", {"restore": {"object": "appdb/appdb_2024-01-21_02-00-00.sql.gz"}})
+    assert full["metadata"]["name"] == _job(tmp_path / "b")["metadata"]["name"]
+
+
+def test_run_once_shape(tmp_path: Path) -> None:
+    job = _job(tmp_path, {"restore": {"force": True, "backupBeforeRestore": True, "targetDatabase": "scratch"}})
+    name = job["metadata"]["name"]
+    assert "ttlSecondsAfterFinished" not in job["spec"]
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["metadata"]["annotations"] == {"cnpg-pgdump-backup/restore-object": "appdb/appdb_2024-01-21_02-00-00.sql.gz"}
+    args = pod_specs(job)[0]["containers"][0]["args"]
+    assert args == [
+        "restore", "--object", "appdb/appdb_2024-01-21_02-00-00.sql.gz", "--run-id", name,
+        "--force", "--backup-before-restore", "--target-database", "scratch",
+    ]
+    assert len(name) <= 63
+
+
+def test_no_restore_job_without_object_or_when_disabled(tmp_path: Path) -> None:
+    assert render(values(), tmp_path / "a").kind("Job") == []
+    assert render(values(RESTORE, {"restore": {"enabled": False}}), tmp_path / "b").kind("Job") == []
+
+
+def test_restore_latest(tmp_path: Path) -> None:
+    job = _job(tmp_path, {"restore": {"object": "latest"}})
+    assert pod_specs(job)[0]["containers"][0]["args"][:3] == ["restore", "--object", "latest"]
+
+
+# --- one-off restore-job ------------------------------------------------------------------------
+
+
+def test_oneoff_name_is_time_based_and_valid() -> None:
+    cfg = config_from_values(values(RESTORE))
+    text = oneoff_restore_yaml(cfg, datetime(2024, 1, 21, 2, 30, 5, tzinfo=UTC), warn=lambda _: None)
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    assert [d["kind"] for d in docs] == ["Job"]
+    job = docs[0]
+    assert job["metadata"]["name"] == "cnpg-backup-cnpg-pgdump-backup-restore-20240121-023005"
+    assert pod_specs(job)[0]["containers"][0]["args"][3:5] == ["--run-id", job["metadata"]["name"]]
+    validate_strict(job)
+    assert restricted_violations(pod_specs(job)[0]) == []
+
+
+def _restore_job_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, when: datetime, *argv: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(cli, "utc_now", lambda: when)
+    code = cli.main(["restore-job", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_restore_job_command_new_name_each_call(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    vals = tmp_path / "values.yaml"
+    vals.write_text(yaml.safe_dump(values({"restore": {"force": True}})))
+    args = ("-f", str(vals), "--object", "appdb_2024-01-21_02-00-00.sql.gz")
+    code1, out1, _ = _restore_job_cli(capsys, monkeypatch, datetime(2024, 1, 21, 2, 0, 0, tzinfo=UTC), *args)
+    code2, out2, _ = _restore_job_cli(capsys, monkeypatch, datetime(2024, 1, 21, 2, 0, 1, tzinfo=UTC), *args)
+    assert code1 == code2 == 0
+    job1, job2 = yaml.safe_load(out1), yaml.safe_load(out2)
+    assert job1["metadata"]["name"] != job2["metadata"]["name"]
+    assert job1["metadata"]["name"].endswith("-restore-20240121-020000")
+    # Flags come from the command line only: the file's restore.force does not apply.
+    assert "--force" not in pod_specs(job1)[0]["containers"][0]["args"]
+
+
+def test_restore_job_command_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    vals = tmp_path / "values.yaml"
+    vals.write_text(yaml.safe_dump(merge_values(values(), {
+        "cnpg": {"database": ""},
+        "databases": [{"name": "orders", "database": "orders"}, {"name": "billing", "database": "billing"}],
+    })))
+    when = datetime(2024, 1, 21, 2, 0, 0, tzinfo=UTC)
+    code, out, err = _restore_job_cli(capsys, monkeypatch, when, "-f", str(vals), "--object", "latest")
+    assert code == 2 and out == ""
+    assert err.startswith("config error: restore.database: required") and "Traceback" not in err
+    code, out, _ = _restore_job_cli(
+        capsys, monkeypatch, when, "-f", str(vals), "--object", "billing_x.sql.gz", "--database", "billing",
+        "--force", "--backup-before-restore", "--target-database", "billing_copy",
+    )
+    assert code == 0
+    job = yaml.safe_load(out)
+    container = pod_specs(job)[0]["containers"][0]
+    assert container["args"] == [
+        "restore", "--object", "appdb/billing/billing_x.sql.gz", "--run-id", job["metadata"]["name"],
+        "--force", "--backup-before-restore", "--target-database", "billing_copy",
+    ]
+    assert {"name": "PGDATABASE", "value": "billing"} in container["env"]
+
+
+def test_restore_job_rejects_bad_object(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    vals = tmp_path / "values.yaml"
+    vals.write_text(yaml.safe_dump(values()))
+    code, out, err = _restore_job_cli(capsys, monkeypatch, datetime.now(UTC), "-f", str(vals), "--object", "s3://my-backups-bucket/appdb/x.sql.gz")
+    assert code == 2 and out == ""
+    assert "restore.object: 's3://my-backups-bucket/appdb/x.sql.gz' is a URL" in err
