@@ -93,9 +93,9 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from app.chart import synth  # imports cdk8s (starts node): only once the config is loaded
-
     cfg = config_from_values(_values(args))
+    from app.chart import synth  # imports cdk8s (starts node): only once the config is valid
+
     try:
         written = synth(cfg, args.output)
     except OSError as exc:

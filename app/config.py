@@ -418,6 +418,19 @@ def config_warnings(cfg: Config) -> list[str]:
             "pods no longer meet the PodSecurity 'restricted' profile and are refused by namespaces "
             "that enforce it."
         )
+    image_name = cfg.backup.image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    if image_name == "postgres":
+        warnings.append(
+            f"backup.image '{cfg.backup.image}' is a plain PostgreSQL image: the pods run "
+            "`cnpg-backup-worker`, which it does not contain. The chart's default postgres:16 is "
+            f"replaced by the worker image ({DEFAULT_IMAGE}); remove backup.image or point it at "
+            "your build of the worker."
+        )
+    if cfg.cnpg.ssl_root_cert_secret is not None and cfg.cnpg.ssl_mode not in ("verify-ca", "verify-full"):
+        warnings.append(
+            f"cnpg.sslRootCertSecret is set but cnpg.sslMode is '{cfg.cnpg.ssl_mode}': the server "
+            "certificate is only checked against the CA with verify-ca or verify-full."
+        )
     if cfg.backup.enabled is False and not cfg.restore_requested:
         warnings.append(
             "backup.enabled is false and no restore.object is set: no CronJob or Job is generated."
