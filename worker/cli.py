@@ -140,12 +140,11 @@ def cmd_restore(args) -> int:
     if not args.object:
         raise UsageError("no restore object given", hint="pass --object KEY (restore.object) or --object latest")
     bucket = _bucket(args)
-    if not args.dry_run:
-        pg.wait_ready(args.wait_timeout, args.target_database or args.database)
     run_restore(bucket, RestoreOptions(
         prefix=args.prefix, database=args.database, object=args.object, target_database=args.target_database,
         force=args.force, backup_before_restore=args.backup_before_restore, dry_run=args.dry_run,
-        run_id=args.run_id, allow_unverified=args.allow_unverified, jobs=max(1, args.jobs)))
+        run_id=args.run_id, allow_unverified=args.allow_unverified, jobs=max(1, args.jobs),
+        wait_timeout=args.wait_timeout))
     return 0
 
 

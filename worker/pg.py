@@ -63,7 +63,8 @@ def connect(dbname: str | None = None, *, timeout: int = 10, autocommit: bool = 
 
 def _permanent(detail: str) -> bool:
     # Waiting does not fix a wrong password or a refused client; say so now instead of in 150 s.
-    return "password authentication failed" in detail or "no pg_hba.conf entry" in detail
+    # A missing database is permanent too: CNPG creates it before the server accepts connections.
+    return any(k in detail for k in ("password authentication failed", "no pg_hba.conf entry", "does not exist"))
 
 
 def wait_ready(timeout: float, dbname: str | None = None, interval: float = 2.0) -> float:

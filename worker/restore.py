@@ -88,6 +88,7 @@ class RestoreOptions:
     allow_unverified: bool = False
     jobs: int = 1
     compression_level: int = 1
+    wait_timeout: float = 150
 
 
 @dataclass
@@ -358,6 +359,8 @@ def run_restore(bucket: Bucket, opts: RestoreOptions) -> dict:
         if opts.dry_run:
             log.info("dry run: object verified, database not touched", key=key)
             return {"key": key, "verified": True, "bytes": v.object_bytes}
+        # The object is proven good; only now is the database approached.
+        pg.wait_ready(opts.wait_timeout, target_db)
         with pg.connect(target_db) as conn:
             info = pg.server_info(conn)
             objects = pg.user_object_count(conn)
