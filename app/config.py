@@ -228,9 +228,11 @@ class BackupTarget:
     schedule: str
 
     def object_key(self, obj: str) -> str:
-        """restore.object as the worker wants it: ``latest``, a full key, or a bare file name that
-        is relative to this database's prefix (how the chart's README named backups)."""
-        if obj == "latest" or "/" in obj or not self.prefix:
+        """restore.object as a full key (or ``latest``). A key already under this database's
+        prefix is kept; anything else is relative to the prefix, as the chart's README used bare
+        file names. Same rule as the worker's ``resolve_object``, so both agree on the key the
+        Job's annotation shows and the one that gets restored."""
+        if obj == "latest" or not self.prefix or obj.startswith(self.prefix + "/"):
             return obj
         return f"{self.prefix}/{obj}"
 

@@ -278,7 +278,8 @@ def test_restore_object_bare_name_is_relative_to_prefix() -> None:
     target = config_from_values(values()).targets()[0]
     assert target.object_key("appdb_2024-01-21_02-00-00.sql.gz") == "appdb/appdb_2024-01-21_02-00-00.sql.gz"
     assert target.object_key("appdb/appdb_2024-01-21_02-00-00.sql.gz") == "appdb/appdb_2024-01-21_02-00-00.sql.gz"
-    assert target.object_key("other/x.sql.gz") == "other/x.sql.gz"
+    # Like the worker: anything not already under the prefix is relative to it.
+    assert target.object_key("2024/x.sql.gz") == "appdb/2024/x.sql.gz"
     assert target.object_key("latest") == "latest"
     no_prefix = config_from_values(merge_values(values(), {"s3": {"prefix": ""}})).targets()[0]
     assert no_prefix.object_key("x.sql.gz") == "x.sql.gz"
