@@ -8,16 +8,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import app  # noqa: F401 - sets the jsii environment before cdk8s is imported
 from cdk8s import App, Chart
 from constructs import Construct
 
+import app  # noqa: F401 - sets the jsii environment before cdk8s is imported
 from app import naming
-from app.config import CHART_NAME, Config, config_warnings
+from app.config import CHART_NAME, Config
 from app.constructs.backup import BackupCronJob
 from app.constructs.restore import RestoreJob
 from app.constructs.secrets import ManagedS3Secret, s3_credentials
 from app.constructs.service_account import WorkerServiceAccount
+from app.rules import config_warnings
 
 OUTPUT_SUFFIX = ".k8s.yaml"
 Warn = Callable[[str], None]
@@ -40,7 +41,13 @@ class BackupChart(Chart):
             ManagedS3Secret(self, "s3-secret", cfg=cfg, name=credentials.secret_name)
         if cfg.backup.enabled:
             for target in cfg.targets():
-                BackupCronJob(self, f"backup-{target.name or 'default'}", cfg=cfg, target=target, credentials=credentials)
+                BackupCronJob(
+                    self,
+                    f"backup-{target.name or 'default'}",
+                    cfg=cfg,
+                    target=target,
+                    credentials=credentials,
+                )
         if cfg.restore_requested:
             target = cfg.restore_target()
             RestoreJob(

@@ -31,22 +31,34 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_values_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-f", "--values", action="append", default=[], metavar="FILE",
+        "-f",
+        "--values",
+        action="append",
+        default=[],
+        metavar="FILE",
         help="values file shaped like the Helm chart's values.yaml; repeat to merge left to right",
     )
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a value, Helm syntax (a.b=c, list[0].x=y, comma-separated pairs; true/false/"
         "null and integers are typed)",
     )
     parser.add_argument(
-        "--set-string", action="append", default=[], metavar="KEY=VALUE",
+        "--set-string",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="like --set, but the value always stays a string",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Generate Kubernetes manifests for pg_dump backups of CloudNativePG databases.")
+    parser = _Parser(
+        prog=PROG, description="Generate Kubernetes manifests for pg_dump backups of CloudNativePG databases."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     synth = commands.add_parser(
@@ -56,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         "directory are removed first. Apply with: kubectl apply -n <namespace> -f dist/",
     )
     _add_values_options(synth)
-    synth.add_argument("-o", "--output", default="dist", metavar="DIR", help="output directory (default: dist)")
+    synth.add_argument(
+        "-o", "--output", default="dist", metavar="DIR", help="output directory (default: dist)"
+    )
 
     restore = commands.add_parser(
         "restore-job",
@@ -69,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_values_options(restore)
     restore.add_argument(
-        "--object", required=True, metavar="KEY",
+        "--object",
+        required=True,
+        metavar="KEY",
         help="backup to restore: a file name relative to the database's prefix, a full key, or 'latest'",
     )
     restore.add_argument("--force", action="store_true", help="restore even if the database is not empty")

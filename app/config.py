@@ -17,11 +17,12 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from app.cron import Cron, TimeZone
 from app.errors import ConfigError
+from app.s3_rules import RestoreObject, S3Bucket, S3Endpoint, S3Prefix, S3Region, S3StorageClass
 from app.scheduling import Affinity, Toleration
 from app.validation import (
     AnnotationValue,
-    Cron,
     DnsLabel,
     HostName,
     LabelValue,
@@ -31,16 +32,8 @@ from app.validation import (
     QualifiedName,
     Quantity,
     ReleaseName,
-    RestoreObject,
-    S3Bucket,
-    S3Endpoint,
-    S3Prefix,
-    S3Region,
-    S3StorageClass,
     SecretKey,
     StrictModel,
-    TimeZone,
-    parse_quantity,
 )
 
 CHART_NAME = "cnpg-pgdump-backup"
@@ -288,153 +281,9 @@ class Config(StrictModel):
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Config:
+        from app.rules import cross_field_problems  # the rules need the finished model classes
+
         problems = cross_field_problems(self)
         if problems:
             raise ConfigError(problems)
         return self
-
-
-def cross_field_problems(cfg: Config) -> list[str]:
-    """Rules that involve more than one field; one message per problem, naming the dotted field."""
-    problems: list[str] = []
-    active = cfg.backup.enabled or cfg.restore_requested
-    why = "when backup.enabled is true or restore.object is set"
-
-    if active:
-        if not cfg.s3.bucket:
-            problems.append(f"s3.bucket: required {why} (the bucket the backups go to)")
-        if not cfg.databases:
-            if not cfg.cnpg.secret_name:
-                problems.append(
-                    f"cnpg.secretName: required {why} (the Secret CNPG creates for the "
-                    "application user, e.g. <cluster>-app)"
-                )
-            if not cfg.cnpg.database:
-                problems.append(f"cnpg.database: required {why} (the database to back up)")
-        else:
-            for i, entry in enumerate(cfg.databases):
-                if not (entry.secret_name or cfg.cnpg.secret_name):
-                    problems.append(
-                        f"databases[{i}].secretName: required {why} (or set cnpg.secretName as the "
-                        "default for all databases)"
-                    )
-
-    if cfg.databases:
-        if cfg.cnpg.database:
-            problems.append(
-                "cnpg.database: not used when `databases` is set; move it into a databases entry"
-            )
-        problems += _database_list_problems(cfg)
-
-    s3 = cfg.s3
-    if s3.use_existing_secret and not s3.secret_name:
-        problems.append("s3.useExistingSecret: true requires s3.secretName (the existing Secret to use)")
-    if (s3.access_key_id is None) != (s3.secret_access_key is None):
-        missing = "s3.secretAccessKey" if s3.secret_access_key is None else "s3.accessKeyId"
-        problems.append(f"{missing}: required because the other S3 credential is set (give both or neither)")
-    if s3.use_existing_secret and s3.has_literal_credentials:
-        problems.append(
-            "s3.accessKeyId: literal credentials are ignored with s3.useExistingSecret: true; "
-            "remove s3.accessKeyId and s3.secretAccessKey"
-        )
-
-    problems += _restore_problems(cfg)
-    problems += _resource_problems("backup.resources", cfg.backup.resources)
-    problems += _resource_problems("restore.resources", cfg.restore.resources)
-    return problems
-
-
-def _resource_problems(path: str, resources: Resources) -> list[str]:
-    problems = []
-    for name, request in resources.requests.items():
-        limit = resources.limits.get(name)
-        if limit is not None and parse_quantity(request) > parse_quantity(limit):  # type: ignore[operator]
-            problems.append(
-                f"{path}.requests.{name}: {request} is more than limits.{name} ({limit}); Kubernetes "
-                "refuses such a pod - raise the limit or lower the request"
-            )
-    return problems
-
-
-def _database_list_problems(cfg: Config) -> list[str]:
-    problems: list[str] = []
-    seen_names: dict[str, int] = {}
-    for i, entry in enumerate(cfg.databases):
-        if entry.name in seen_names:
-            problems.append(
-                f"databases[{i}].name: '{entry.name}' is already used by databases[{seen_names[entry.name]}]; "
-                "names must be unique"
-            )
-        seen_names.setdefault(entry.name, i)
-    # Two databases sharing (or nesting) a prefix would mix their backups: `latest` and retention
-    # work by listing a prefix, so one database could restore or delete the other's dumps.
-    targets = cfg.targets()
-    for i, a in enumerate(targets):
-        for j in range(i):
-            b = targets[j]
-            if _prefixes_overlap(a.prefix, b.prefix):
-                problems.append(
-                    f"databases[{i}].prefix: '{a.prefix}' overlaps databases[{j}]'s prefix '{b.prefix}'; "
-                    "each database needs its own S3 folder (retention and `latest` list by prefix)"
-                )
-    return problems
-
-
-def _prefixes_overlap(a: str, b: str) -> bool:
-    return not a or not b or a == b or a.startswith(b + "/") or b.startswith(a + "/")
-
-
-def _restore_problems(cfg: Config) -> list[str]:
-    problems: list[str] = []
-    names = [e.name for e in cfg.databases]
-    if cfg.restore.database:
-        if not cfg.databases:
-            problems.append("restore.database: only used with `databases`; remove it or add a databases list")
-        elif cfg.restore.database not in names:
-            problems.append(
-                f"restore.database: '{cfg.restore.database}' is not a databases[].name "
-                f"(configured: {', '.join(names)})"
-            )
-    elif cfg.restore_requested and len(cfg.databases) > 1:
-        problems.append(
-            "restore.database: required when restore.object is set and several databases are "
-            f"configured; name the one to restore into (one of: {', '.join(names)})"
-        )
-    return problems
-
-
-def config_warnings(cfg: Config) -> list[str]:
-    """Things that are allowed but deserve a loud note at synth time. Never include secret values."""
-    warnings: list[str] = []
-    if cfg.s3.has_literal_credentials:
-        warnings.append(
-            "s3.accessKeyId/s3.secretAccessKey are literal credentials: they end up in your values "
-            "file (and git) and in plain text in the generated Secret under dist/. Prefer an existing "
-            "Secret (s3.useExistingSecret: true + s3.secretName) or IRSA "
-            "(serviceAccount.annotations eks.amazonaws.com/role-arn)."
-        )
-    sc = cfg.security_context
-    if not sc.run_as_non_root or sc.allow_privilege_escalation or sc.run_as_user == 0:
-        warnings.append(
-            "securityContext: runAsNonRoot false, runAsUser 0 or allowPrivilegeEscalation true - the "
-            "pods no longer meet the PodSecurity 'restricted' profile and are refused by namespaces "
-            "that enforce it."
-        )
-    image_name = cfg.backup.image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
-    if image_name == "postgres":
-        warnings.append(
-            f"backup.image '{cfg.backup.image}' is a plain PostgreSQL image: the pods run "
-            "`cnpg-backup-worker`, which it does not contain. The chart's default postgres:16 is "
-            f"replaced by the worker image ({DEFAULT_IMAGE}); remove backup.image or point it at "
-            "your build of the worker."
-        )
-    if cfg.cnpg.ssl_root_cert_secret is not None and cfg.cnpg.ssl_mode not in ("verify-ca", "verify-full"):
-        warnings.append(
-            f"cnpg.sslRootCertSecret is set but cnpg.sslMode is '{cfg.cnpg.ssl_mode}': the server "
-            "certificate is only checked against the CA with verify-ca or verify-full."
-        )
-    if cfg.backup.enabled is False and not cfg.restore_requested:
-        warnings.append(
-            "backup.enabled is false and no restore.object is set: no CronJob or Job is generated."
-        )
-    return warnings

@@ -32,14 +32,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     copy-paste slip (two `schedule:` lines) into a silently different backup schedule."""
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+def _construct_mapping(
+    loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
+) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key '{key}'", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -58,7 +58,7 @@ def read_values_file(path: str | Path) -> Values:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError.one(f"{path}: cannot read values file ({exc.__class__.__name__})") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -133,7 +133,9 @@ def _typed(value: str, as_string: bool) -> Any:
 def _parse_key(key: str, option: str) -> list[str | int]:
     raw = key.strip()
     if not raw:
-        raise ConfigError.one(f"{option} '=...': missing key before '=' (expected KEY=VALUE, e.g. backup.schedule=0 3 * * *)")
+        raise ConfigError.one(
+            f"{option} '=...': missing key before '=' (expected KEY=VALUE, e.g. backup.schedule=0 3 * * *)"
+        )
     path: list[str | int] = []
     for segment in _split_unescaped(raw, "."):
         match = _SEGMENT.match(segment)
@@ -151,28 +153,24 @@ def _parse_key(key: str, option: str) -> list[str | int]:
 
 
 def _assign(values: Values, path: list[str | int], value: Any, option: str, key: str) -> None:
+    """Write `value` at `path`, creating maps/lists on the way (Helm pads lists with null)."""
     node: Any = values
-    for position, (step, following) in enumerate(zip(path, path[1:] + [None], strict=True)):
-        last = following is None and position == len(path) - 1
-        empty: Any = [] if isinstance(following, int) else {}
+    for position, step in enumerate(path):
         if isinstance(step, int):
             if not isinstance(node, list):
                 raise ConfigError.one(f"{option} '{key}': the value there is not a list")
             while len(node) <= step:
                 node.append(None)
-            if last:
-                node[step] = value
-            elif not isinstance(node[step], dict | list):
-                node[step] = empty
-            node = node[step]
-        else:
-            if not isinstance(node, dict):
-                raise ConfigError.one(f"{option} '{key}': the value there is not a mapping")
-            if last:
-                node[step] = value
-            elif not isinstance(node.get(step), dict | list):
-                node[step] = empty
-            node = node[step] if not last else node
+        elif not isinstance(node, dict):
+            raise ConfigError.one(f"{option} '{key}': the value there is not a mapping")
+        if position == len(path) - 1:
+            node[step] = value
+            return
+        following = path[position + 1]
+        current = node[step] if isinstance(step, int) else node.get(step)
+        if not isinstance(current, dict | list):
+            node[step] = [] if isinstance(following, int) else {}
+        node = node[step]
 
 
 def apply_set(values: Values, expression: str, *, as_string: bool = False) -> Values:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from constructs import Construct
-from imports import k8s
 
 from app import naming
 from app.config import BackupTarget, Config
 from app.constructs.pod import S3Credentials, WorkerPodProps, pod_template
+from imports import k8s
 
 
 class BackupCronJob(Construct):

@@ -7,15 +7,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from imports import k8s
-
 from pydantic import BaseModel
 
 from app import scheduling
 from app.config import BackupTarget, Config, Resources
+from imports import k8s
 
 WORKER_COMMAND = "cnpg-backup-worker"
-TMP_DIR = "/tmp"  # noqa: S108 - a private emptyDir, the only writable path in the pod
+TMP_DIR = "/tmp"
 # The worker streams pg_dump -> compressor -> multipart upload, so scratch space stays small;
 # the limit protects the node's disk (exceeding it evicts the pod) rather than sizing a dump.
 TMP_SIZE_LIMIT = "1Gi"
@@ -97,7 +96,9 @@ def _quantities(values: dict[str, str]) -> dict[str, k8s.Quantity] | None:
 
 
 def resource_requirements(resources: Resources) -> k8s.ResourceRequirements:
-    return k8s.ResourceRequirements(requests=_quantities(resources.requests), limits=_quantities(resources.limits))
+    return k8s.ResourceRequirements(
+        requests=_quantities(resources.requests), limits=_quantities(resources.limits)
+    )
 
 
 def container_security_context(cfg: Config) -> k8s.SecurityContext:
@@ -126,7 +127,12 @@ def pod_security_context(cfg: Config) -> k8s.PodSecurityContext:
 
 
 def _volumes(cfg: Config) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
-    volumes = [k8s.Volume(name="tmp", empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string(TMP_SIZE_LIMIT)))]
+    volumes = [
+        k8s.Volume(
+            name="tmp",
+            empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string(TMP_SIZE_LIMIT)),
+        )
+    ]
     mounts = [k8s.VolumeMount(name="tmp", mount_path=TMP_DIR)]
     ca = cfg.cnpg.ssl_root_cert_secret
     if ca is not None:

@@ -13,11 +13,11 @@ Run-once by design: a restore overwrites a database, so it must never happen aga
 from __future__ import annotations
 
 from constructs import Construct
-from imports import k8s
 
 from app import naming
 from app.config import BackupTarget, Config
 from app.constructs.pod import S3Credentials, WorkerPodProps, pod_template
+from imports import k8s
 
 
 def restore_args(

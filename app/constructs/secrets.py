@@ -4,11 +4,11 @@ literal keys."""
 from __future__ import annotations
 
 from constructs import Construct
-from imports import k8s
 
 from app import naming
 from app.config import Config
 from app.constructs.pod import S3Credentials
+from imports import k8s
 
 
 def s3_credentials(cfg: Config) -> S3Credentials:

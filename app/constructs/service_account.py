@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from constructs import Construct
-from imports import k8s
 
 from app import naming
 from app.config import Config
+from imports import k8s
 
 
 class WorkerServiceAccount(Construct):

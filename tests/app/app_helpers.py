@@ -36,6 +36,8 @@ def cdk8s_cli() -> Path | None:
                 candidates.append(line.split("=", 1)[1].strip())
     candidates.append(str(DEFAULT_CDK8S_CLI))
     return next((Path(c) for c in candidates if c and Path(c).is_file() and os.access(c, os.X_OK)), None)
+
+
 JSII_ENV = {
     "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
     "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
@@ -102,7 +104,14 @@ def pod_templates(doc: dict[str, Any]) -> list[dict[str, Any]]:
 # --- PodSecurity "restricted" (https://kubernetes.io/docs/concepts/security/pod-security-standards/)
 
 _RESTRICTED_VOLUME_TYPES = {
-    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret",
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
 }
 _BASELINE_CAPABILITIES = {"NET_BIND_SERVICE"}
 
@@ -125,7 +134,11 @@ def restricted_violations(spec: dict[str, Any]) -> list[str]:
             problems.append(f"volume {volume['name']}: hostPath is not allowed")
         elif not kinds <= _RESTRICTED_VOLUME_TYPES:
             problems.append(f"volume {volume['name']}: type {sorted(kinds)} not allowed")
-    containers = (spec.get("initContainers") or []) + (spec.get("containers") or []) + (spec.get("ephemeralContainers") or [])
+    containers = (
+        (spec.get("initContainers") or [])
+        + (spec.get("containers") or [])
+        + (spec.get("ephemeralContainers") or [])
+    )
     for c in containers:
         sc = c.get("securityContext") or {}
         name = c["name"]

@@ -25,8 +25,12 @@ def _files(directory: Path) -> dict[str, bytes]:
 
 def _run(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app", *args], cwd=cwd, capture_output=True, text=True,
-        env={**os.environ, **JSII_ENV, **(env or {})}, timeout=120,
+        [sys.executable, "-m", "app", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **JSII_ENV, **(env or {})},
+        timeout=120,
     )
 
 
@@ -55,7 +59,10 @@ def test_cdk8s_synth_matches_python_entry_point(tmp_path: Path) -> None:
     out = tmp_path / "cdk8s-out"
     result = subprocess.run(
         [str(binary), "synth", "--no-check-upgrade", "--output", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
         env={**os.environ, **JSII_ENV, "CNPG_BACKUP_VALUES": str(EXAMPLE)},
     )
     assert result.returncode == 0, result.stderr
@@ -81,7 +88,19 @@ def test_cli_synth_writes_lists_and_cleans(tmp_path: Path, capsys: pytest.Captur
 def test_cli_multiple_files_and_set_string(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     extra = tmp_path / "prod.yaml"
     extra.write_text("global:\n  releaseName: prod\n")
-    code = cli.main(["synth", "-f", str(EXAMPLE), "-f", str(extra), "--set-string", "cnpg.database=007", "-o", str(tmp_path / "o")])
+    code = cli.main(
+        [
+            "synth",
+            "-f",
+            str(EXAMPLE),
+            "-f",
+            str(extra),
+            "--set-string",
+            "cnpg.database=007",
+            "-o",
+            str(tmp_path / "o"),
+        ]
+    )
     capsys.readouterr()
     assert code == 0
     text = (tmp_path / "o/cnpg-pgdump-backup.k8s.yaml").read_text()
@@ -90,15 +109,29 @@ def test_cli_multiple_files_and_set_string(tmp_path: Path, capsys: pytest.Captur
 
 BAD_CASES = [
     ("bad-yaml", "backup:\n  schedule: [\n", [], "invalid YAML"),
-    ("unknown-key", "backup:\n  schedul: '0 2 * * *'\n", [], "config error: backup.schedul: unknown key (did you mean 'schedule'?)"),
+    (
+        "unknown-key",
+        "backup:\n  schedul: '0 2 * * *'\n",
+        [],
+        "config error: backup.schedul: unknown key (did you mean 'schedule'?)",
+    ),
     ("bad-set", "", ["--set", "a..b=1"], "config error: --set 'a..b': malformed key"),
     ("bad-set-no-eq", "", ["--set", "foo"], "config error: --set 'foo': expected KEY=VALUE"),
-    ("bad-value", "", ["--set", "backup.schedule=61 * * * *"], "config error: backup.schedule: not a valid cron expression"),
+    (
+        "bad-value",
+        "",
+        ["--set", "backup.schedule=61 * * * *"],
+        "config error: backup.schedule: not a valid cron expression",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("text", "extra", "expected"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
-def test_cli_errors_exit_2_one_line_no_traceback(tmp_path: Path, text: str, extra: list[str], expected: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "extra", "expected"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES]
+)
+def test_cli_errors_exit_2_one_line_no_traceback(
+    tmp_path: Path, text: str, extra: list[str], expected: str
+) -> None:
     vals = tmp_path / "values.yaml"
     vals.write_text(text or EXAMPLE.read_text())
     result = _run("synth", "-f", str(vals), *extra, "-o", str(tmp_path / "out"))
@@ -121,20 +154,35 @@ def test_cli_secret_never_printed(tmp_path: Path) -> None:
     vals = tmp_path / "values.yaml"
     vals.write_text(EXAMPLE.read_text())
     secret = "Sup3rS3cretAccessKeyValue"
-    ok = _run("synth", "-f", str(vals), "--set", "s3.useExistingSecret=false,s3.secretName=",
-              "--set", f"s3.accessKeyId=AKIAEXAMPLE,s3.secretAccessKey={secret}", "-o", str(tmp_path / "out"))
+    ok = _run(
+        "synth",
+        "-f",
+        str(vals),
+        "--set",
+        "s3.useExistingSecret=false,s3.secretName=",
+        "--set",
+        f"s3.accessKeyId=AKIAEXAMPLE,s3.secretAccessKey={secret}",
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert ok.returncode == 0, ok.stderr
     assert "warning: s3.accessKeyId/s3.secretAccessKey are literal credentials" in ok.stderr
     assert secret not in ok.stderr + ok.stdout
     text = (tmp_path / "out/cnpg-pgdump-backup.k8s.yaml").read_text()
     assert text.count(secret) == 1  # only inside the Secret
-    bad = _run("synth", "-f", str(vals), "--set", f"s3.secretAccessKey={secret}", "-o", str(tmp_path / "out2"))
+    bad = _run(
+        "synth", "-f", str(vals), "--set", f"s3.secretAccessKey={secret}", "-o", str(tmp_path / "out2")
+    )
     assert bad.returncode == 2 and secret not in bad.stderr + bad.stdout
 
 
 def test_main_py_reads_values_from_env(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "main.py"], cwd=REPO, capture_output=True, text=True, timeout=120,
+        [sys.executable, "main.py"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, **JSII_ENV, "CNPG_BACKUP_VALUES": str(EXAMPLE), "CDK8S_OUTDIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr
@@ -142,10 +190,16 @@ def test_main_py_reads_values_from_env(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("bakup: {}\n")
     result = subprocess.run(
-        [sys.executable, "main.py"], cwd=REPO, capture_output=True, text=True, timeout=120,
+        [sys.executable, "main.py"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, **JSII_ENV, "CNPG_BACKUP_VALUES": str(bad), "CDK8S_OUTDIR": str(tmp_path)},
     )
-    assert result.returncode == 2 and "Traceback" not in result.stderr and "bakup: unknown key" in result.stderr
+    assert (
+        result.returncode == 2 and "Traceback" not in result.stderr and "bakup: unknown key" in result.stderr
+    )
 
 
 def test_rendering_is_deterministic(tmp_path: Path) -> None:

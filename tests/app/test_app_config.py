@@ -8,9 +8,10 @@ import pytest
 from app_helpers import REPO, values
 
 from app import config as C
-from app.validation import StrictModel
-from app.config import Config, config_warnings
+from app.config import Config
 from app.errors import ConfigError
+from app.rules import config_warnings
+from app.validation import StrictModel
 from app.values import config_from_values, merge_values
 
 # The seed chart's parameter tables (README) with their defaults; `See values.yaml` ones are
@@ -60,7 +61,9 @@ def _problems(vals: dict[str, Any]) -> str:
 def _field_default(dotted: str) -> Any:
     """A default as declared on the model (no values given, no required-field validation)."""
     section, _, name = dotted.partition(".")
-    section_field = next(f for f in Config.model_fields.values() if (f.validation_alias or f.alias) == section)
+    section_field = next(
+        f for f in Config.model_fields.values() if (f.validation_alias or f.alias) == section
+    )
     model = section_field.default_factory()  # type: ignore[misc]
     attr = next(n for n, f in type(model).model_fields.items() if f.alias == name)
     value = getattr(model, attr)
@@ -85,13 +88,25 @@ def test_resources_and_image_defaults() -> None:
 def test_extension_defaults() -> None:
     cfg = config_from_values(values())
     assert cfg.global_.release_name == "cnpg-backup"
-    assert (cfg.backup.format, cfg.backup.compression_level, cfg.backup.wait_timeout_seconds) == ("plain", 1, 150)
-    assert (cfg.backup.backoff_limit, cfg.backup.active_deadline_seconds, cfg.backup.time_zone) == (1, None, None)
+    assert (cfg.backup.format, cfg.backup.compression_level, cfg.backup.wait_timeout_seconds) == (
+        "plain",
+        1,
+        150,
+    )
+    assert (cfg.backup.backoff_limit, cfg.backup.active_deadline_seconds, cfg.backup.time_zone) == (
+        1,
+        None,
+        None,
+    )
     assert cfg.backup.log_format == "json"
     assert cfg.cnpg.ssl_mode == "prefer" and cfg.cnpg.ssl_root_cert_secret is None
     assert cfg.s3.access_key_id is None and cfg.s3.secret_access_key is None
     assert cfg.restore.target_database == "" and cfg.restore.database == ""
-    assert cfg.service_account.create is True and cfg.service_account.name == "" and cfg.service_account.annotations == {}
+    assert (
+        cfg.service_account.create is True
+        and cfg.service_account.name == ""
+        and cfg.service_account.annotations == {}
+    )
     assert cfg.security_context.fs_group == 999
     assert cfg.databases == []
 
@@ -129,9 +144,16 @@ def test_several_problems_one_line_each() -> None:
 DB2 = [{"name": "orders", "database": "orders"}, {"name": "billing", "database": "billing"}]
 
 BAD: list[tuple[str, dict[str, Any], str]] = [
-    ("cron-4-fields", {"backup": {"schedule": "0 2 * *"}},
-     "backup.schedule: not a valid cron expression '0 2 * *' (expected 5 fields: minute hour day-of-month month day-of-week"),
-    ("cron-minute", {"backup": {"schedule": "61 2 * * *"}}, "backup.schedule: not a valid cron expression '61 2 * * *' (minute: 61 is out of range 0-59)"),
+    (
+        "cron-4-fields",
+        {"backup": {"schedule": "0 2 * *"}},
+        "backup.schedule: not a valid cron expression '0 2 * *' (expected 5 fields: minute hour day-of-month month day-of-week",
+    ),
+    (
+        "cron-minute",
+        {"backup": {"schedule": "61 2 * * *"}},
+        "backup.schedule: not a valid cron expression '61 2 * * *' (minute: 61 is out of range 0-59)",
+    ),
     ("cron-hour", {"backup": {"schedule": "0 24 * * *"}}, "(hour: 24 is out of range 0-23)"),
     ("cron-dom", {"backup": {"schedule": "0 2 0 * *"}}, "(day-of-month: 0 is out of range 1-31)"),
     ("cron-month", {"backup": {"schedule": "0 2 * 13 *"}}, "(month: 13 is out of range 1-12)"),
@@ -139,79 +161,293 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("cron-dow", {"backup": {"schedule": "0 2 * * 7"}}, "(day-of-week: 7 is out of range 0-6)"),
     ("cron-step", {"backup": {"schedule": "*/0 * * * *"}}, "step '0' must be a positive number"),
     ("cron-range", {"backup": {"schedule": "0 5-2 * * *"}}, "range 5-2 runs backwards"),
-    ("cron-macro", {"backup": {"schedule": "@every 1h"}}, "backup.schedule: not a valid cron expression '@every 1h' (unknown macro"),
+    (
+        "cron-macro",
+        {"backup": {"schedule": "@every 1h"}},
+        "backup.schedule: not a valid cron expression '@every 1h' (unknown macro",
+    ),
     ("cron-tz", {"backup": {"schedule": "TZ=UTC 0 2 * * *"}}, "set backup.timeZone instead"),
-    ("cron-db", {"cnpg": {"database": ""}, "databases": [{"name": "a", "database": "a", "schedule": "x"}]}, "databases[0].schedule: not a valid cron"),
-    ("concurrency", {"backup": {"concurrencyPolicy": "Sometimes"}}, "backup.concurrencyPolicy: Input should be 'Allow', 'Forbid' or 'Replace' (got 'Sometimes')"),
-    ("pull-policy", {"backup": {"imagePullPolicy": "Maybe"}}, "backup.imagePullPolicy: Input should be 'Always', 'IfNotPresent' or 'Never'"),
-    ("quantity", {"backup": {"resources": {"limits": {"memory": "1GB"}}}}, "backup.resources.limits.memory: '1GB' is not a Kubernetes quantity"),
-    ("quantity-restore", {"restore": {"resources": {"requests": {"cpu": "-1"}}}}, "restore.resources.requests.cpu: '-1' must not be negative"),
-    ("resource-name", {"backup": {"resources": {"limits": {"bad name": "1"}}}}, "backup.resources.limits.bad name: 'bad name' is not a valid Kubernetes key"),
-    ("request-over-limit", {"backup": {"resources": {"requests": {"memory": "2Gi"}}}}, "backup.resources.requests.memory: 2Gi is more than limits.memory (1Gi)"),
-    ("secret-name", {"cnpg": {"secretName": "App_Secret"}}, "cnpg.secretName: 'App_Secret' is not a valid Kubernetes object name"),
-    ("s3-secret-name", {"s3": {"secretName": "UPPER"}}, "s3.secretName: 'UPPER' is not a valid Kubernetes object name"),
-    ("ca-secret-key", {"cnpg": {"sslRootCertSecret": {"name": "ca", "key": "a/b"}}}, "cnpg.sslRootCertSecret.key: 'a/b' is not a valid Secret key"),
-    ("ca-secret-missing-key", {"cnpg": {"sslRootCertSecret": {"name": "ca"}}}, "cnpg.sslRootCertSecret.key: required"),
-    ("name-override", {"global": {"nameOverride": "Bad_Name"}}, "global.nameOverride: 'Bad_Name' is not a valid DNS-1123 name"),
-    ("fullname-override", {"global": {"fullnameOverride": "-x"}}, "global.fullnameOverride: '-x' is not a valid DNS-1123 name"),
-    ("release-name", {"global": {"releaseName": "r" * 54}}, "global.releaseName: '" + "r" * 54 + "' is longer than 53 characters"),
-    ("db-name", {"cnpg": {"database": ""}, "databases": [{"name": "Orders", "database": "o"}]}, "databases[0].name: 'Orders' is not a valid DNS-1123 label"),
-    ("db-name-dup", {"cnpg": {"database": ""}, "databases": [{"name": "a", "database": "a"}, {"name": "a", "database": "b", "prefix": "x"}]},
-     "databases[1].name: 'a' is already used by databases[0]"),
-    ("db-prefix-overlap", {"cnpg": {"database": ""}, "databases": [{"name": "a", "database": "a", "prefix": "p"}, {"name": "b", "database": "b", "prefix": "p/b"}]},
-     "databases[1].prefix: 'p/b' overlaps databases[0]'s prefix 'p'"),
-    ("db-database-missing", {"cnpg": {"database": ""}, "databases": [{"name": "a"}]}, "databases[0].database: required"),
-    ("db-and-cnpg-database", {"databases": [{"name": "a", "database": "a"}]}, "cnpg.database: not used when `databases` is set"),
-    ("db-secret-unresolved", {"cnpg": {"database": "", "secretName": ""}, "databases": [{"name": "a", "database": "a"}]},
-     "databases[0].secretName: required when backup.enabled is true or restore.object is set (or set cnpg.secretName"),
+    (
+        "cron-db",
+        {"cnpg": {"database": ""}, "databases": [{"name": "a", "database": "a", "schedule": "x"}]},
+        "databases[0].schedule: not a valid cron",
+    ),
+    (
+        "concurrency",
+        {"backup": {"concurrencyPolicy": "Sometimes"}},
+        "backup.concurrencyPolicy: Input should be 'Allow', 'Forbid' or 'Replace' (got 'Sometimes')",
+    ),
+    (
+        "pull-policy",
+        {"backup": {"imagePullPolicy": "Maybe"}},
+        "backup.imagePullPolicy: Input should be 'Always', 'IfNotPresent' or 'Never'",
+    ),
+    (
+        "quantity",
+        {"backup": {"resources": {"limits": {"memory": "1GB"}}}},
+        "backup.resources.limits.memory: '1GB' is not a Kubernetes quantity",
+    ),
+    (
+        "quantity-restore",
+        {"restore": {"resources": {"requests": {"cpu": "-1"}}}},
+        "restore.resources.requests.cpu: '-1' must not be negative",
+    ),
+    (
+        "resource-name",
+        {"backup": {"resources": {"limits": {"bad name": "1"}}}},
+        "backup.resources.limits.bad name: 'bad name' is not a valid Kubernetes key",
+    ),
+    (
+        "request-over-limit",
+        {"backup": {"resources": {"requests": {"memory": "2Gi"}}}},
+        "backup.resources.requests.memory: 2Gi is more than limits.memory (1Gi)",
+    ),
+    (
+        "secret-name",
+        {"cnpg": {"secretName": "App_Secret"}},
+        "cnpg.secretName: 'App_Secret' is not a valid Kubernetes object name",
+    ),
+    (
+        "s3-secret-name",
+        {"s3": {"secretName": "UPPER"}},
+        "s3.secretName: 'UPPER' is not a valid Kubernetes object name",
+    ),
+    (
+        "ca-secret-key",
+        {"cnpg": {"sslRootCertSecret": {"name": "ca", "key": "a/b"}}},
+        "cnpg.sslRootCertSecret.key: 'a/b' is not a valid Secret key",
+    ),
+    (
+        "ca-secret-missing-key",
+        {"cnpg": {"sslRootCertSecret": {"name": "ca"}}},
+        "cnpg.sslRootCertSecret.key: required",
+    ),
+    (
+        "name-override",
+        {"global": {"nameOverride": "Bad_Name"}},
+        "global.nameOverride: 'Bad_Name' is not a valid DNS-1123 name",
+    ),
+    (
+        "fullname-override",
+        {"global": {"fullnameOverride": "-x"}},
+        "global.fullnameOverride: '-x' is not a valid DNS-1123 name",
+    ),
+    (
+        "release-name",
+        {"global": {"releaseName": "r" * 54}},
+        "global.releaseName: '" + "r" * 54 + "' is longer than 53 characters",
+    ),
+    (
+        "db-name",
+        {"cnpg": {"database": ""}, "databases": [{"name": "Orders", "database": "o"}]},
+        "databases[0].name: 'Orders' is not a valid DNS-1123 label",
+    ),
+    (
+        "db-name-dup",
+        {
+            "cnpg": {"database": ""},
+            "databases": [{"name": "a", "database": "a"}, {"name": "a", "database": "b", "prefix": "x"}],
+        },
+        "databases[1].name: 'a' is already used by databases[0]",
+    ),
+    (
+        "db-prefix-overlap",
+        {
+            "cnpg": {"database": ""},
+            "databases": [
+                {"name": "a", "database": "a", "prefix": "p"},
+                {"name": "b", "database": "b", "prefix": "p/b"},
+            ],
+        },
+        "databases[1].prefix: 'p/b' overlaps databases[0]'s prefix 'p'",
+    ),
+    (
+        "db-database-missing",
+        {"cnpg": {"database": ""}, "databases": [{"name": "a"}]},
+        "databases[0].database: required",
+    ),
+    (
+        "db-and-cnpg-database",
+        {"databases": [{"name": "a", "database": "a"}]},
+        "cnpg.database: not used when `databases` is set",
+    ),
+    (
+        "db-secret-unresolved",
+        {"cnpg": {"database": "", "secretName": ""}, "databases": [{"name": "a", "database": "a"}]},
+        "databases[0].secretName: required when backup.enabled is true or restore.object is set (or set cnpg.secretName",
+    ),
     ("bucket-short", {"s3": {"bucket": "ab"}}, "s3.bucket: 'ab' must be 3 to 63 characters long"),
     ("bucket-upper", {"s3": {"bucket": "My-Bucket"}}, "s3.bucket: 'My-Bucket' is not a valid bucket name"),
     ("bucket-dots", {"s3": {"bucket": "a..b"}}, "s3.bucket: 'a..b' must not contain two adjacent periods"),
-    ("bucket-ip", {"s3": {"bucket": "192.168.1.1"}}, "s3.bucket: '192.168.1.1' must not be formatted as an IP address"),
+    (
+        "bucket-ip",
+        {"s3": {"bucket": "192.168.1.1"}},
+        "s3.bucket: '192.168.1.1' must not be formatted as an IP address",
+    ),
     ("bucket-xn", {"s3": {"bucket": "xn--bucket"}}, "s3.bucket: 'xn--bucket' must not start with 'xn--'"),
-    ("bucket-alias", {"s3": {"bucket": "bucket-s3alias"}}, "s3.bucket: 'bucket-s3alias' must not end with '-s3alias'"),
-    ("bucket-url", {"s3": {"bucket": "s3://my-bucket/x"}}, "s3.bucket: 's3://my-bucket/x' is a URL; give only the bucket name, e.g. 'my-bucket'"),
+    (
+        "bucket-alias",
+        {"s3": {"bucket": "bucket-s3alias"}},
+        "s3.bucket: 'bucket-s3alias' must not end with '-s3alias'",
+    ),
+    (
+        "bucket-url",
+        {"s3": {"bucket": "s3://my-bucket/x"}},
+        "s3.bucket: 's3://my-bucket/x' is a URL; give only the bucket name, e.g. 'my-bucket'",
+    ),
     ("bucket-edge", {"s3": {"bucket": "-bucket"}}, "s3.bucket: '-bucket' is not a valid bucket name"),
     ("prefix-slash", {"s3": {"prefix": "/appdb"}}, "s3.prefix: '/appdb' must not start with '/'"),
     ("prefix-double", {"s3": {"prefix": "a//b"}}, "s3.prefix: 'a//b' must not contain '//'"),
     ("prefix-dotdot", {"s3": {"prefix": "a/../b"}}, "s3.prefix: 'a/../b' must not contain '..'"),
-    ("endpoint-scheme", {"s3": {"endpoint": "minio:9000"}}, "s3.endpoint: 'minio:9000' must be an http:// or https:// URL"),
-    ("endpoint-ftp", {"s3": {"endpoint": "ftp://minio"}}, "s3.endpoint: 'ftp://minio' must be an http:// or https:// URL"),
-    ("endpoint-path", {"s3": {"endpoint": "http://minio:9000/bucket"}}, "s3.endpoint: 'http://minio:9000/bucket' must not have a path"),
-    ("endpoint-query", {"s3": {"endpoint": "http://minio:9000?x=1"}}, "must not have a path, query or fragment"),
-    ("existing-needs-name", {"s3": {"secretName": "", "useExistingSecret": True}}, "s3.useExistingSecret: true requires s3.secretName"),
-    ("key-without-secret", {"s3": {"accessKeyId": "AKIA1"}}, "s3.secretAccessKey: required because the other S3 credential is set"),
-    ("secret-without-key", {"s3": {"secretAccessKey": "abc"}}, "s3.accessKeyId: required because the other S3 credential is set"),
-    ("existing-and-literal", {"s3": {"useExistingSecret": True, "accessKeyId": "a", "secretAccessKey": "b"}},
-     "s3.accessKeyId: literal credentials are ignored with s3.useExistingSecret: true"),
-    ("retention", {"backup": {"retentionDays": -1}}, "backup.retentionDays: Input should be greater than or equal to 0"),
-    ("history-ok", {"backup": {"successfulJobsHistoryLimit": -1}}, "backup.successfulJobsHistoryLimit: Input should be greater than or equal to 0"),
-    ("history-failed", {"backup": {"failedJobsHistoryLimit": -2}}, "backup.failedJobsHistoryLimit: Input should be greater than or equal to 0"),
-    ("compression", {"backup": {"compressionLevel": 10}}, "backup.compressionLevel: Input should be less than or equal to 9"),
+    (
+        "endpoint-scheme",
+        {"s3": {"endpoint": "minio:9000"}},
+        "s3.endpoint: 'minio:9000' must be an http:// or https:// URL",
+    ),
+    (
+        "endpoint-ftp",
+        {"s3": {"endpoint": "ftp://minio"}},
+        "s3.endpoint: 'ftp://minio' must be an http:// or https:// URL",
+    ),
+    (
+        "endpoint-path",
+        {"s3": {"endpoint": "http://minio:9000/bucket"}},
+        "s3.endpoint: 'http://minio:9000/bucket' must not have a path",
+    ),
+    (
+        "endpoint-query",
+        {"s3": {"endpoint": "http://minio:9000?x=1"}},
+        "must not have a path, query or fragment",
+    ),
+    (
+        "existing-needs-name",
+        {"s3": {"secretName": "", "useExistingSecret": True}},
+        "s3.useExistingSecret: true requires s3.secretName",
+    ),
+    (
+        "key-without-secret",
+        {"s3": {"accessKeyId": "AKIA1"}},
+        "s3.secretAccessKey: required because the other S3 credential is set",
+    ),
+    (
+        "secret-without-key",
+        {"s3": {"secretAccessKey": "abc"}},
+        "s3.accessKeyId: required because the other S3 credential is set",
+    ),
+    (
+        "existing-and-literal",
+        {"s3": {"useExistingSecret": True, "accessKeyId": "a", "secretAccessKey": "b"}},
+        "s3.accessKeyId: literal credentials are ignored with s3.useExistingSecret: true",
+    ),
+    (
+        "retention",
+        {"backup": {"retentionDays": -1}},
+        "backup.retentionDays: Input should be greater than or equal to 0",
+    ),
+    (
+        "history-ok",
+        {"backup": {"successfulJobsHistoryLimit": -1}},
+        "backup.successfulJobsHistoryLimit: Input should be greater than or equal to 0",
+    ),
+    (
+        "history-failed",
+        {"backup": {"failedJobsHistoryLimit": -2}},
+        "backup.failedJobsHistoryLimit: Input should be greater than or equal to 0",
+    ),
+    (
+        "compression",
+        {"backup": {"compressionLevel": 10}},
+        "backup.compressionLevel: Input should be less than or equal to 9",
+    ),
     ("format", {"backup": {"format": "zip"}}, "backup.format: Input should be 'plain' or 'custom'"),
     ("log-format", {"backup": {"logFormat": "xml"}}, "backup.logFormat: Input should be 'text' or 'json'"),
-    ("wait-timeout", {"backup": {"waitTimeoutSeconds": 0}}, "backup.waitTimeoutSeconds: Input should be greater than or equal to 1"),
-    ("time-zone", {"backup": {"timeZone": "Mars/Olympus_Mons"}}, "backup.timeZone: 'Mars/Olympus_Mons' is not a known IANA time zone"),
-    ("time-zone-local", {"backup": {"timeZone": "Local"}}, "backup.timeZone: 'Local' is not an IANA time zone name"),
-    ("ssl-mode", {"cnpg": {"sslMode": "on"}}, "cnpg.sslMode: Input should be 'disable', 'allow', 'prefer', 'require', 'verify-ca' or 'verify-full'"),
-    ("service-name", {"cnpg": {"serviceName": "bad host!"}}, "cnpg.serviceName: 'bad host!' is not a valid host name"),
-    ("restore-leading-slash", {"restore": {"object": "/appdb/x.sql.gz"}}, "restore.object: '/appdb/x.sql.gz' must not start with '/'"),
-    ("restore-url", {"restore": {"object": "s3://my-backups-bucket/appdb/x.sql.gz"}},
-     "restore.object: 's3://my-backups-bucket/appdb/x.sql.gz' is a URL; give the object key without 's3://' and the bucket name (the bucket is s3.bucket), e.g. 'appdb/x.sql.gz'"),
+    (
+        "wait-timeout",
+        {"backup": {"waitTimeoutSeconds": 0}},
+        "backup.waitTimeoutSeconds: Input should be greater than or equal to 1",
+    ),
+    (
+        "time-zone",
+        {"backup": {"timeZone": "Mars/Olympus_Mons"}},
+        "backup.timeZone: 'Mars/Olympus_Mons' is not a known IANA time zone",
+    ),
+    (
+        "time-zone-local",
+        {"backup": {"timeZone": "Local"}},
+        "backup.timeZone: 'Local' is not an IANA time zone name",
+    ),
+    (
+        "ssl-mode",
+        {"cnpg": {"sslMode": "on"}},
+        "cnpg.sslMode: Input should be 'disable', 'allow', 'prefer', 'require', 'verify-ca' or 'verify-full'",
+    ),
+    (
+        "service-name",
+        {"cnpg": {"serviceName": "bad host!"}},
+        "cnpg.serviceName: 'bad host!' is not a valid host name",
+    ),
+    (
+        "restore-leading-slash",
+        {"restore": {"object": "/appdb/x.sql.gz"}},
+        "restore.object: '/appdb/x.sql.gz' must not start with '/'",
+    ),
+    (
+        "restore-url",
+        {"restore": {"object": "s3://my-backups-bucket/appdb/x.sql.gz"}},
+        "restore.object: 's3://my-backups-bucket/appdb/x.sql.gz' is a URL; give the object key without 's3://' and the bucket name (the bucket is s3.bucket), e.g. 'appdb/x.sql.gz'",
+    ),
     ("restore-folder", {"restore": {"object": "appdb/"}}, "restore.object: 'appdb/' names a folder"),
-    ("restore-db-required", {"cnpg": {"database": ""}, "databases": DB2, "restore": {"object": "latest"}},
-     "restore.database: required when restore.object is set and several databases are configured; name the one to restore into (one of: orders, billing)"),
-    ("restore-db-unknown", {"cnpg": {"database": ""}, "databases": DB2, "restore": {"object": "latest", "database": "nope"}},
-     "restore.database: 'nope' is not a databases[].name (configured: orders, billing)"),
-    ("restore-db-without-list", {"restore": {"database": "x"}}, "restore.database: only used with `databases`"),
-    ("unknown-key", {"backup": {"schedul": "0 2 * * *"}}, "backup.schedul: unknown key (did you mean 'schedule'?); allowed keys here: enabled, schedule"),
+    (
+        "restore-db-required",
+        {"cnpg": {"database": ""}, "databases": DB2, "restore": {"object": "latest"}},
+        "restore.database: required when restore.object is set and several databases are configured; name the one to restore into (one of: orders, billing)",
+    ),
+    (
+        "restore-db-unknown",
+        {"cnpg": {"database": ""}, "databases": DB2, "restore": {"object": "latest", "database": "nope"}},
+        "restore.database: 'nope' is not a databases[].name (configured: orders, billing)",
+    ),
+    (
+        "restore-db-without-list",
+        {"restore": {"database": "x"}},
+        "restore.database: only used with `databases`",
+    ),
+    (
+        "unknown-key",
+        {"backup": {"schedul": "0 2 * * *"}},
+        "backup.schedul: unknown key (did you mean 'schedule'?); allowed keys here: enabled, schedule",
+    ),
     ("unknown-section", {"bakup": {}}, "bakup: unknown key (did you mean 'backup'?)"),
-    ("toleration-typo", {"backup": {"tolerations": [{"key": "a", "efect": "NoSchedule"}]}}, "backup.tolerations[0].efect: unknown key (did you mean 'effect'?)"),
-    ("toleration-exists-value", {"backup": {"tolerations": [{"key": "a", "operator": "Exists", "value": "x"}]}}, "backup.tolerations[0]: operator Exists must not have a value"),
-    ("affinity-typo", {"backup": {"affinity": {"nodeAfinity": {}}}}, "backup.affinity.nodeAfinity: unknown key (did you mean 'nodeAffinity'?)"),
-    ("node-selector-value", {"backup": {"nodeSelector": {"disk": "fast ssd"}}}, "backup.nodeSelector.disk: 'fast ssd' is not a valid label value"),
-    ("annotation-key", {"monitoring": {"annotations": {"bad key": "x"}}}, "monitoring.annotations.bad key: 'bad key' is not a valid Kubernetes key"),
-    ("sa-name", {"serviceAccount": {"name": "Bad"}}, "serviceAccount.name: 'Bad' is not a valid Kubernetes object name"),
+    (
+        "toleration-typo",
+        {"backup": {"tolerations": [{"key": "a", "efect": "NoSchedule"}]}},
+        "backup.tolerations[0].efect: unknown key (did you mean 'effect'?)",
+    ),
+    (
+        "toleration-exists-value",
+        {"backup": {"tolerations": [{"key": "a", "operator": "Exists", "value": "x"}]}},
+        "backup.tolerations[0]: operator Exists must not have a value",
+    ),
+    (
+        "affinity-typo",
+        {"backup": {"affinity": {"nodeAfinity": {}}}},
+        "backup.affinity.nodeAfinity: unknown key (did you mean 'nodeAffinity'?)",
+    ),
+    (
+        "node-selector-value",
+        {"backup": {"nodeSelector": {"disk": "fast ssd"}}},
+        "backup.nodeSelector.disk: 'fast ssd' is not a valid label value",
+    ),
+    (
+        "annotation-key",
+        {"monitoring": {"annotations": {"bad key": "x"}}},
+        "monitoring.annotations.bad key: 'bad key' is not a valid Kubernetes key",
+    ),
+    (
+        "sa-name",
+        {"serviceAccount": {"name": "Bad"}},
+        "serviceAccount.name: 'Bad' is not a valid Kubernetes object name",
+    ),
     ("wrong-type", {"backup": {"enabled": "maybe"}}, "backup.enabled: Input should be a valid boolean"),
 ]
 
@@ -233,8 +469,9 @@ REQUIRED = [
 
 @pytest.mark.parametrize(("field", "override"), REQUIRED, ids=[f for f, _ in REQUIRED])
 def test_required_when_backup_enabled(field: str, override: dict[str, Any]) -> None:
-    assert f"config error: {field}: required when backup.enabled is true or restore.object is set" in _problems(
-        merge_values(values(), override)
+    assert (
+        f"config error: {field}: required when backup.enabled is true or restore.object is set"
+        in _problems(merge_values(values(), override))
     )
 
 
@@ -251,33 +488,60 @@ def test_nothing_required_when_nothing_runs() -> None:
 
 @pytest.mark.parametrize(
     "schedule",
-    ["@daily", "@hourly", "@midnight", "@yearly", "@annually", "@monthly", "@weekly", "*/15 * * * *",
-     "0 2 * * mon-fri", "0 2 1,15 jan-jun *", "0 0 ? * SUN", "5/10 * * * *", "0 0-23/2 * * *", "59 23 31 12 6"],
+    [
+        "@daily",
+        "@hourly",
+        "@midnight",
+        "@yearly",
+        "@annually",
+        "@monthly",
+        "@weekly",
+        "*/15 * * * *",
+        "0 2 * * mon-fri",
+        "0 2 1,15 jan-jun *",
+        "0 0 ? * SUN",
+        "5/10 * * * *",
+        "0 0-23/2 * * *",
+        "59 23 31 12 6",
+    ],
 )
 def test_valid_schedules(schedule: str) -> None:
-    assert config_from_values(merge_values(values(), {"backup": {"schedule": schedule}})).backup.schedule == schedule
+    assert (
+        config_from_values(merge_values(values(), {"backup": {"schedule": schedule}})).backup.schedule
+        == schedule
+    )
 
 
 @pytest.mark.parametrize("quantity", ["100m", "2", "1.5", "256Mi", "1Gi", "1e3", "0.5Gi", "500k", "1E", "+1"])
 def test_valid_quantities(quantity: str) -> None:
-    cfg = config_from_values(merge_values(values(), {"backup": {"resources": {"limits": {"ephemeral-storage": quantity}}}}))
+    cfg = config_from_values(
+        merge_values(values(), {"backup": {"resources": {"limits": {"ephemeral-storage": quantity}}}})
+    )
     assert cfg.backup.resources.limits["ephemeral-storage"] == quantity
 
 
 def test_numeric_quantities_and_names_from_yaml_become_strings() -> None:
-    cfg = config_from_values(merge_values(values(), {"backup": {"resources": {"limits": {"cpu": 4}}}, "cnpg": {"database": 2024}}))
+    cfg = config_from_values(
+        merge_values(values(), {"backup": {"resources": {"limits": {"cpu": 4}}}, "cnpg": {"database": 2024}})
+    )
     assert cfg.backup.resources.limits["cpu"] == "4"
     assert cfg.cnpg.database == "2024"
 
 
 def test_prefix_trailing_slash_is_normalised() -> None:
-    assert config_from_values(merge_values(values(), {"s3": {"prefix": "team/appdb/"}})).s3.prefix == "team/appdb"
+    assert (
+        config_from_values(merge_values(values(), {"s3": {"prefix": "team/appdb/"}})).s3.prefix
+        == "team/appdb"
+    )
 
 
 def test_restore_object_bare_name_is_relative_to_prefix() -> None:
     target = config_from_values(values()).targets()[0]
     assert target.object_key("appdb_2024-01-21_02-00-00.sql.gz") == "appdb/appdb_2024-01-21_02-00-00.sql.gz"
-    assert target.object_key("appdb/appdb_2024-01-21_02-00-00.sql.gz") == "appdb/appdb_2024-01-21_02-00-00.sql.gz"
+    assert (
+        target.object_key("appdb/appdb_2024-01-21_02-00-00.sql.gz")
+        == "appdb/appdb_2024-01-21_02-00-00.sql.gz"
+    )
     # Like the worker: anything not already under the prefix is relative to it.
     assert target.object_key("2024/x.sql.gz") == "appdb/2024/x.sql.gz"
     assert target.object_key("latest") == "latest"
@@ -289,15 +553,36 @@ def test_database_entries_inherit_defaults() -> None:
     cfg = config_from_values(
         merge_values(
             values(),
-            {"cnpg": {"database": "", "serviceName": "shared-rw"}, "backup": {"schedule": "0 4 * * *"},
-             "databases": [{"name": "a", "database": "a"}, {"name": "b", "database": "b", "prefix": "elsewhere/b",
-                                                            "secretName": "b-app", "schedule": "@hourly"}]},
+            {
+                "cnpg": {"database": "", "serviceName": "shared-rw"},
+                "backup": {"schedule": "0 4 * * *"},
+                "databases": [
+                    {"name": "a", "database": "a"},
+                    {
+                        "name": "b",
+                        "database": "b",
+                        "prefix": "elsewhere/b",
+                        "secretName": "b-app",
+                        "schedule": "@hourly",
+                    },
+                ],
+            },
         )
     )
     a, b = cfg.targets()
-    assert (a.secret_name, a.service_name, a.prefix, a.schedule) == ("appdb-app", "shared-rw", "appdb/a", "0 4 * * *")
+    assert (a.secret_name, a.service_name, a.prefix, a.schedule) == (
+        "appdb-app",
+        "shared-rw",
+        "appdb/a",
+        "0 4 * * *",
+    )
     assert (b.secret_name, b.prefix, b.schedule) == ("b-app", "elsewhere/b", "@hourly")
-    no_prefix = config_from_values(merge_values(values(), {"s3": {"prefix": ""}, "cnpg": {"database": ""}, "databases": [{"name": "a", "database": "a"}]}))
+    no_prefix = config_from_values(
+        merge_values(
+            values(),
+            {"s3": {"prefix": ""}, "cnpg": {"database": ""}, "databases": [{"name": "a", "database": "a"}]},
+        )
+    )
     assert no_prefix.targets()[0].prefix == "a"
 
 
@@ -322,7 +607,9 @@ def test_secret_values_never_in_error_messages(override: dict[str, Any]) -> None
 
 
 def test_secret_values_never_in_warnings_or_repr() -> None:
-    cfg = config_from_values(merge_values(values(), {"s3": {"accessKeyId": "AKIA" + SECRET, "secretAccessKey": SECRET}}))
+    cfg = config_from_values(
+        merge_values(values(), {"s3": {"accessKeyId": "AKIA" + SECRET, "secretAccessKey": SECRET}})
+    )
     assert SECRET not in " ".join(config_warnings(cfg))
     assert SECRET not in repr(cfg) and SECRET not in str(cfg.model_dump())
     assert cfg.s3.secret_access_key is not None and cfg.s3.secret_access_key.get_secret_value() == SECRET
@@ -337,11 +624,37 @@ def test_every_field_is_documented() -> None:
             key = f"{prefix}{field.validation_alias or field.alias or name}"
             found.append(key)
             sub = field.annotation
-            if isinstance(sub, type) and issubclass(sub, StrictModel) and sub not in (C.Resources, C.Affinity, C.SecretKeySelector):
+            if (
+                isinstance(sub, type)
+                and issubclass(sub, StrictModel)
+                and sub not in (C.Resources, C.Affinity, C.SecretKeySelector)
+            ):
                 found += walk(sub, key + ".")
         return found
 
-    missing = [k for k in walk(Config, "") if f"`{k}`" not in doc and k not in ("global", "backup", "cnpg", "s3", "restore", "securityContext", "monitoring", "serviceAccount")]
+    missing = [
+        k
+        for k in walk(Config, "")
+        if f"`{k}`" not in doc
+        and k
+        not in (
+            "global",
+            "backup",
+            "cnpg",
+            "s3",
+            "restore",
+            "securityContext",
+            "monitoring",
+            "serviceAccount",
+        )
+    ]
     assert missing == [], f"not in docs/configuration.md: {missing}"
-    for key in ("databases[].name", "databases[].database", "databases[].secretName", "databases[].serviceName", "databases[].prefix", "databases[].schedule"):
+    for key in (
+        "databases[].name",
+        "databases[].database",
+        "databases[].secretName",
+        "databases[].serviceName",
+        "databases[].prefix",
+        "databases[].schedule",
+    ):
         assert f"`{key}`" in doc, key

@@ -43,12 +43,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
     ),
     "existing_s3_secret": values({"s3": {"useExistingSecret": True}}),
     "managed_s3_secret": values(
-        {"s3": {"secretName": "", "accessKeyId": "AKIAEXAMPLEKEY123", "secretAccessKey": "very-secret-value-42"}}
+        {
+            "s3": {
+                "secretName": "",
+                "accessKeyId": "AKIAEXAMPLEKEY123",
+                "secretAccessKey": "very-secret-value-42",
+            }
+        }
     ),
     "irsa_no_secret": values(
         {
             "s3": {"secretName": ""},
-            "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/backup"}},
+            "serviceAccount": {
+                "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/backup"}
+            },
         }
     ),
     "restore_force_backup_first": values(
@@ -78,13 +86,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "nodeSelector": {"kubernetes.io/os": "linux", "node-role.example.com/backup": "true"},
                 "tolerations": [
                     {"key": "dedicated", "operator": "Equal", "value": "backup", "effect": "NoSchedule"},
-                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                    {
+                        "key": "node.kubernetes.io/not-ready",
+                        "operator": "Exists",
+                        "effect": "NoExecute",
+                        "tolerationSeconds": 300,
+                    },
                 ],
                 "affinity": {
                     "nodeAffinity": {
                         "requiredDuringSchedulingIgnoredDuringExecution": {
                             "nodeSelectorTerms": [
-                                {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["eu-central-1a"]}]}
+                                {
+                                    "matchExpressions": [
+                                        {
+                                            "key": "topology.kubernetes.io/zone",
+                                            "operator": "In",
+                                            "values": ["eu-central-1a"],
+                                        }
+                                    ]
+                                }
                             ]
                         }
                     },
@@ -100,7 +121,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
                         ]
                     },
                 },
-                "resources": {"requests": {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "1Gi"}, "limits": {"cpu": "2000m", "memory": "4Gi"}},
+                "resources": {
+                    "requests": {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "1Gi"},
+                    "limits": {"cpu": "2000m", "memory": "4Gi"},
+                },
                 "timeZone": "Europe/Berlin",
                 "activeDeadlineSeconds": 7200,
                 "concurrencyPolicy": "Replace",
@@ -115,10 +139,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "restore": {"resources": {"limits": {"memory": "2Gi"}}},
         }
     ),
-    "two_clusters": values(TWO_CLUSTERS, {"restore": {"object": "orders_2024-01-21_02-00-00.sql.gz", "database": "orders"}}),
+    "two_clusters": values(
+        TWO_CLUSTERS, {"restore": {"object": "orders_2024-01-21_02-00-00.sql.gz", "database": "orders"}}
+    ),
     "tls_ca_secret": values(
         {
-            "cnpg": {"sslMode": "verify-full", "sslRootCertSecret": {"name": "appdb-ca", "key": "ca.crt"}, "serviceName": "appdb-rw.db.svc"},
+            "cnpg": {
+                "sslMode": "verify-full",
+                "sslRootCertSecret": {"name": "appdb-ca", "key": "ca.crt"},
+                "serviceName": "appdb-rw.db.svc",
+            },
         }
     ),
 }
@@ -143,7 +173,9 @@ def test_every_manifest_is_schema_valid_strictly(variant: str, rendered: dict[st
 def test_committed_dist_is_schema_valid_and_restricted() -> None:
     import yaml
 
-    docs = [d for p in sorted((REPO / "dist").glob("*.k8s.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    docs = [
+        d for p in sorted((REPO / "dist").glob("*.k8s.yaml")) for d in yaml.safe_load_all(p.read_text()) if d
+    ]
     assert docs, "dist/ is empty"
     for doc in docs:
         validate_strict(doc)
@@ -186,13 +218,24 @@ def test_restricted_checker_flags_a_bad_pod() -> None:
         ],
     }
     problems = " | ".join(restricted_violations(bad))
-    for expected in ("hostNetwork", "runAsUser", "hostPath", "privileged", "allowPrivilegeEscalation",
-                     "runAsNonRoot", "seccompProfile", "drop ALL", "SYS_ADMIN"):
+    for expected in (
+        "hostNetwork",
+        "runAsUser",
+        "hostPath",
+        "privileged",
+        "allowPrivilegeEscalation",
+        "runAsNonRoot",
+        "seccompProfile",
+        "drop ALL",
+        "SYS_ADMIN",
+    ):
         assert expected in problems
 
 
 def test_weakened_security_context_warns_and_fails_restricted(tmp_path: Path) -> None:
-    out = render(values({"securityContext": {"runAsNonRoot": False, "allowPrivilegeEscalation": True}}), tmp_path)
+    out = render(
+        values({"securityContext": {"runAsNonRoot": False, "allowPrivilegeEscalation": True}}), tmp_path
+    )
     assert any("restricted" in w for w in out.warnings)
     spec = pod_specs(out.one("CronJob"))[0]
     assert restricted_violations(spec)
@@ -204,7 +247,9 @@ def test_labels_on_every_object_and_pod_template(variant: str, rendered: dict[st
     for doc in rendered[variant].docs:
         for meta in [doc["metadata"]] + [t["metadata"] for t in pod_templates(doc)]:
             labels = meta["labels"]
-            assert {k.removeprefix("app.kubernetes.io/") for k in labels if k.startswith("app.kubernetes.io/")} == keys
+            assert {
+                k.removeprefix("app.kubernetes.io/") for k in labels if k.startswith("app.kubernetes.io/")
+            } == keys
             assert labels["app.kubernetes.io/version"] == APP_VERSION
             assert labels["app.kubernetes.io/managed-by"] == "cdk8s"
 
@@ -315,13 +360,19 @@ def test_managed_secret_and_warning(rendered: dict[str, Any]) -> None:
     secret = out.one("Secret")
     assert secret["metadata"]["name"] == "cnpg-backup-cnpg-pgdump-backup-s3"
     assert secret["type"] == "Opaque"
-    assert secret["stringData"] == {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEY123", "AWS_SECRET_ACCESS_KEY": "very-secret-value-42"}
+    assert secret["stringData"] == {
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEY123",
+        "AWS_SECRET_ACCESS_KEY": "very-secret-value-42",
+    }
     assert any("literal credentials" in w and "useExistingSecret" in w for w in out.warnings)
     assert not any("very-secret-value-42" in w or "AKIAEXAMPLEKEY123" in w for w in out.warnings)
     # The secret value appears exactly once in dist/: inside the Secret.
     assert out.text.count("very-secret-value-42") == 1
     for container in _containers(out.one("CronJob")):
-        assert _env(container)["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
+        assert (
+            _env(container)["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"]
+            == secret["metadata"]["name"]
+        )
 
 
 def test_existing_secret_is_referenced_not_created(rendered: dict[str, Any]) -> None:
@@ -340,7 +391,9 @@ def test_backup_disabled_has_no_cronjob(rendered: dict[str, Any]) -> None:
 def test_service_account_annotations_and_reference(rendered: dict[str, Any]) -> None:
     out = rendered["irsa_no_secret"]
     sa = out.one("ServiceAccount")
-    assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/backup"}
+    assert sa["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/backup"
+    }
     assert pod_specs(out.one("CronJob"))[0]["serviceAccountName"] == sa["metadata"]["name"]
 
 
@@ -355,7 +408,9 @@ def test_existing_service_account(tmp_path: Path) -> None:
 def test_names_follow_helm_fullname(rendered: dict[str, Any]) -> None:
     assert rendered["defaults"].one("CronJob")["metadata"]["name"] == "cnpg-backup-cnpg-pgdump-backup"
     assert rendered["name_override"].one("CronJob")["metadata"]["name"] == "prod-pgbackup"
-    assert rendered["name_override"].one("CronJob")["metadata"]["labels"]["app.kubernetes.io/name"] == "pgbackup"
+    assert (
+        rendered["name_override"].one("CronJob")["metadata"]["labels"]["app.kubernetes.io/name"] == "pgbackup"
+    )
     assert rendered["fullname_override"].one("CronJob")["metadata"]["name"] == "appdb-backup"
     long = rendered["long_names_truncated"].one("CronJob")["metadata"]["name"]
     assert long.endswith("-orders-and-invoices-history") and len(long) <= 52
@@ -371,7 +426,10 @@ def test_release_name_containing_chart_name_is_used_alone(tmp_path: Path) -> Non
 def test_two_clusters(rendered: dict[str, Any]) -> None:
     out = rendered["two_clusters"]
     cronjobs = {c["metadata"]["name"]: c for c in out.kind("CronJob")}
-    assert set(cronjobs) == {"cnpg-backup-cnpg-pgdump-backup-orders", "cnpg-backup-cnpg-pgdump-backup-billing"}
+    assert set(cronjobs) == {
+        "cnpg-backup-cnpg-pgdump-backup-orders",
+        "cnpg-backup-cnpg-pgdump-backup-billing",
+    }
     orders = _env(_containers(cronjobs["cnpg-backup-cnpg-pgdump-backup-orders"])[0])
     billing = _env(_containers(cronjobs["cnpg-backup-cnpg-pgdump-backup-billing"])[0])
     assert orders["PGHOST"]["value"] == "orders-rw"
@@ -381,7 +439,10 @@ def test_two_clusters(rendered: dict[str, Any]) -> None:
     assert cronjobs["cnpg-backup-cnpg-pgdump-backup-billing"]["spec"]["schedule"] == "30 3 * * 1-5"
     assert cronjobs["cnpg-backup-cnpg-pgdump-backup-orders"]["spec"]["schedule"] == "0 2 * * *"
     job = out.one("Job")
-    assert job["metadata"]["annotations"]["cnpg-pgdump-backup/restore-object"] == "appdb/orders/orders_2024-01-21_02-00-00.sql.gz"
+    assert (
+        job["metadata"]["annotations"]["cnpg-pgdump-backup/restore-object"]
+        == "appdb/orders/orders_2024-01-21_02-00-00.sql.gz"
+    )
     assert _env(_containers(job)[0])["PGDATABASE"]["value"] == "orders"
 
 
@@ -389,11 +450,21 @@ def test_scheduling_is_typed_through(rendered: dict[str, Any]) -> None:
     spec = pod_specs(rendered["scheduling_and_resources"].one("CronJob"))[0]
     assert spec["nodeSelector"] == {"kubernetes.io/os": "linux", "node-role.example.com/backup": "true"}
     assert spec["tolerations"][1] == {
-        "key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300,
+        "key": "node.kubernetes.io/not-ready",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 300,
     }
-    assert spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"] == 50
+    assert (
+        spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"]
+        == 50
+    )
     restore_resources = render(
-        values(VARIANTS["scheduling_and_resources"], {"restore": {"object": "latest"}}), Path(pytest.importorskip("tempfile").mkdtemp())
+        values(VARIANTS["scheduling_and_resources"], {"restore": {"object": "latest"}}),
+        Path(pytest.importorskip("tempfile").mkdtemp()),
     ).one("Job")["spec"]["template"]["spec"]["containers"][0]["resources"]
     # Partial resources merge into the defaults key by key, like Helm values do.
-    assert restore_resources == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
+    assert restore_resources == {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"cpu": "2", "memory": "2Gi"},
+    }

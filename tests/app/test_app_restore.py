@@ -45,15 +45,26 @@ def test_bare_name_and_full_key_are_the_same_request(tmp_path: Path) -> None:
 
 
 def test_run_once_shape(tmp_path: Path) -> None:
-    job = _job(tmp_path, {"restore": {"force": True, "backupBeforeRestore": True, "targetDatabase": "scratch"}})
+    job = _job(
+        tmp_path, {"restore": {"force": True, "backupBeforeRestore": True, "targetDatabase": "scratch"}}
+    )
     name = job["metadata"]["name"]
     assert "ttlSecondsAfterFinished" not in job["spec"]
     assert job["spec"]["backoffLimit"] == 0
-    assert job["metadata"]["annotations"] == {"cnpg-pgdump-backup/restore-object": "appdb/appdb_2024-01-21_02-00-00.sql.gz"}
+    assert job["metadata"]["annotations"] == {
+        "cnpg-pgdump-backup/restore-object": "appdb/appdb_2024-01-21_02-00-00.sql.gz"
+    }
     args = pod_specs(job)[0]["containers"][0]["args"]
     assert args == [
-        "restore", "--object", "appdb/appdb_2024-01-21_02-00-00.sql.gz", "--run-id", name,
-        "--force", "--backup-before-restore", "--target-database", "scratch",
+        "restore",
+        "--object",
+        "appdb/appdb_2024-01-21_02-00-00.sql.gz",
+        "--run-id",
+        name,
+        "--force",
+        "--backup-before-restore",
+        "--target-database",
+        "scratch",
     ]
     assert len(name) <= 63
 
@@ -83,14 +94,18 @@ def test_oneoff_name_is_time_based_and_valid() -> None:
     assert restricted_violations(pod_specs(job)[0]) == []
 
 
-def _restore_job_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, when: datetime, *argv: str) -> tuple[int, str, str]:
+def _restore_job_cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, when: datetime, *argv: str
+) -> tuple[int, str, str]:
     monkeypatch.setattr(cli, "utc_now", lambda: when)
     code = cli.main(["restore-job", *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
 
-def test_restore_job_command_new_name_each_call(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_restore_job_command_new_name_each_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     vals = tmp_path / "values.yaml"
     vals.write_text(yaml.safe_dump(values({"restore": {"force": True}})))
     args = ("-f", str(vals), "--object", "appdb_2024-01-21_02-00-00.sql.gz")
@@ -104,33 +119,73 @@ def test_restore_job_command_new_name_each_call(tmp_path: Path, capsys: pytest.C
     assert "--force" not in pod_specs(job1)[0]["containers"][0]["args"]
 
 
-def test_restore_job_command_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_restore_job_command_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     vals = tmp_path / "values.yaml"
-    vals.write_text(yaml.safe_dump(merge_values(values(), {
-        "cnpg": {"database": ""},
-        "databases": [{"name": "orders", "database": "orders"}, {"name": "billing", "database": "billing"}],
-    })))
+    vals.write_text(
+        yaml.safe_dump(
+            merge_values(
+                values(),
+                {
+                    "cnpg": {"database": ""},
+                    "databases": [
+                        {"name": "orders", "database": "orders"},
+                        {"name": "billing", "database": "billing"},
+                    ],
+                },
+            )
+        )
+    )
     when = datetime(2024, 1, 21, 2, 0, 0, tzinfo=UTC)
     code, out, err = _restore_job_cli(capsys, monkeypatch, when, "-f", str(vals), "--object", "latest")
     assert code == 2 and out == ""
     assert err.startswith("config error: restore.database: required") and "Traceback" not in err
     code, out, _ = _restore_job_cli(
-        capsys, monkeypatch, when, "-f", str(vals), "--object", "billing_x.sql.gz", "--database", "billing",
-        "--force", "--backup-before-restore", "--target-database", "billing_copy",
+        capsys,
+        monkeypatch,
+        when,
+        "-f",
+        str(vals),
+        "--object",
+        "billing_x.sql.gz",
+        "--database",
+        "billing",
+        "--force",
+        "--backup-before-restore",
+        "--target-database",
+        "billing_copy",
     )
     assert code == 0
     job = yaml.safe_load(out)
     container = pod_specs(job)[0]["containers"][0]
     assert container["args"] == [
-        "restore", "--object", "appdb/billing/billing_x.sql.gz", "--run-id", job["metadata"]["name"],
-        "--force", "--backup-before-restore", "--target-database", "billing_copy",
+        "restore",
+        "--object",
+        "appdb/billing/billing_x.sql.gz",
+        "--run-id",
+        job["metadata"]["name"],
+        "--force",
+        "--backup-before-restore",
+        "--target-database",
+        "billing_copy",
     ]
     assert {"name": "PGDATABASE", "value": "billing"} in container["env"]
 
 
-def test_restore_job_rejects_bad_object(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_restore_job_rejects_bad_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     vals = tmp_path / "values.yaml"
     vals.write_text(yaml.safe_dump(values()))
-    code, out, err = _restore_job_cli(capsys, monkeypatch, datetime.now(UTC), "-f", str(vals), "--object", "s3://my-backups-bucket/appdb/x.sql.gz")
+    code, out, err = _restore_job_cli(
+        capsys,
+        monkeypatch,
+        datetime.now(UTC),
+        "-f",
+        str(vals),
+        "--object",
+        "s3://my-backups-bucket/appdb/x.sql.gz",
+    )
     assert code == 2 and out == ""
     assert "restore.object: 's3://my-backups-bucket/appdb/x.sql.gz' is a URL" in err

@@ -19,7 +19,9 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 def test_set_types_values_like_helm() -> None:
     result = apply_set({}, "a.b=true,a.c=FALSE,a.d=42,a.e=007,a.f=1.5,a.g=null,a.h=,a.i=0")
-    assert result == {"a": {"b": True, "c": False, "d": 42, "e": "007", "f": "1.5", "g": None, "h": "", "i": 0}}
+    assert result == {
+        "a": {"b": True, "c": False, "d": 42, "e": "007", "f": "1.5", "g": None, "h": "", "i": 0}
+    }
 
 
 def test_set_string_keeps_strings() -> None:
@@ -28,12 +30,18 @@ def test_set_string_keeps_strings() -> None:
 
 def test_set_lists_indexes_and_escapes() -> None:
     result = apply_set({}, r"l={a,b,3},x[1].name=n,monitoring.annotations.prometheus\.io/scrape=true")
-    assert result == {"l": ["a", "b", 3], "x": [None, {"name": "n"}], "monitoring": {"annotations": {"prometheus.io/scrape": True}}}
+    assert result == {
+        "l": ["a", "b", 3],
+        "x": [None, {"name": "n"}],
+        "monitoring": {"annotations": {"prometheus.io/scrape": True}},
+    }
 
 
 def test_set_writes_into_list_items_from_files(tmp_path: Path) -> None:
     f = _write(tmp_path, "v.yaml", "databases:\n  - name: a\n    database: a\n")
-    assert merge_all([f], ["databases[0].schedule=@hourly"]) == {"databases": [{"name": "a", "database": "a", "schedule": "@hourly"}]}
+    assert merge_all([f], ["databases[0].schedule=@hourly"]) == {
+        "databases": [{"name": "a", "database": "a", "schedule": "@hourly"}]
+    }
 
 
 @pytest.mark.parametrize(
@@ -62,21 +70,36 @@ def test_malformed_set_never_echoes_the_value() -> None:
 
 
 def test_files_merge_left_to_right_like_helm(tmp_path: Path) -> None:
-    a = _write(tmp_path, "a.yaml", "backup:\n  schedule: '0 1 * * *'\n  tolerations: [{key: a}]\ncnpg:\n  database: one\n")
+    a = _write(
+        tmp_path,
+        "a.yaml",
+        "backup:\n  schedule: '0 1 * * *'\n  tolerations: [{key: a}]\ncnpg:\n  database: one\n",
+    )
     b = _write(tmp_path, "b.yaml", "backup:\n  tolerations: [{key: b}]\ncnpg:\n  secretName: x\n")
     merged = merge_all([a, b])
-    assert merged == {"backup": {"schedule": "0 1 * * *", "tolerations": [{"key": "b"}]}, "cnpg": {"database": "one", "secretName": "x"}}
+    assert merged == {
+        "backup": {"schedule": "0 1 * * *", "tolerations": [{"key": "b"}]},
+        "cnpg": {"database": "one", "secretName": "x"},
+    }
 
 
 def test_null_resets_to_default_and_removes_resources(tmp_path: Path) -> None:
-    base = _write(tmp_path, "base.yaml", "backup:\n  schedule: '0 5 * * *'\ncnpg: {secretName: appdb-app, database: appdb}\ns3: {bucket: my-backups-bucket}\n")
+    base = _write(
+        tmp_path,
+        "base.yaml",
+        "backup:\n  schedule: '0 5 * * *'\ncnpg: {secretName: appdb-app, database: appdb}\ns3: {bucket: my-backups-bucket}\n",
+    )
     cfg = load_values([base], ["backup.schedule=null", "backup.resources.limits.cpu=null"])
     assert cfg.backup.schedule == "0 2 * * *"
     assert cfg.backup.resources.limits == {"memory": "1Gi"}
 
 
 def test_set_string_beats_set(tmp_path: Path) -> None:
-    cfg = load_values(None, ["cnpg.secretName=appdb-app,cnpg.database=1,s3.bucket=my-backups-bucket"], ["cnpg.database=0012"])
+    cfg = load_values(
+        None,
+        ["cnpg.secretName=appdb-app,cnpg.database=1,s3.bucket=my-backups-bucket"],
+        ["cnpg.database=0012"],
+    )
     assert cfg.cnpg.database == "0012"
 
 

@@ -1,0 +1,102 @@
+"""Cron schedules and time zones, checked the way the Kubernetes CronJob controller parses them
+(robfig/cron standard parser: 5 fields or a macro), so a typo fails at synth time instead of the
+API server refusing the CronJob (or, worse, accepting a schedule that never fires when meant)."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from functools import lru_cache
+from typing import Annotated
+
+from app.validation import rule
+
+CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+    )
+}
+_DAYS = {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
+_CRON_FIELDS = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day-of-month", 1, 31, {}),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 0, 6, _DAYS),
+)
+_CRON_SHAPE = "expected 5 fields: minute hour day-of-month month day-of-week, or @daily/@hourly/..."
+
+
+def _cron_value(text: str, lo: int, hi: int, names: dict[str, int]) -> int:
+    if text.lower() in names:
+        return names[text.lower()]
+    if not text.isdigit():
+        raise ValueError(f"'{text}' is not a number" + (" or a name" if names else ""))
+    number = int(text)
+    if not lo <= number <= hi:
+        raise ValueError(f"{number} is out of range {lo}-{hi}")
+    return number
+
+
+def _cron_field_problem(text: str, lo: int, hi: int, names: dict[str, int], wildcard_q: bool) -> str | None:
+    for item in text.split(","):
+        base, slash, step = item.partition("/")
+        try:
+            if slash and (not step.isdigit() or int(step) < 1):
+                raise ValueError(f"step '{step}' must be a positive number")
+            if base == "*" or (base == "?" and wildcard_q):
+                continue
+            start_text, dash, end_text = base.partition("-")
+            start = _cron_value(start_text, lo, hi, names)
+            if dash:
+                end = _cron_value(end_text, lo, hi, names)
+                if start > end:
+                    raise ValueError(f"range {base} runs backwards")
+        except ValueError as exc:
+            return f"{exc} in '{item}'" if item != text else str(exc)
+    return None
+
+
+def cron_problem(value: str) -> str | None:
+    expr = value.strip()
+    if expr.startswith(("TZ=", "CRON_TZ=")):
+        return (
+            f"'{value}': Kubernetes does not accept a time zone in the schedule; set backup.timeZone instead"
+        )
+    if expr.startswith("@"):
+        if expr in CRON_MACROS:
+            return None
+        return f"not a valid cron expression '{value}' (unknown macro; use one of {', '.join(CRON_MACROS)})"
+    fields = expr.split()
+    if len(fields) != 5:
+        return f"not a valid cron expression '{value}' ({_CRON_SHAPE})"
+    for field_text, (label, lo, hi, names) in zip(fields, _CRON_FIELDS, strict=True):
+        problem = _cron_field_problem(field_text, lo, hi, names, wildcard_q=label.startswith("day"))
+        if problem:
+            return f"not a valid cron expression '{value}' ({label}: {problem})"
+    return None
+
+
+Cron = Annotated[str, rule(cron_problem)]
+
+
+def time_zone_problem(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value == "Local" or not re.match(r"^[A-Za-z0-9_+\-/]+$", value):
+        return f"'{value}' is not an IANA time zone name (e.g. Europe/Berlin, UTC)"
+    zones = _available_zones()
+    # Without a tz database on this machine we can only check the shape; the API server checks the rest.
+    if zones and value not in zones:
+        return f"'{value}' is not a known IANA time zone name (e.g. Europe/Berlin, America/New_York, UTC)"
+    return None
+
+
+@lru_cache(maxsize=1)
+def _available_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+TimeZone = Annotated[str, rule(time_zone_problem)]
