@@ -125,7 +125,7 @@ def cmd_list(args) -> int:
 def cmd_backup(args) -> int:
     bucket = _bucket(args)
     pg.wait_ready(args.wait_timeout, args.database)
-    bucket.check()
+    bucket.check(args.prefix)
     run_backup(bucket, BackupOptions(prefix=args.prefix, database=args.database, format=args.format,
                                      compression_level=args.compression_level))
     if args.retention_days > 0:

@@ -85,6 +85,8 @@ def describe(exc: BaseException, *, bucket: str, key: str | None = None) -> Work
             "AccessDenied": "the credentials lack permission for this bucket/prefix",
             "NoSuchKey": "no such object: list the backups with `cnpg-backup-worker list`",
             "404": "no such object: list the backups with `cnpg-backup-worker list`",
+            "403": "S3 refused access: wrong credentials or no permission for this bucket",
+            "Forbidden": "S3 refused access: wrong credentials or no permission for this bucket",
             "PreconditionFailed": "an object with this key appeared meanwhile (two backups in the same second?)",
         }
         return WorkerError(f"S3 {code} on {where}: {msg}".rstrip(": "), hint=hints.get(code))
@@ -260,11 +262,13 @@ class Bucket:
     def _fail(self, exc: BaseException, key: str | None = None) -> WorkerError:
         return describe(exc, bucket=self.loc.bucket, key=key)
 
-    def check(self) -> None:
+    def check(self, prefix: str = "") -> None:
+        """Fail early with the real reason: a listing (unlike HEAD) returns S3's error code, and proves
+        the ListBucket permission that `list`, `latest` and retention need anyway."""
         try:
-            self.client.head_bucket(Bucket=self.loc.bucket)
+            self.client.list_objects_v2(Bucket=self.loc.bucket, Prefix=prefix, MaxKeys=1)
         except Exception as exc:  # noqa: BLE001
-            if isinstance(exc, botocore.exceptions.ClientError) and exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
+            if isinstance(exc, botocore.exceptions.ClientError) and exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
                 raise WorkerError(f"S3 bucket {self.loc.bucket!r} does not exist", hint="check s3.bucket") from None
             raise self._fail(exc) from None
 
