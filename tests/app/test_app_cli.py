@@ -186,6 +186,7 @@ def test_main_py_reads_values_from_env(tmp_path: Path) -> None:
         env={**os.environ, **JSII_ENV, "CNPG_BACKUP_VALUES": str(EXAMPLE), "CDK8S_OUTDIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr
+    assert "!!!" not in result.stderr, "the jsii Node.js banner leaked (app/__init__.py silences it)"
     assert _files(tmp_path) == _files(REPO / "dist")
     bad = tmp_path / "bad.yaml"
     bad.write_text("bakup: {}\n")
