@@ -8,13 +8,10 @@
 # answers exactly that request from a local copy (CDK8S_K8S_SCHEMA_DIR). The output is
 # deterministic, so the result is committed and this script only runs on a version bump.
 #
-# Overridable: CDK8S_CLI_DIR (where cdk8s-cli is cached), CDK8S_CLI_VERSION,
-#              CDK8S_K8S_SCHEMA_DIR (folder holding v<X.Y.Z>/_definitions.json), K8S_VERSION.
+# Overridable: CDK8S_K8S_SCHEMA_DIR (folder holding v<X.Y.Z>/_definitions.json), K8S_VERSION.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cli_dir="${CDK8S_CLI_DIR:-$HOME/.cache/cnpg-pgdump-backup/cdk8s-cli}"
-cli_version="${CDK8S_CLI_VERSION:-2.207.60}"
 schema_dir="${CDK8S_K8S_SCHEMA_DIR:-$repo_root/../shared/k8s-schema}"
 k8s_version="${K8S_VERSION:-1.33.0}"
 
@@ -24,11 +21,8 @@ if [[ ! -f "$schema_dir/cdk8s-offline-schema.js" || ! -f "$schema_dir/v$k8s_vers
   exit 1
 fi
 
-if [[ ! -x "$cli_dir/node_modules/.bin/cdk8s" ]]; then
-  echo "regenerate.sh: installing cdk8s-cli@$cli_version into $cli_dir" >&2
-  mkdir -p "$cli_dir"
-  npm install --prefix "$cli_dir" --no-audit --no-fund "cdk8s-cli@$cli_version" >&2
-fi
+# The project's one installer pins and caches cdk8s-cli; it prints `export CNPG_CDK8S_CLI=...`.
+eval "$(bash "$repo_root/tools/install-servers.sh" cdk8s)"
 
 export CDK8S_CHECK_UPGRADE=false
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1
@@ -40,7 +34,7 @@ cd "$repo_root"
 # Import into a scratch dir and swap, so a failed import never leaves a half-written imports/k8s.
 scratch="$(mktemp -d "$repo_root/imports/.regen.XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT
-"$cli_dir/node_modules/.bin/cdk8s" import "k8s@$k8s_version" --language python --output "$scratch"
+"$CNPG_CDK8S_CLI" import "k8s@$k8s_version" --language python --output "$scratch"
 rm -rf "$repo_root/imports/k8s"
 mv "$scratch/k8s" "$repo_root/imports/k8s"
 echo "regenerate.sh: wrote imports/k8s for Kubernetes $k8s_version" >&2

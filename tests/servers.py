@@ -29,8 +29,7 @@ MINIO_SECRET = "minio-Secret-8d2b7a41"
 
 def _servers_env() -> dict[str, str]:
     env = {}
-    f = CACHE / "servers.env"
-    if f.exists():
+    for f in sorted((CACHE / "env.d").glob("*.env")):
         for line in f.read_text().splitlines():
             m = re.match(r"export (\w+)=(.*)", line)
             if m:
@@ -41,7 +40,7 @@ def _servers_env() -> dict[str, str]:
 def setting(name: str) -> str:
     value = os.environ.get(name) or _servers_env().get(name)
     if not value:
-        pytest.fail(f"{name} is not set and {CACHE}/servers.env does not name it: run tools/install-servers.sh", pytrace=False)
+        pytest.fail(f"{name} is not set and {CACHE}/env.d/ does not name it: run tools/install-servers.sh", pytrace=False)
     return value
 
 

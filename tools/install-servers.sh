@@ -60,6 +60,57 @@ install_cdk8s() {
   echo "export CNPG_CDK8S_CLI=$dir/node_modules/.bin/cdk8s"
 }
 
+install_kube() {
+  # etcd + kube-apiserver + kubectl from source through the Go module proxy. Their go.mod files carry
+  # replace directives, so `go install pkg@version` is refused; a scratch module per build pins each
+  # replaced module to its published version instead.
+  local dir="$CACHE/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
+  if [ ! -x "$dir/bin/kube-apiserver" ] || [ ! -x "$dir/bin/etcd" ] || [ ! -x "$dir/bin/kubectl" ]; then
+    log "building etcd $ETCD_VERSION, kube-apiserver and kubectl $KUBE_VERSION (cold: ~9 min)"
+    rm -rf "$dir.tmp"; mkdir -p "$dir.tmp/bin" "$dir.tmp/etcd" "$dir.tmp/k8s"
+    export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+    ( cd "$dir.tmp/etcd"
+      cat > go.mod <<GOMOD
+module scratch/etcdbuild
+
+go 1.26.0
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+
+replace (
+	go.etcd.io/etcd/api/v3 => go.etcd.io/etcd/api/v3 $ETCD_VERSION
+	go.etcd.io/etcd/client/pkg/v3 => go.etcd.io/etcd/client/pkg/v3 $ETCD_VERSION
+	go.etcd.io/etcd/client/v3 => go.etcd.io/etcd/client/v3 $ETCD_VERSION
+	go.etcd.io/etcd/pkg/v3 => go.etcd.io/etcd/pkg/v3 $ETCD_VERSION
+)
+GOMOD
+      printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' > tools.go
+      go mod tidy >&2
+      go build -ldflags "-s -w" -o "$dir.tmp/bin/etcd" go.etcd.io/etcd/server/v3 >&2 )
+    ( cd "$dir.tmp/k8s"
+      local sv="v0.${KUBE_VERSION#v1.}"
+      local upstream
+      upstream=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+      { printf 'module scratch/k8sbuild\n\ngo 1.24.0\n\ngodebug default=go1.24\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$KUBE_VERSION"
+        grep -E '^\s*k8s.io/[a-z0-9-]+ => ./staging/' "$upstream" | awk -v sv="$sv" '{print "\t" $1 " => " $1 " " sv}'
+        printf ')\n'; } > go.mod
+      printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n)\n' > tools.go
+      go mod tidy >&2
+      local minor ldf="-s -w"
+      minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
+      # Without these the binaries report v0.0.0-master, and kubectl warns about version skew.
+      for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ldf="$ldf -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+      done
+      go build -ldflags "$ldf" -o "$dir.tmp/bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2
+      go build -ldflags "$ldf" -o "$dir.tmp/bin/kubectl" k8s.io/kubernetes/cmd/kubectl >&2 )
+    rm -rf "$dir"; mkdir -p "$dir"; mv "$dir.tmp/bin" "$dir/bin"; rm -rf "$dir.tmp"
+  fi
+  echo "export CNPG_TEST_KUBE_BIN=$dir/bin"
+}
+
 want="${*:-minio postgres cdk8s}"
-# The same lines go to stdout and to a file the tests read when the variables are not set.
-for w in $want; do "install_$w"; done | tee "$CACHE/servers.env"
+# The same lines go to stdout and to one file per component, which the tests read when the
+# variables are not set in their environment.
+mkdir -p "$CACHE/env.d"
+for w in $want; do "install_$w" | tee "$CACHE/env.d/$w.env"; done

@@ -18,23 +18,17 @@ from app.values import config_from_values, merge_values
 
 REPO = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.33.0"
-DEFAULT_CDK8S_CLI = Path.home() / ".cache/cnpg-pgdump-backup/cdk8s-cli/node_modules/.bin/cdk8s"
-CDK8S_INSTALL_HINT = (
-    "install it with `bash tools/install-servers.sh cdk8s` or `imports/regenerate.sh` "
-    f"(which installs cdk8s-cli into {DEFAULT_CDK8S_CLI.parents[2]})"
-)
+CDK8S_INSTALL_HINT = "install it with `bash tools/install-servers.sh cdk8s`"
 
 
 def cdk8s_cli() -> Path | None:
-    """cdk8s-cli: $CNPG_CDK8S_CLI, else what tools/install-servers.sh recorded, else the cache
-    imports/regenerate.sh installs into."""
+    """cdk8s-cli: $CNPG_CDK8S_CLI, else what tools/install-servers.sh recorded."""
     candidates = [os.environ.get("CNPG_CDK8S_CLI", "")]
-    servers_env = Path(os.environ.get("CNPG_TOOLS_CACHE", "/var/cache/cnpg-pgdump-backup")) / "servers.env"
-    if servers_env.is_file():
-        for line in servers_env.read_text().splitlines():
+    recorded = Path(os.environ.get("CNPG_TOOLS_CACHE", "/var/cache/cnpg-pgdump-backup")) / "env.d" / "cdk8s.env"
+    if recorded.is_file():
+        for line in recorded.read_text().splitlines():
             if line.startswith("export CNPG_CDK8S_CLI="):
                 candidates.append(line.split("=", 1)[1].strip())
-    candidates.append(str(DEFAULT_CDK8S_CLI))
     return next((Path(c) for c in candidates if c and Path(c).is_file() and os.access(c, os.X_OK)), None)
 
 

@@ -1,0 +1,161 @@
+"""Clear one-line errors without secrets; retention; `latest` beyond one listing page; client choice."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from servers import MINIO_SECRET, PG_PASSWORD, free_port
+from worker.dataset import load
+from worker.helpers import keys
+
+pytestmark = pytest.mark.integration
+
+
+def _assert_one_clear_line(r, *expected: str):
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert len(r.error_lines) == 1, r.stderr
+    for e in expected:
+        assert e in r.error_lines[0], r.error_lines[0]
+    for secret in (PG_PASSWORD, MINIO_SECRET):
+        assert secret not in r.stderr and secret not in r.stdout
+
+
+def test_wrong_password(pg, minio, bucket, make_worker):
+    w = make_worker(pg, minio, bucket, "postgres", PGPASSWORD="wrong-" + PG_PASSWORD)
+    r = w.run("backup")
+    _assert_one_clear_line(r, "password authentication failed", "127.0.0.1")
+    assert ("wrong-" + PG_PASSWORD) not in r.stderr
+
+
+def test_unreachable_host(pg, minio, bucket, make_worker):
+    w = make_worker(pg, minio, bucket, "postgres", PGPORT=str(free_port()))
+    r = w.run("backup", "--wait-timeout", "2")
+    _assert_one_clear_line(r, "not ready after 2s", "127.0.0.1")
+
+
+def test_missing_bucket(pg, minio, make_worker):
+    w = make_worker(pg, minio, "no-such-bucket-here", "postgres")
+    r = w.run("backup")
+    _assert_one_clear_line(r, "no-such-bucket-here", "does not exist")
+
+
+def test_bad_s3_credentials(pg, minio, bucket, make_worker):
+    w = make_worker(pg, minio, bucket, "postgres", AWS_SECRET_ACCESS_KEY="not-the-" + MINIO_SECRET)
+    r = w.run("backup")
+    _assert_one_clear_line(r, bucket, "SignatureDoesNotMatch")
+    assert ("not-the-" + MINIO_SECRET) not in r.stderr
+
+
+def test_bad_flags_and_keys(pg, minio, bucket, make_worker):
+    w = make_worker(pg, minio, bucket, "postgres")
+    _assert_one_clear_line(w.run("backup", "--compression-level", "12"), "compression-level")
+    _assert_one_clear_line(w.run("restore", "--object", f"s3://{bucket}/x.sql.gz"), "without s3://")
+    _assert_one_clear_line(w.run("restore", "--object", "backups/nope_2024-01-01_00-00-00.sql.gz"), "does not exist")
+    _assert_one_clear_line(w.run("list", "--bucket", ""), "no S3 bucket")
+    assert w.run("backup", "--compression-level", "12").returncode == 2
+
+
+def _put_backup(s3, bucket, key, body: bytes, complete=True, database="shop"):
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    if complete:
+        import hashlib
+
+        m = {"database": database, "key": key, "format": "plain", "compression": "gzip", "server_version": "17.0",
+             "pg_dump_version": "18.6", "pg_dump_major": 18, "raw_bytes": 1, "object_bytes": len(body),
+             "sha256": hashlib.sha256(body).hexdigest(), "started_at": "", "finished_at": "", "status": "complete"}
+        s3.put_object(Bucket=bucket, Key=key + ".manifest.json", Body=json.dumps(m).encode())
+
+
+def _stamp(days_ago: float) -> str:
+    return (datetime.now(timezone.utc) - timedelta(days=days_ago)).strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def test_retention_deletes_exactly_the_expired(pg, minio, bucket, make_worker):
+    s3 = minio.client()
+    old = [f"backups/shop_{_stamp(d)}.sql.gz" for d in (30, 20, 10)]
+    fresh = [f"backups/shop_{_stamp(d)}.sql.gz" for d in (5, 1)]
+    for k in old + fresh:
+        _put_backup(s3, bucket, k, b"x" * 10)
+    old_incomplete = f"backups/shop_{_stamp(40)}.sql.gz"
+    _put_backup(s3, bucket, old_incomplete, b"y", complete=False)
+    untouchable = [f"backups/shop2_{_stamp(30)}.sql.gz", f"backups/shopping_{_stamp(30)}.sql.gz",
+                   f"other/shop_{_stamp(30)}.sql.gz", "backups/notes.txt", f"backups/shop_{_stamp(30)}.sql.gz.bak"]
+    for k in untouchable:
+        s3.put_object(Bucket=bucket, Key=k, Body=b"z")
+    w = make_worker(pg, minio, bucket, "shop")
+
+    r = w.run("prune", "--retention-days", "7", "--dry-run")
+    assert r.returncode == 0 and r.stderr.count("would delete") == 7
+    assert len(keys(minio, bucket)) == 5 * 2 + 1 + len(untouchable)
+
+    r = w.run("prune", "--retention-days", "7")
+    assert r.returncode == 0, r.stderr
+    remaining = set(keys(minio, bucket))
+    assert remaining == set(fresh) | {k + ".manifest.json" for k in fresh} | set(untouchable)
+
+
+def test_retention_never_deletes_the_newest_complete(pg, minio, bucket, make_worker):
+    s3 = minio.client()
+    ks = [f"backups/shop_{_stamp(d)}.sql.gz" for d in (90, 60, 30)]
+    for k in ks:
+        _put_backup(s3, bucket, k, b"x")
+    newer_incomplete = f"backups/shop_{_stamp(20)}.sql.gz"
+    _put_backup(s3, bucket, newer_incomplete, b"y", complete=False)
+    r = make_worker(pg, minio, bucket, "shop").run("prune", "--retention-days", "7")
+    assert r.returncode == 0, r.stderr
+    assert set(keys(minio, bucket)) == {ks[-1], ks[-1] + ".manifest.json"}
+
+
+def test_backup_applies_retention_and_latest_beyond_1000_objects(pg, minio, bucket, make_worker):
+    load(pg, "shop")
+    s3 = minio.client()
+    base = datetime.now(timezone.utc) - timedelta(days=3)
+    # 1,200 older backups (complete ones interleaved) fill more than one listing page before the new one
+    names = [f"backups/shop_{(base - timedelta(minutes=i)).strftime('%Y-%m-%d_%H-%M-%S')}.sql.gz" for i in range(1200)]
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda k: _put_backup(s3, bucket, k, b"old", complete=names.index(k) % 100 == 0), names))
+    w = make_worker(pg, minio, bucket, "shop")
+    r = w.run("backup", "--retention-days", "2")
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(w.run("list", "--json").stdout)
+    assert len(listed) == 1 and listed[0]["status"] == "complete"  # retention removed the 1,200 older ones
+    # latest is the new backup, found across pages: restore --dry-run names it
+    r = w.run("restore", "--object", "latest", "--dry-run")
+    assert r.returncode == 0 and listed[0]["key"] in r.stderr
+
+
+def test_latest_with_more_than_1000_objects_without_pruning(pg, minio, bucket, make_worker):
+    s3 = minio.client()
+    names = [f"backups/shop_2025-01-01_00-{i // 60:02d}-{i % 60:02d}.sql.gz" for i in range(1100)]
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda k: _put_backup(s3, bucket, k, b"old", complete=False), names))
+    newest_complete = "backups/shop_2025-01-01_00-10-00.sql.gz"  # sorts into the middle of page 1
+    _put_backup(s3, bucket, newest_complete, b"real")
+    r = make_worker(pg, minio, bucket, "shop").run("list", "--json")
+    listed = json.loads(r.stdout)
+    assert len(listed) == 1100 and listed[0]["key"] == names[-1]
+    assert [e["key"] for e in listed if e["status"] == "complete"] == [newest_complete]
+
+
+@pytest.mark.parametrize("major,expected", [(13, 15), (15, 15), (16, 18), (18, 18)])
+def test_client_major_selection(major, expected, pg_pool, minio, bucket, make_worker):
+    server = pg_pool.get(major)
+    server.create_database("sel")
+    w = make_worker(server, minio, bucket, "sel")
+    assert w.run("backup").returncode == 0
+    [entry] = json.loads(w.run("list", "--json").stdout)
+    m = json.loads(minio.client().get_object(Bucket=bucket, Key=entry["key"] + ".manifest.json")["Body"].read())
+    assert m["pg_dump_major"] == expected and m["server_version"].startswith(str(major))
+
+
+def test_only_older_clients_refused(pg_pool, minio, bucket, make_worker):
+    server = pg_pool.get(17)
+    w = make_worker(server, minio, bucket, "postgres", CNPG_BACKUP_PG_BIN_DIRS="/usr/lib/postgresql/15/bin")
+    r = w.run("backup")
+    _assert_one_clear_line(r, "no PostgreSQL client >= 17", "installed majors: 15")
+    assert keys(minio, bucket) == []

@@ -1,0 +1,123 @@
+"""Unit tests of the worker's pure logic (no servers)."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from worker import naming
+from worker.catalog import Entry, plan_prune
+from worker.compress import GunzipStream, compressor
+from worker.errors import UsageError, WorkerError
+from worker.log import redact, register_secret
+from worker.manifest import Manifest
+from worker.pg import Client, choose_client
+from worker.restore import compat_prelude
+
+
+def test_key_format_matches_the_chart():
+    when = datetime(2024, 1, 21, 2, 0, 0, 123, tzinfo=timezone.utc)
+    assert naming.new_backup_key("appdb", "appdb", "plain", when).key == "appdb/appdb_2024-01-21_02-00-00.sql.gz"
+    assert naming.new_backup_key("", "appdb", "custom", when).key == "appdb_2024-01-21_02-00-00.dump"
+    assert naming.new_backup_key("/a/b/", "x", "plain", when).key == "a/b/x_2024-01-21_02-00-00.sql.gz"
+
+
+@pytest.mark.parametrize("key,db,ok", [
+    ("p/app_2024-01-21_02-00-00.sql.gz", "app", True),
+    ("p/app_v2_2024-01-21_02-00-00.sql.gz", "app", False),   # another database sharing the prefix
+    ("p/app_2024-01-21_02-00-00.sql.gz.manifest.json", "app", False),
+    ("p/sub/app_2024-01-21_02-00-00.sql.gz", "app", False),  # not directly under the prefix
+    ("q/app_2024-01-21_02-00-00.sql.gz", "app", False),
+    ("p/app_2024-01-21_02-00-00.dump", "app", True),
+    ("p/a.b_2024-01-21_02-00-00.sql.gz", "a.b", True),
+    ("p/axb_2024-01-21_02-00-00.sql.gz", "a.b", False),      # dots are literal
+])
+def test_pattern_is_exactly_one_databases(key, db, ok):
+    assert (naming.parse(key, "p", db) is not None) is ok
+
+
+def test_resolve_object():
+    assert naming.resolve_object("appdb_2024-01-21_02-00-00.sql.gz", "appdb") == "appdb/appdb_2024-01-21_02-00-00.sql.gz"
+    assert naming.resolve_object("appdb/appdb_2024-01-21_02-00-00.sql.gz", "appdb") == "appdb/appdb_2024-01-21_02-00-00.sql.gz"
+    for bad in ("s3://b/k", "/abs", "", "dir/"):
+        with pytest.raises(UsageError):
+            naming.resolve_object(bad, "p")
+    assert naming.database_of("x/y/my_db_2024-01-21_02-00-00.sql.gz") == "my_db"
+
+
+@pytest.mark.parametrize("level", [1, 2, 3, 6, 9])
+def test_compressor_writes_standard_gzip(level):
+    data = b"INSERT INTO t VALUES (1, 'abc');\n" * 5000 + bytes(range(256)) * 100
+    c = compressor(level)
+    assert gzip.decompress(c.compress(data) + c.flush()) == data
+
+
+def test_gunzip_detects_truncation_and_corruption():
+    blob = gzip.compress(b"a" * 100_000) + gzip.compress(b"b" * 10)
+    g = GunzipStream()
+    assert g.feed(blob) == b"a" * 100_000 + b"b" * 10
+    g.finish()
+    assert g.members == 2
+    g = GunzipStream()
+    g.feed(blob[:-4])
+    with pytest.raises(ValueError):
+        g.finish()
+    bad = bytearray(gzip.compress(bytes(range(256)) * 400))
+    bad[len(bad) // 2] ^= 0xFF
+    with pytest.raises(Exception):
+        g = GunzipStream()
+        g.feed(bytes(bad))
+        g.finish()
+    with pytest.raises(ValueError):
+        GunzipStream().finish()  # nothing at all is not a backup
+
+
+def _entry(days_ago: float, complete: bool, now: datetime) -> Entry:
+    when = now - timedelta(days=days_ago)
+    name = naming.new_backup_key("p", "db", "plain", when)
+    m = Manifest("db", name.key, "plain", "gzip", "17", "18", 18, 1, 5, "0" * 64, "", "") if complete else None
+    return Entry(name, 5, complete, m)
+
+
+def test_prune_plan():
+    now = datetime(2025, 6, 1, tzinfo=timezone.utc)
+    entries = sorted([_entry(d, c, now) for d, c in [(1, True), (8, True), (9, False), (30, True)]],
+                     key=lambda e: e.name.taken_at, reverse=True)
+    plan = plan_prune(entries, 7, now)
+    assert plan.kept_newest == entries[0].name.key
+    assert set(plan.delete) == {entries[1].name.key, entries[1].name.manifest_key, entries[2].name.key,
+                                entries[3].name.key, entries[3].name.manifest_key}
+    # all expired: the newest complete one stays
+    old = [_entry(d, True, now) for d in (10, 20)]
+    assert plan_prune(old, 7, now).delete == [old[1].name.key, old[1].name.manifest_key]
+    # none complete (the chart's backups have no manifests): the newest object still stays
+    legacy = [_entry(d, False, now) for d in (10, 20)]
+    assert plan_prune(legacy, 7, now).delete == [legacy[1].name.key]
+
+
+def test_client_choice():
+    cs = [Client(m, f"{m}.1", Path(f"/c/{m}")) for m in (13, 15, 18)]
+    assert choose_client(15, "x", cs).major == 15
+    assert choose_client(14, "x", cs).major == 15
+    assert choose_client(16, "x", cs).major == 18
+    with pytest.raises(WorkerError, match="installed majors: 13, 15, 18"):
+        choose_client(19, "x", cs)
+    with pytest.raises(WorkerError, match="no PostgreSQL client"):
+        choose_client(15, "x", [])
+
+
+def test_compat_prelude_only_touches_the_prelude():
+    sql = [b"SET statement_timeout = 0;\nSET transaction_timeout = 0;\n", b"x" * 70_000,
+           b"\nSET transaction_timeout = 0;\n"]
+    out = b"".join(compat_prelude(iter(sql), 16))
+    assert b"\n-- (not supported by this server) SET transaction_timeout" in out
+    assert out.endswith(b"\nSET transaction_timeout = 0;\n")  # data past the prelude is untouched
+    assert b"".join(compat_prelude(iter(sql), 17)) == b"".join(sql)
+
+
+def test_redaction():
+    register_secret("hunter2-secret")
+    assert redact("password=hunter2-secret host=x") == "password=*** host=x"
