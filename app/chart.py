@@ -57,9 +57,7 @@ class BackupChart(Chart):
                 target=target,
                 name=naming.restore_job_name(cfg, target),
                 object_key=target.object_key(cfg.restore.object),
-                force=cfg.restore.force,
-                backup_before_restore=cfg.restore.backup_before_restore,
-                target_database=cfg.restore.target_database,
+                request=cfg.restore,
                 credentials=credentials,
             )
 
@@ -99,9 +97,7 @@ def oneoff_restore_yaml(cfg: Config, now: datetime | None = None, warn: Warn = w
         target=target,
         name=naming.oneoff_restore_job_name(cfg, now.astimezone(UTC)),
         object_key=target.object_key(cfg.restore.object),
-        force=cfg.restore.force,
-        backup_before_restore=cfg.restore.backup_before_restore,
-        target_database=cfg.restore.target_database,
+        request=cfg.restore,
         credentials=s3_credentials(cfg),
     )
     return application.synth_yaml()

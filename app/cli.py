@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--backup-before-restore", action="store_true", help="take a backup of the current database first"
     )
     restore.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="accept a backup without manifest (one made by the Helm chart); its gzip stream is still checked",
+    )
+    restore.add_argument(
         "--database", metavar="NAME", help="databases[].name to restore (required with several databases)"
     )
     restore.add_argument("--target-database", metavar="DB", help="restore into this database instead")
@@ -138,6 +143,7 @@ def _restore_job(args: argparse.Namespace) -> int:
         force=args.force,
         backupBeforeRestore=args.backup_before_restore,
         targetDatabase=args.target_database or "",
+        allowUnverified=args.allow_unverified,
     )
     if args.database is not None:
         restore["database"] = args.database

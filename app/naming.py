@@ -74,6 +74,8 @@ def restore_job_name(cfg: Config, target: BackupTarget) -> str:
         cfg.restore.backup_before_restore,
         cfg.restore.target_database,
     ]
+    if cfg.restore.allow_unverified:  # appended only when set, so existing Job names stay stable
+        request.append("allow-unverified")
     digest = hashlib.sha256(json.dumps(request).encode()).hexdigest()[:8]
     return with_suffix(fullname(cfg), f"restore-{digest}")
 

@@ -15,26 +15,21 @@ from __future__ import annotations
 from constructs import Construct
 
 from app import naming
-from app.config import BackupTarget, Config
+from app.config import BackupTarget, Config, Restore
 from app.constructs.pod import S3Credentials, WorkerPodProps, pod_template
 from imports import k8s
 
 
-def restore_args(
-    object_key: str,
-    run_id: str,
-    *,
-    force: bool,
-    backup_before_restore: bool,
-    target_database: str,
-) -> list[str]:
+def restore_args(object_key: str, run_id: str, request: Restore) -> list[str]:
     args = ["restore", "--object", object_key, "--run-id", run_id]
-    if force:
+    if request.force:
         args.append("--force")
-    if backup_before_restore:
+    if request.backup_before_restore:
         args.append("--backup-before-restore")
-    if target_database:
-        args += ["--target-database", target_database]
+    if request.target_database:
+        args += ["--target-database", request.target_database]
+    if request.allow_unverified:
+        args.append("--allow-unverified")
     return args
 
 
@@ -48,9 +43,7 @@ class RestoreJob(Construct):
         target: BackupTarget,
         name: str,
         object_key: str,
-        force: bool,
-        backup_before_restore: bool,
-        target_database: str,
+        request: Restore,
         credentials: S3Credentials,
     ) -> None:
         super().__init__(scope, id)
@@ -59,13 +52,7 @@ class RestoreJob(Construct):
             cfg=cfg,
             target=target,
             container_name="restore",
-            args=restore_args(
-                object_key,
-                name,
-                force=force,
-                backup_before_restore=backup_before_restore,
-                target_database=target_database,
-            ),
+            args=restore_args(object_key, name, request),
             resources=cfg.restore.resources,
             credentials=credentials,
             service_account_name=naming.service_account_name(cfg),

@@ -69,6 +69,15 @@ def test_run_once_shape(tmp_path: Path) -> None:
     assert len(name) <= 63
 
 
+def test_allow_unverified_for_chart_backups(tmp_path: Path) -> None:
+    plain = _job(tmp_path / "a")
+    job = _job(tmp_path / "b", {"restore": {"allowUnverified": True}})
+    assert pod_specs(job)[0]["containers"][0]["args"][-1] == "--allow-unverified"
+    assert "--allow-unverified" not in pod_specs(plain)[0]["containers"][0]["args"]
+    # a different request is a different Job (Jobs are immutable)
+    assert job["metadata"]["name"] != plain["metadata"]["name"]
+
+
 def test_no_restore_job_without_object_or_when_disabled(tmp_path: Path) -> None:
     assert render(values(), tmp_path / "a").kind("Job") == []
     assert render(values(RESTORE, {"restore": {"enabled": False}}), tmp_path / "b").kind("Job") == []
