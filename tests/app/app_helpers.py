@@ -52,6 +52,141 @@ def values(*overrides: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+# The configuration variants the snapshot tests render (tests/app) and the API-server tests apply
+# (tests/kube).
+TWO_CLUSTERS = {
+    "cnpg": {"secretName": "", "database": ""},
+    "databases": [
+        {"name": "orders", "database": "orders", "secretName": "orders-app", "serviceName": "orders-rw"},
+        {"name": "billing", "database": "billing", "secretName": "billing-app", "schedule": "30 3 * * 1-5"},
+    ],
+}
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "defaults": values(),
+    "minio_endpoint": values(
+        {
+            "s3": {
+                "bucket": "my-backups",
+                "endpoint": "http://minio.minio.svc.cluster.local:9000",
+                "region": "us-east-1",
+                "storageClass": "STANDARD",
+            }
+        }
+    ),
+    "existing_s3_secret": values({"s3": {"useExistingSecret": True}}),
+    "managed_s3_secret": values(
+        {
+            "s3": {
+                "secretName": "",
+                "accessKeyId": "AKIAEXAMPLEKEY123",
+                "secretAccessKey": "very-secret-value-42",
+            }
+        }
+    ),
+    "irsa_no_secret": values(
+        {
+            "s3": {"secretName": ""},
+            "serviceAccount": {
+                "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/backup"}
+            },
+        }
+    ),
+    "restore_force_backup_first": values(
+        {
+            "restore": {
+                "object": "appdb_2024-01-21_02-00-00.sql.gz",
+                "force": True,
+                "backupBeforeRestore": True,
+                "targetDatabase": "appdb_restored",
+            }
+        }
+    ),
+    "backup_disabled": values({"backup": {"enabled": False}}),
+    "name_override": values({"global": {"nameOverride": "pgbackup", "releaseName": "prod"}}),
+    "fullname_override": values({"global": {"fullnameOverride": "appdb-backup"}}),
+    "long_names_truncated": values(
+        {
+            "global": {"releaseName": "a-very-long-release-name-for-the-production-cluster-x"},
+            "databases": [{"name": "orders-and-invoices-history", "database": "orders"}],
+            "cnpg": {"database": ""},
+            "restore": {"object": "latest"},
+        }
+    ),
+    "scheduling_and_resources": values(
+        {
+            "backup": {
+                "nodeSelector": {"kubernetes.io/os": "linux", "node-role.example.com/backup": "true"},
+                "tolerations": [
+                    {"key": "dedicated", "operator": "Equal", "value": "backup", "effect": "NoSchedule"},
+                    {
+                        "key": "node.kubernetes.io/not-ready",
+                        "operator": "Exists",
+                        "effect": "NoExecute",
+                        "tolerationSeconds": 300,
+                    },
+                ],
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [
+                                {
+                                    "matchExpressions": [
+                                        {
+                                            "key": "topology.kubernetes.io/zone",
+                                            "operator": "In",
+                                            "values": ["eu-central-1a"],
+                                        }
+                                    ]
+                                }
+                            ]
+                        }
+                    },
+                    "podAntiAffinity": {
+                        "preferredDuringSchedulingIgnoredDuringExecution": [
+                            {
+                                "weight": 50,
+                                "podAffinityTerm": {
+                                    "topologyKey": "kubernetes.io/hostname",
+                                    "labelSelector": {"matchLabels": {"cnpg.io/cluster": "appdb"}},
+                                },
+                            }
+                        ]
+                    },
+                },
+                "resources": {
+                    "requests": {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "1Gi"},
+                    "limits": {"cpu": "2000m", "memory": "4Gi"},
+                },
+                "timeZone": "Europe/Berlin",
+                "activeDeadlineSeconds": 7200,
+                "concurrencyPolicy": "Replace",
+                "successfulJobsHistoryLimit": 1,
+                "failedJobsHistoryLimit": 5,
+                "format": "custom",
+                "compressionLevel": 6,
+                "logFormat": "text",
+                "retentionDays": 14,
+            },
+            "monitoring": {"annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9090"}},
+            "restore": {"resources": {"limits": {"memory": "2Gi"}}},
+        }
+    ),
+    "two_clusters": values(
+        TWO_CLUSTERS, {"restore": {"object": "orders_2024-01-21_02-00-00.sql.gz", "database": "orders"}}
+    ),
+    "tls_ca_secret": values(
+        {
+            "cnpg": {
+                "sslMode": "verify-full",
+                "sslRootCertSecret": {"name": "appdb-ca", "key": "ca.crt"},
+                "serviceName": "appdb-rw.db.svc",
+            },
+        }
+    ),
+}
+
+
 class Rendered:
     def __init__(self, cfg: Config, outdir: Path):
         self.warnings: list[str] = []

@@ -1,0 +1,37 @@
+"""One real Kubernetes API server per test session (see apiserver.py), and fresh namespaces that
+enforce PodSecurity `restricted`."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+# apiserver.py lives here; app_helpers (the synth helpers and the variant list) in tests/app.
+for p in (HERE, HERE.parent / "app"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+from apiserver import KubeAPIServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def kube():
+    server = KubeAPIServer().start()
+    yield server
+    server.destroy()
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def namespace(kube, request) -> str:
+    """A new namespace per test (nothing is deleted: no namespace controller runs, and the whole
+    etcd goes away with the session)."""
+    stem = request.node.name.lower().replace("_", "-")
+    stem = "".join(c if c.isalnum() or c == "-" else "-" for c in stem)[:50].strip("-")
+    return kube.create_restricted_namespace(f"{stem}-{next(_counter)}")
