@@ -13,7 +13,7 @@ import contextvars
 import ipaddress
 import re
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_UP, Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
@@ -227,6 +227,48 @@ def parse_quantity(value: str) -> Decimal | None:
     if suffix in _DECIMAL:
         return number.scaleb(_DECIMAL[suffix])
     return number.scaleb(int(suffix[1:]))
+
+
+_DECIMAL_SUFFIX = {exp: suffix for suffix, exp in _DECIMAL.items()}
+_BINARY_SUFFIX = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]
+
+
+def canonical_quantity(value: str) -> str:
+    """The form the API server stores a quantity in (apimachinery's Quantity.String()):
+    `2000m` -> `2`, `0.5Gi` -> `512Mi`, `1024Ki` -> `1Mi`, `1.5` -> `1500m`, `1000k` -> `1M`.
+
+    Manifests must carry this form: `kubectl apply` compares the file with what the server stored,
+    so any other spelling reports `configured` and sends a patch on every apply, forever."""
+    parsed = parse_quantity(value)
+    match = _QUANTITY.match(value)
+    if parsed is None or match is None:
+        raise ValueError(f"not a Kubernetes quantity: {value!r}")
+    suffix = match["suffix"] or ""
+    fmt = "binary" if suffix in _BINARY else "exponent" if suffix[:1] in ("e", "E") else "decimal"
+    # Anything finer than 1m is rounded up (away from zero), as the server stores it.
+    if parsed.as_tuple().exponent < -3:  # type: ignore[operator]
+        parsed = parsed.quantize(Decimal("1e-3"), rounding=ROUND_UP)
+    if parsed == 0:
+        return "0"
+    if fmt == "binary":
+        if -1024 < parsed < 1024 or parsed != parsed.to_integral_value():
+            fmt = "decimal"  # small or fractional binary amounts are shown in decimal
+        else:
+            number, power = int(parsed), 0
+            while number % 1024 == 0 and power < len(_BINARY_SUFFIX) - 1:
+                number, power = number // 1024, power + 1
+            return f"{number}{_BINARY_SUFFIX[power]}"
+    sign, digits, exponent = parsed.as_tuple()
+    mantissa = int("".join(map(str, digits)))
+    exponent = int(exponent)
+    while mantissa % 10 == 0:
+        mantissa, exponent = mantissa // 10, exponent + 1
+    while exponent % 3:
+        mantissa, exponent = mantissa * 10, exponent - 1
+    text = f"{'-' if sign else ''}{mantissa}"
+    if fmt == "decimal" and exponent in _DECIMAL_SUFFIX:
+        return text + _DECIMAL_SUFFIX[exponent]
+    return text if exponent == 0 else f"{text}e{exponent}"
 
 
 def quantity_problem(value: str) -> str | None:

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from app import scheduling
 from app.config import BackupTarget, Config, Resources
+from app.validation import canonical_quantity
 from imports import k8s
 
 WORKER_COMMAND = "cnpg-backup-worker"
@@ -92,7 +93,8 @@ def worker_env(cfg: Config, target: BackupTarget, credentials: S3Credentials) ->
 
 
 def _quantities(values: dict[str, str]) -> dict[str, k8s.Quantity] | None:
-    return {k: k8s.Quantity.from_string(v) for k, v in values.items()} or None
+    # The server's own spelling, so a second `kubectl apply` finds nothing to change.
+    return {k: k8s.Quantity.from_string(canonical_quantity(v)) for k, v in values.items()} or None
 
 
 def resource_requirements(resources: Resources) -> k8s.ResourceRequirements:

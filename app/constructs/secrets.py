@@ -3,6 +3,8 @@ literal keys."""
 
 from __future__ import annotations
 
+import base64
+
 from constructs import Construct
 
 from app import naming
@@ -24,6 +26,10 @@ def s3_credentials(cfg: Config) -> S3Credentials:
     return S3Credentials(secret_name=None, managed=False)
 
 
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
 class ManagedS3Secret(Construct):
     def __init__(self, scope: Construct, id: str, *, cfg: Config, name: str) -> None:
         super().__init__(scope, id)
@@ -35,8 +41,10 @@ class ManagedS3Secret(Construct):
             "secret",
             metadata=k8s.ObjectMeta(name=name, labels=naming.labels(cfg, "s3-credentials")),
             type="Opaque",
-            string_data={
-                "AWS_ACCESS_KEY_ID": s3.access_key_id.get_secret_value(),
-                "AWS_SECRET_ACCESS_KEY": s3.secret_access_key.get_secret_value(),
+            # `data`, not `stringData`: the server stores only `data`, so with `stringData`
+            # every `kubectl apply` finds a difference, reports `configured` and patches again.
+            data={
+                "AWS_ACCESS_KEY_ID": _b64(s3.access_key_id.get_secret_value()),
+                "AWS_SECRET_ACCESS_KEY": _b64(s3.secret_access_key.get_secret_value()),
             },
         )

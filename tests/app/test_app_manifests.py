@@ -3,6 +3,7 @@ against the Kubernetes 1.33 schema and the PodSecurity `restricted` profile."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -229,14 +230,18 @@ def test_managed_secret_and_warning(rendered: dict[str, Any]) -> None:
     secret = out.one("Secret")
     assert secret["metadata"]["name"] == "cnpg-backup-cnpg-pgdump-backup-s3"
     assert secret["type"] == "Opaque"
-    assert secret["stringData"] == {
+    # `data`, not `stringData`: the server stores only `data`, so `stringData` would make every
+    # `kubectl apply` report `configured` (tests/kube proves it against a real API server).
+    assert "stringData" not in secret
+    assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == {
         "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEY123",
         "AWS_SECRET_ACCESS_KEY": "very-secret-value-42",
     }
     assert any("literal credentials" in w and "useExistingSecret" in w for w in out.warnings)
     assert not any("very-secret-value-42" in w or "AKIAEXAMPLEKEY123" in w for w in out.warnings)
-    # The secret value appears exactly once in dist/: inside the Secret.
-    assert out.text.count("very-secret-value-42") == 1
+    # The secret value appears exactly once in dist/: inside the Secret (base64, not encrypted).
+    assert "very-secret-value-42" not in out.text
+    assert out.text.count(base64.b64encode(b"very-secret-value-42").decode()) == 1
     for container in _containers(out.one("CronJob")):
         assert (
             _env(container)["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"]
