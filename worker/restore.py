@@ -164,7 +164,11 @@ def verify(bucket: Bucket, key: str, manifest: Manifest | None, fmt: str, stage_
     fh = None
     try:
         if fmt == "custom":
-            fd, staged = tempfile.mkstemp(prefix="restore-", suffix=".dump", dir=stage_dir)
+            try:
+                fd, staged = tempfile.mkstemp(prefix="restore-", suffix=".dump", dir=stage_dir)
+            except OSError as exc:
+                raise WorkerError(f"cannot stage {where} in {stage_dir or tempfile.gettempdir()}: {exc.strerror}",
+                                  hint="a custom-format restore needs a writable TMPDIR: the pod's /tmp emptyDir volume") from None
             fh = os.fdopen(fd, "wb")
         for chunk in bucket.stream(key):
             sha.update(chunk)
