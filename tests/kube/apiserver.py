@@ -52,7 +52,11 @@ def _stop(proc: subprocess.Popen | None, timeout: float = 20) -> None:
 
 class KubeAPIServer:
     def __init__(self) -> None:
-        bindir = Path(setting("CNPG_TEST_KUBE_BIN"))
+        try:
+            bindir = Path(setting("CNPG_TEST_KUBE_BIN"))
+        except pytest.fail.Exception:
+            pytest.fail(f"CNPG_TEST_KUBE_BIN is not set and not recorded in the tools cache: {INSTALL_HINT}",
+                        pytrace=False)
         self.etcd_bin, self.apiserver_bin, self.kubectl_bin = (
             bindir / "etcd", bindir / "kube-apiserver", bindir / "kubectl")
         missing = [str(b) for b in (self.etcd_bin, self.apiserver_bin, self.kubectl_bin)
