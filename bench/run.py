@@ -1,0 +1,492 @@
+"""`python -m bench`: backup and restore speed and memory of the worker against the Helm chart's pipeline.
+
+See bench/README.md. Nothing here asserts a timing: the output is a table to read and a JSON file to
+compare over time. A run fails only when something is broken (a command exits non-zero, a restore
+does not bring every row back), so CI running `--quick` catches a rotten benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import datagen, measure
+from .servers import (BENCH_CACHE, GENERATE_OPTS, MEASURE_OPTS, ROOT, MinioServer, PostgresServer, SetupError,
+                      client_bin_dir, worker_bin_dirs)
+
+MiB = 1024 * 1024
+QUICK_SIZE_GB = 0.03
+BUCKET = "bench"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataset
+
+
+def size_label(size_gb: float) -> str:
+    return f"{size_gb:g}gb"
+
+
+def ensure_dataset(size_gb: float, regenerate: bool) -> tuple[PostgresServer, dict]:
+    """A started server holding the database, generated now or reused from the cache."""
+    home = BENCH_CACHE / f"pgdata-{size_label(size_gb)}-{datagen.SCHEMA_VERSION}"
+    marker = home / "generated.json"
+    if regenerate or not marker.exists():
+        if home.exists():
+            say(f"removing incomplete or outdated {home}")
+            shutil.rmtree(home)
+        say(f"generating a {size_gb:g} GB database in {home} (cached for the next run)")
+        server = PostgresServer(home)
+        server.initdb()
+        server.start(GENERATE_OPTS)
+        try:
+            info = datagen.generate(server, int(size_gb * 1e9), say=say)
+        finally:
+            server.stop()
+        marker.write_text(json.dumps(info, indent=2))
+        say(f"generated {info['db_bytes'] / 1e9:.2f} GB in {info['generate_seconds']:.0f}s")
+        info["reused"] = False
+    else:
+        info = json.loads(marker.read_text())
+        info["reused"] = True
+        say(f"reusing the cached database in {home} ({info['db_bytes'] / 1e9:.2f} GB)")
+    server = PostgresServer(home)
+    server.start(MEASURE_OPTS)
+    return server, info
+
+
+def warm_page_cache(datadir: Path) -> None:
+    """Read every relation file once so the first measured run does not pay for cold disk reads."""
+    for path in (datadir / "base").rglob("*"):
+        if path.is_file():
+            with open(path, "rb", buffering=0) as f:
+                while f.read(8 * MiB):
+                    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Environments and commands
+
+
+class Bench:
+    def __init__(self, args, pg: PostgresServer, minio: MinioServer, work: Path) -> None:
+        self.args, self.pg, self.minio, self.work = args, pg, minio, work
+        self.s3 = minio.client()
+        self.bin = client_bin_dir()
+        self.aws = str(Path(sys.executable).parent / "aws")
+        self.raw_bytes = 0
+        self.samples: dict[str, list[dict]] = {}
+        self.objects: dict[str, str] = {}  # scenario -> key of its last backup (restore input)
+
+    def base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AWS_", "CNPG_BACKUP_"))}
+        env["HOME"] = env["TMPDIR"] = str(self.work)  # no ~/.aws or ~/.pgpass of this machine
+        return env
+
+    def worker_env(self, prefix: str) -> dict[str, str]:
+        env = self.base_env()
+        env.update(self.pg.env(datagen.DATABASE))
+        env.update(self.minio.aws_env())
+        env.update({"CNPG_BACKUP_PG_BIN_DIRS": os.pathsep.join(worker_bin_dirs()), "CNPG_BACKUP_S3_BUCKET": BUCKET,
+                    "CNPG_BACKUP_S3_PREFIX": prefix, "CNPG_BACKUP_S3_ENDPOINT": self.minio.endpoint})
+        return env
+
+    def shell_env(self, database: str) -> dict[str, str]:
+        env = self.base_env()
+        env.update(self.pg.env(database))
+        env.update(self.minio.aws_env())
+        return env
+
+    def worker_cmd(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "worker", *args]
+
+    def aws_s3_cp(self, src: str, dst: str) -> str:
+        return f"{shlex.quote(self.aws)} s3 cp {src} {dst} --endpoint-url {self.minio.endpoint} --only-show-errors"
+
+    # -- S3 helpers
+
+    def keys(self, prefix: str) -> list[tuple[str, int]]:
+        out = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+            out += [(o["Key"], o["Size"]) for o in page.get("Contents", [])]
+        return out
+
+    def backup_object(self, prefix: str) -> tuple[str, int]:
+        found = [(k, s) for k, s in self.keys(prefix) if k.endswith((".sql.gz", ".dump")) and "/.cnpg-backup/" not in k]
+        if len(found) != 1:
+            raise RuntimeError(f"expected one backup object under s3://{BUCKET}/{prefix}, found {found}")
+        return found[0]
+
+    def delete_prefix(self, prefix: str) -> None:
+        keys = [k for k, _ in self.keys(prefix)]
+        for i in range(0, len(keys), 1000):
+            self.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})
+
+    # -- PostgreSQL helpers
+
+    def checkpoint(self) -> None:
+        with self.pg.connect() as c:
+            c.execute("CHECKPOINT")
+
+    def create_db(self, name: str) -> None:
+        with self.pg.connect() as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            c.execute(f'CREATE DATABASE "{name}"')
+
+    def drop_db(self, name: str) -> None:
+        with self.pg.connect() as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    # -- measuring
+
+    def measure(self, scenario: str, cmd: list[str], env: dict[str, str], round_no: int, **extra) -> dict:
+        load = os.getloadavg()[0]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        s = measure.run(cmd, env, cwd=str(ROOT))
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if s.returncode != 0:
+            raise RuntimeError(f"{scenario} (round {round_no}) exited {s.returncode}: {s.stderr_tail}")
+        sample = asdict(s)
+        sample.pop("stderr_tail")
+        sample.update(round=round_no, load1=round(load, 2),
+                      cpu_s=round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2), **extra)
+        self.samples.setdefault(scenario, []).append(sample)
+        say(f"  {scenario:<16} round {round_no}: {s.wall_s:7.2f}s  cpu {sample['cpu_s']:6.1f}s  "
+            f"tree {s.rss_tree / MiB:6.1f} MiB  load {load:.1f}")
+        return sample
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+
+
+def raw_pass(b: Bench, sample_budget: int) -> bytes:
+    """One unmeasured plain pg_dump into this process: the raw dump size (the MB/s basis), a warm-up,
+    and an evenly spread sample of the dump for the compression comparison."""
+    env = b.shell_env(datagen.DATABASE)
+    proc = subprocess.Popen([str(b.bin / "pg_dump"), "--no-password", "--format=plain"], stdout=subprocess.PIPE,
+                            env=env, stdin=subprocess.DEVNULL)
+    block = 4 * MiB
+    est_blocks = max(1, int(b.args.db_bytes * 1.3) // block)
+    stride = max(1, est_blocks * block // max(sample_budget, 1))
+    sample, buf, raw, n = [], bytearray(), 0, 0
+    while chunk := proc.stdout.read1(MiB):
+        raw += len(chunk)
+        buf += chunk
+        while len(buf) >= block:
+            if n % stride == 0 and len(sample) * block < sample_budget:
+                sample.append(bytes(buf[:block]))
+            del buf[:block]
+            n += 1
+    if len(sample) * block < sample_budget and buf:
+        sample.append(bytes(buf))
+    if proc.wait() != 0:
+        raise RuntimeError("pg_dump of the benchmark database failed")
+    b.raw_bytes = raw
+    return b"".join(sample)
+
+
+def codec_comparison(data: bytes) -> list[dict]:
+    """Single-thread speed and ratio of each gzip implementation/level on a sample of the dump."""
+    from isal import isal_zlib
+
+    codecs = [("isal", 0), ("isal", 1), ("isal", 2), ("isal", 3), ("zlib", 1), ("zlib", 6)]
+    out = []
+    for impl, level in codecs:
+        mod = isal_zlib if impl == "isal" else zlib
+        t0 = time.perf_counter()
+        c = mod.compressobj(level, mod.DEFLATED, 31)
+        size = 0
+        for i in range(0, len(data), MiB):
+            size += len(c.compress(data[i:i + MiB]))
+        size += len(c.flush())
+        el = time.perf_counter() - t0
+        row = {"impl": impl, "level": level, "mb_s": round(len(data) / el / 1e6, 1), "ratio": round(size / len(data), 4),
+               "worker_level": level if impl == "isal" and level in (1, 2, 3) else (level if impl == "zlib" and level >= 4 else None)}
+        out.append(row)
+        say(f"  {impl} level {level}: {row['mb_s']:7.1f} MB/s  ratio {row['ratio']:.4f}")
+    return out
+
+
+def backup_scenarios(b: Bench) -> list[tuple[str, str]]:
+    rows = [("seed", "(1) seed: pg_dump | gzip | aws s3 cp -"),
+            ("worker", "(2) worker backup (defaults)"),
+            ("worker-fast", f"(3) worker backup {' '.join(FAST_ARGS)} (fastest)"),
+            ("pg_dump", "(4) pg_dump > /dev/null (limit)")]
+    for level in b.args.levels:
+        rows.append((f"worker-L{level}", f"    worker backup --compression-level {level}"))
+    return rows
+
+
+# The worker's fastest settings found so far (see README: "Choosing the defaults").
+FAST_ARGS = ["--compression-level", "1"]
+
+
+def run_backup(b: Bench, scenario: str, r: int) -> None:
+    prefix = f"{scenario}/r{r}"
+    if scenario == "seed":
+        key = f"{prefix}/{datagen.DATABASE}.sql.gz"
+        pipeline = (f"set -o pipefail; {shlex.quote(str(b.bin / 'pg_dump'))} --no-password | gzip | "
+                    + b.aws_s3_cp("-", f"s3://{BUCKET}/{key}"))
+        s = b.measure(scenario, ["bash", "-c", pipeline], b.shell_env(datagen.DATABASE), r)
+        s["object_bytes"] = b.s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
+    elif scenario == "pg_dump":
+        b.measure(scenario, [str(b.bin / "pg_dump"), "--no-password"], b.shell_env(datagen.DATABASE), r)
+        return
+    else:
+        if scenario == "worker":
+            extra: list[str] = []
+        elif scenario == "worker-fast":
+            extra = FAST_ARGS
+        elif scenario == "worker-custom":
+            extra = ["--format", "custom"]
+        else:
+            extra = ["--compression-level", scenario.removeprefix("worker-L")]
+        s = b.measure(scenario, b.worker_cmd("backup", *extra), b.worker_env(prefix), r)
+        key, s["object_bytes"] = b.backup_object(prefix)
+    previous = b.objects.get(scenario)
+    if previous:
+        b.delete_prefix(previous[1])
+    b.objects[scenario] = (key, prefix)
+
+
+def restore_scenarios() -> list[tuple[str, str]]:
+    return [("seed-restore", "(5) seed: aws s3 cp - | gunzip | psql"),
+            ("worker-restore", "(6) worker restore (defaults)"),
+            ("custom-restore-j2", "(7) worker restore, custom format, --jobs 2")]
+
+
+def run_restore(b: Bench, scenario: str, r: int, expect: dict, expect_indexes: int) -> None:
+    target = f"restore_{scenario.replace('-', '_')}_{r}"
+    b.create_db(target)
+    b.checkpoint()
+    try:
+        if scenario == "seed-restore":
+            key, _ = b.objects["seed"]
+            pipeline = ("set -o pipefail; " + b.aws_s3_cp(f"s3://{BUCKET}/{key}", "-") + " | gunzip | "
+                        f"{shlex.quote(str(b.bin / 'psql'))} -X -q --no-password -v ON_ERROR_STOP=1 -o /dev/null")
+            s = b.measure(scenario, ["bash", "-c", pipeline], b.shell_env(target), r)
+        else:
+            source = "worker" if scenario == "worker-restore" else "worker-custom"
+            key, prefix = b.objects[source]
+            extra = ["--jobs", "2"] if scenario == "custom-restore-j2" else []
+            s = b.measure(scenario, b.worker_cmd("restore", "--object", key, "--target-database", target, *extra),
+                          b.worker_env(prefix), r)
+        s["object_bytes"] = b.s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
+        with b.pg.connect(target) as c:
+            got, idx = datagen.table_rows(c), datagen.index_count(c)
+        if got != expect or idx != expect_indexes:
+            raise RuntimeError(f"{scenario} round {r} restored {got} with {idx} indexes; "
+                               f"expected {expect} with {expect_indexes}")
+    finally:
+        b.drop_db(target)
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary, table, JSON
+
+
+def _stats(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
+
+
+def summarize(b: Bench, labels: dict[str, str]) -> list[dict]:
+    rows = []
+    for scenario, samples in b.samples.items():
+        walls = [s["wall_s"] for s in samples]
+        by_name: dict[str, int] = {}
+        for s in samples:
+            for n, v in s["rss_by_name"].items():
+                by_name[n] = max(by_name.get(n, 0), v)
+        tool = max(by_name.get("worker", 0), by_name.get("aws", 0))
+        pgc = max(sum(s["rss_by_name"].get(n, 0) for n in ("pg_dump", "psql", "pg_restore")) for s in samples)
+        sizes = [s["object_bytes"] for s in samples if s.get("object_bytes")]
+        rows.append({
+            "scenario": scenario, "label": labels.get(scenario, scenario),
+            "kind": "restore" if "restore" in scenario else "backup", "rounds": len(samples),
+            "wall_s": _stats(walls), "cpu_s": _stats([s["cpu_s"] for s in samples]),
+            "mb_s": round(b.raw_bytes / statistics.median(walls) / 1e6, 1),
+            "object_bytes": int(statistics.median(sizes)) if sizes else None,
+            "rss_python_peak": tool or None, "rss_pg_client_peak": pgc or None,
+            "rss_tree_peak": max(s["rss_tree"] for s in samples), "rss_by_name_peak": by_name,
+        })
+    med = {r["scenario"]: r["wall_s"]["median"] for r in rows}
+    size = {r["scenario"]: r["object_bytes"] for r in rows}
+    for r in rows:
+        t = r["wall_s"]["median"]
+        if r["kind"] == "backup":
+            r["speedup_vs_1"] = round(med["seed"] / t, 2) if "seed" in med else None
+            r["time_vs_4"] = round(t / med["pg_dump"], 2) if "pg_dump" in med else None
+            r["size_vs_1"] = round(r["object_bytes"] / size["seed"], 3) if r["object_bytes"] and size.get("seed") else None
+        else:
+            r["speedup_vs_5"] = round(med["seed-restore"] / t, 2) if "seed-restore" in med else None
+    return rows
+
+
+def _mib(v) -> str:
+    return f"{v / MiB:.0f}" if v else "-"
+
+
+def render_table(rows: list[dict], raw_bytes: int) -> str:
+    head = (f"{'step':<50} {'wall s median (min-max)':>24} {'MB/s':>6} {'object MB':>9} {'size/(1)':>8} "
+            f"{'RSS py':>6} {'RSS pg':>6} {'RSS tree':>8} {'(1)/x':>6} {'x/(4)':>6} {'(5)/x':>6}")
+    lines = [f"raw plain dump: {raw_bytes / 1e6:.0f} MB (MB/s = raw dump MB / wall s for every row; RSS in MiB, peak over rounds)",
+             head, "-" * len(head)]
+    for kind in ("backup", "restore"):
+        for r in [r for r in rows if r["kind"] == kind]:
+            w = r["wall_s"]
+            spread = f"{w['median']:.2f} ({w['min']:.2f}-{w['max']:.2f})" if r["rounds"] > 1 else f"{w['median']:.2f} (1 run)"
+
+            def f(key, fmt="{:.2f}"):
+                v = r.get(key)
+                return fmt.format(v) if v is not None else "-"
+            lines.append(
+                f"{r['label'][:50]:<50} {spread:>24} {r['mb_s']:>6.1f} "
+                f"{(r['object_bytes'] or 0) / 1e6:>9.1f} {f('size_vs_1', '{:.3f}'):>8} {_mib(r['rss_python_peak']):>6} "
+                f"{_mib(r['rss_pg_client_peak']):>6} {_mib(r['rss_tree_peak']):>8} {f('speedup_vs_1'):>6} "
+                f"{f('time_vs_4'):>6} {f('speedup_vs_5'):>6}")
+        if kind == "backup":
+            lines.append("")
+    return "\n".join(lines)
+
+
+def environment(pg: PostgresServer) -> dict:
+    def version(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout.strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return None
+
+    import isal
+
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:
+        commit = None
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), None)
+    return {"host": platform.node(), "cpus": os.cpu_count(), "cpu_model": cpu,
+            "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
+            "python": platform.python_version(), "isal": isal.__version__, "git_commit": commit,
+            "pg_server": version([str(pg.bindir / "postgres"), "--version"]),
+            "pg_dump": version([str(client_bin_dir() / "pg_dump"), "--version"]),
+            "awscli": version([str(Path(sys.executable).parent / "aws"), "--version"]),
+            "gzip": version(["gzip", "--version"])}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    p.add_argument("--size-gb", type=float, default=2.0, help="on-disk size of the generated database (default 2)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per step (default 3)")
+    p.add_argument("--quick", action="store_true", help=f"{QUICK_SIZE_GB} GB, 1 round: the CI smoke run")
+    p.add_argument("--levels", default="", help="extra worker backup rows at these compression levels, e.g. 2,3,6")
+    p.add_argument("--no-restore", action="store_true", help="backups only")
+    p.add_argument("--regenerate", action="store_true", help="rebuild the cached database")
+    p.add_argument("--output", type=Path, help="JSON path (default bench/results/<timestamp>.json)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.size_gb, args.rounds = QUICK_SIZE_GB, 1
+    args.levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    if any(not 1 <= lv <= 9 for lv in args.levels) or args.rounds < 1 or args.size_gb <= 0:
+        p.error("levels must be 1-9, rounds >= 1, size > 0")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = datetime.now(timezone.utc)
+    t_start = time.monotonic()
+    load_start = os.getloadavg()
+    minio = work = pg = None
+    try:
+        pg, dataset = ensure_dataset(args.size_gb, args.regenerate)
+        args.db_bytes = dataset["db_bytes"]
+        warm_page_cache(pg.datadir)
+        minio = MinioServer().start()
+        minio.client().create_bucket(Bucket=BUCKET)
+        work = Path(tempfile.mkdtemp(prefix="cnpg-bench-work-", dir="/tmp"))
+        b = Bench(args, pg, minio, work)
+        with pg.connect(datagen.DATABASE) as c:
+            expect, expect_indexes = datagen.table_rows(c), datagen.index_count(c)
+
+        say("raw dump pass (unmeasured warm-up)")
+        sample = raw_pass(b, 192 * MiB)
+        say(f"  {b.raw_bytes / 1e6:.0f} MB of plain SQL; comparing gzip implementations on {len(sample) / 1e6:.0f} MB of it")
+        codecs = codec_comparison(sample)
+        del sample
+
+        labels = {}
+        backups = backup_scenarios(b)
+        labels.update(backups)
+        for r in range(1, args.rounds + 1):
+            say(f"backup round {r}/{args.rounds}")
+            for scenario, _ in backups:
+                b.checkpoint()
+                run_backup(b, scenario, r)
+        say("custom-format backup (once: the input of the parallel restore)")
+        labels["worker-custom"] = "    worker backup --format custom (once)"
+        b.checkpoint()
+        run_backup(b, "worker-custom", 1)
+
+        if not args.no_restore:
+            restores = restore_scenarios()
+            labels.update(restores)
+            for r in range(1, args.rounds + 1):
+                say(f"restore round {r}/{args.rounds}")
+                for scenario, _ in restores:
+                    run_restore(b, scenario, r, expect, expect_indexes)
+
+        rows = summarize(b, labels)
+        table = render_table(rows, b.raw_bytes)
+        load_end = os.getloadavg()
+        result = {
+            "version": 1, "started_at": started.isoformat(), "duration_s": round(time.monotonic() - t_start, 1),
+            "args": {"size_gb": args.size_gb, "rounds": args.rounds, "quick": args.quick, "levels": args.levels},
+            "load_avg_start": [round(x, 2) for x in load_start], "load_avg_end": [round(x, 2) for x in load_end],
+            "environment": environment(pg), "dataset": dataset, "raw_dump_bytes": b.raw_bytes,
+            "server_settings": MEASURE_OPTS, "fast_args": FAST_ARGS, "codecs": codecs, "rows": rows,
+            "samples": b.samples, "table": table,
+        }
+        out = args.output or RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}-{size_label(args.size_gb)}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"\ndatabase {dataset['db_bytes'] / 1e9:.2f} GB on disk, {args.rounds} interleaved round(s), "
+              f"load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end, {os.cpu_count()} CPUs")
+        print(table)
+        print("\ncompression alone (one thread, on a sample of the dump):")
+        for c in codecs:
+            print(f"  {c['impl']:<5} level {c['level']}: {c['mb_s']:7.1f} MB/s  ratio {c['ratio']:.4f}")
+        print(f"\nwritten {out} ({time.monotonic() - t_start:.0f}s)")
+        return 0
+    except SetupError as exc:
+        say(f"bench: {exc}")
+        return 2
+    finally:
+        if minio:
+            minio.destroy()
+        if pg:
+            pg.stop()
+        if work:
+            shutil.rmtree(work, ignore_errors=True)
