@@ -31,6 +31,12 @@ def run_backup(env: Env, vals: dict) -> str:
     result = env.runner().run_job(job_of(one(env.synth(vals), "CronJob")))
     assert result.succeeded, result.describe()
     assert [c.name for c in result.containers] == ["wait-for-postgres", "backup"]
+    for c in result.containers:  # the manifest's securityContext, as podman was told to enforce it
+        flags = " ".join(c.argv)
+        for expected in ("--user 999:999", "--group-add 999", "--read-only --read-only-tmpfs=false",
+                         "--security-opt no-new-privileges", "--cap-drop ALL", ":/tmp "):
+            assert expected in flags, (expected, c.argv)
+        assert "--privileged" not in flags and "seccomp=unconfined" not in flags
     assert any(r.get("msg") == "postgres ready" or "ready" in str(r.get("msg")) for r in log_records(result["wait-for-postgres"].stderr)), \
         result["wait-for-postgres"].stderr
     new = sorted(set(env.objects()) - before)
