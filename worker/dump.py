@@ -38,10 +38,11 @@ class BackupOptions:
 
 
 def _part_size(estimate: int) -> int:
-    # Aim for ~1,000 parts for the database's on-disk size; a dump rarely exceeds it, and the upload
-    # doubles its part size past every 1,000 parts anyway.
-    size = max(MIN_PART, -(-estimate // 1000))
-    return -(-size // MiB) * MiB
+    # Memory is (queue depth + uploads in flight + 1) x part size, so the part size must not follow
+    # the database's size: always start at MIN_PART. The upload doubles its part size every 1,000
+    # parts, which alone keeps any dump under S3's 10,000-part limit (8 GiB at 8 MiB parts, then
+    # 16 GiB more at 16 MiB, ... about 4 TiB in 9,000 parts).
+    return MIN_PART
 
 
 class _StderrTail(threading.Thread):

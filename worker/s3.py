@@ -145,7 +145,8 @@ class MultipartUpload:
                 if self._error is None:
                     resp = self.client.upload_part(
                         Bucket=self.loc.bucket, Key=self.key, UploadId=self.upload_id,
-                        PartNumber=number, Body=bytes(data),
+                        # `data` is already this part's own buffer: no copy (8 MiB less per part in flight).
+                        PartNumber=number, Body=data,
                     )
                     with self._lock:
                         self._parts[number] = resp["ETag"]
