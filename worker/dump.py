@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from . import log, naming, pg, uploads
 from .compress import compressor
@@ -77,6 +78,19 @@ def dump_command(client: pg.Client, fmt: str) -> list[str]:
     return cmd
 
 
+def _reserve_key(bucket: Bucket, opts: BackupOptions, started) -> tuple[naming.BackupName, str]:
+    """Claim this backup's key before uploading, so two backups started in the same second (a
+    manual run beside the CronJob, `concurrencyPolicy: Allow`) get distinct keys instead of one
+    silently replacing the other: the loser moves to the next second."""
+    for offset in range(10):
+        name = naming.new_backup_key(opts.prefix, opts.database, opts.format, started + timedelta(seconds=offset))
+        lock = naming.state_key(opts.prefix, "keys", name.key.rsplit("/", 1)[-1])
+        if bucket.head(name.key) is None and bucket.try_create(lock, b"reserved"):
+            return name, lock
+    raise WorkerError(f"could not reserve a backup key for {opts.database!r} under s3://{bucket.loc.bucket}/{opts.prefix}",
+                      hint="ten backups of this database started within ten seconds; retry later")
+
+
 def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
     started = utcnow()
     t0 = time.monotonic()
@@ -84,14 +98,11 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         info = pg.server_info(conn)
         estimate = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
     client = pg.choose_client(info.major, f"pg_dump of a PostgreSQL {info.major} server")
-    name = naming.new_backup_key(opts.prefix, opts.database, opts.format, started)
+    uploads.abort_stale(bucket, opts.prefix, opts.database)
+    name, lock = _reserve_key(bucket, opts, started)
     log.info("backup starting", database=opts.database, server=info.version, pg_dump=client.version,
              key=name.key, bucket=bucket.loc.bucket, format=opts.format, db_size=log.human_bytes(estimate))
 
-    uploads.abort_stale(bucket, opts.prefix, opts.database)
-    if bucket.head(name.key) is not None:
-        raise WorkerError(f"backup key s3://{bucket.loc.bucket}/{name.key} already exists",
-                          hint="another backup of this database started in the same second; retry in a second")
 
     upload = MultipartUpload(bucket.client, bucket.loc, name.key, part_size=_part_size(estimate),
                              concurrency=opts.upload_concurrency,
@@ -175,6 +186,10 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
     finally:
         if heartbeat:
             heartbeat.stop(remove=True)
+        try:
+            bucket.delete([lock])
+        except WorkerError:
+            pass  # a leftover reservation blocks nothing: its second has passed
     el = time.monotonic() - t0
     log.info("backup complete", key=name.key, dumped=log.human_bytes(raw), stored=log.human_bytes(out_bytes),
              ratio=f"{out_bytes / raw:.3f}", duration=f"{el:.1f}s", rate=log.rate(raw, el), sha256=manifest.sha256)

@@ -325,6 +325,18 @@ class Bucket:
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc, key) from None
 
+    def try_create(self, key: str, data: bytes) -> bool:
+        """Create `key` only if it does not exist (If-None-Match: *); False when it already did."""
+        try:
+            self.client.put_object(Bucket=self.loc.bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                return False
+            raise self._fail(exc, key) from None
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, key) from None
+
     def delete(self, keys: list[str]) -> None:
         for i in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[i : i + 1000]]

@@ -67,26 +67,56 @@ class Heartbeat:
 
 
 def abort_stale(bucket: Bucket, prefix: str, database: str, *, dry_run: bool = False) -> list[str]:
-    """Abort this database's abandoned multipart uploads; return their keys."""
+    """Abort this database's abandoned multipart uploads; return their keys.
+
+    Uploads are found two ways: S3's upload listing by prefix (AWS), and this tool's own heartbeat
+    markers, which name key and upload id. The markers matter because some S3-compatible servers
+    (MinIO among them) list uploads only for an exact key, never for a prefix.
+    """
     now = utcnow()
-    search = naming.join(prefix, database + "_")
+    candidates: dict[str, tuple[str, datetime | None]] = {}
+    for key, upload_id, initiated in bucket.open_uploads(naming.join(prefix, database + "_")):
+        candidates[upload_id] = (key, initiated)
+    markers: dict[str, dict] = {}
+    for obj in bucket.list(naming.state_key(prefix, "uploads") + "/"):
+        try:
+            doc = json.loads(bucket.get_bytes(obj.key))
+        except (WorkerError, ValueError):
+            continue
+        if isinstance(doc, dict) and naming.parse(str(doc.get("key", "")), prefix, database):
+            markers[doc["upload_id"]] = doc
+            candidates.setdefault(doc["upload_id"], (doc["key"], None))
     aborted = []
-    for key, upload_id, initiated in bucket.open_uploads(search):
+    for upload_id, (key, initiated) in candidates.items():
         if naming.parse(key, prefix, database) is None:
             continue
-        marker = bucket.get_json(_marker_key(prefix, upload_id))
+        marker = markers.get(upload_id)
         if marker:
-            beat = datetime.fromisoformat(marker["heartbeat"])
-            stale = now - beat > stale_after()
+            stale = now - datetime.fromisoformat(marker["heartbeat"]) > stale_after()
         else:
-            stale = now - initiated > UNKNOWN_UPLOAD_AGE
+            stale = initiated is not None and now - initiated > UNKNOWN_UPLOAD_AGE
         if not stale:
             continue
         if not dry_run:
-            bucket.abort_upload(key, upload_id)
+            try:
+                bucket.abort_upload(key, upload_id)
+            except WorkerError as exc:
+                if "NoSuchUpload" not in str(exc):
+                    raise
             if marker:
                 bucket.delete([_marker_key(prefix, upload_id)])
         log.info("aborted abandoned multipart upload" if not dry_run else "would abort abandoned multipart upload",
-                 key=key, initiated=initiated.isoformat())
+                 key=key, started=marker["heartbeat"] if marker else initiated.isoformat())
         aborted.append(key)
+    _remove_old_reservations(bucket, prefix, database, now, dry_run)
     return aborted
+
+
+def _remove_old_reservations(bucket: Bucket, prefix: str, database: str, now: datetime, dry_run: bool) -> None:
+    # A key reservation matters only in the second it names (later backups take later seconds); one
+    # left by a run that could not reach S3 at its end is removed once it is as old as a stale upload.
+    old = [o.key for o in bucket.list(naming.state_key(prefix, "keys", database + "_"))
+           if naming.parse(naming.join(prefix, o.key.rsplit("/", 1)[-1]), prefix, database)
+           and now - o.last_modified > stale_after()]
+    if old and not dry_run:
+        bucket.delete(old)
