@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import difflib
 from collections.abc import Iterable
 from typing import Any
@@ -18,7 +20,7 @@ class ConfigError(Exception):
     """
 
     def __init__(self, problems: Iterable[str]):
-        self.problems: list[str] = [p for p in problems if p] or ["unknown configuration problem"]
+        self.problems: list[str] = [_printable(p) for p in problems if p] or ["unknown configuration problem"]
         super().__init__("\n".join(f"config error: {p}" for p in self.problems))
 
     @classmethod
@@ -29,6 +31,13 @@ class ConfigError(Exception):
 _SECRET_FIELDS = {"accessKeyId", "secretAccessKey", "access_key_id", "secret_access_key"}
 
 
+def _printable(text: str) -> str:
+    """Escape control characters a user's value may carry, so each problem stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else json.dumps(ch)[1:-1] for ch in text)
+
+
 def _format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -36,6 +45,9 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
             continue  # pydantic's marker for "the dict key itself"; the key is already in the path
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not str(part).isprintable() or not str(part):
+            # a key with control characters (or none at all) is shown escaped: an error stays one line
+            out += f"[{json.dumps(str(part))}]"
         elif "." in str(part) or "/" in str(part):
             out += f'["{part}"]'
         else:
