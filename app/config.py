@@ -102,7 +102,8 @@ class Backup(StrictModel):
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Forbid"
     # Extensions.
     format: Literal["plain", "custom"] = "plain"
-    compression_level: int = Field(default=1, ge=1, le=9)
+    # ISA-L level 2: measured by bench/ as fast as level 1 end to end, 1% smaller (docs/configuration.md)
+    compression_level: int = Field(default=2, ge=1, le=9)
     wait_timeout_seconds: int = Field(default=150, ge=1)
     backoff_limit: int = Field(default=1, ge=0)
     active_deadline_seconds: int | None = Field(default=None, ge=1)

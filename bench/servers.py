@@ -16,10 +16,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from servers import MinioServer as _TestMinio  # noqa: E402
 
 CACHE = Path(os.environ.get("CNPG_TOOLS_CACHE", "/var/cache/cnpg-pgdump-backup"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,54 +160,11 @@ class PostgresServer:
                                password=self.password, autocommit=autocommit, sslmode="disable")
 
 
-class MinioServer:
+class MinioServer(_TestMinio):
+    """The tests' MinIO (tests/servers.py), with credentials fresh for every benchmark run."""
+
     def __init__(self) -> None:
-        self.binary = setting("CNPG_TEST_MINIO")
-        if not Path(self.binary).exists():
-            raise SetupError(f"MinIO binary {self.binary} missing: run tools/install-servers.sh")
-        self.port = free_port()
-        self.console = free_port()
-        self.datadir = Path(tempfile.mkdtemp(prefix="cnpg-bench-minio-", dir="/tmp"))
-        self.proc: subprocess.Popen | None = None
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.access_key = "bench-" + secrets.token_hex(6)
-        self.secret_key = secrets.token_urlsafe(24)
-
-    def start(self) -> "MinioServer":
-        env = dict(os.environ, MINIO_ROOT_USER=self.access_key, MINIO_ROOT_PASSWORD=self.secret_key,
-                   MINIO_BROWSER="off", MINIO_UPDATE="off")
-        self.proc = subprocess.Popen(
-            [self.binary, "server", "--quiet", "--address", f"127.0.0.1:{self.port}",
-             "--console-address", f"127.0.0.1:{self.console}", str(self.datadir / "data")],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(self.datadir / "minio.log", "ab"))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.endpoint}/minio/health/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        raise SetupError("MinIO did not become ready in 30 s")
-
-    def destroy(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        shutil.rmtree(self.datadir, ignore_errors=True)
-
-    def client(self):
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-                            aws_secret_access_key=self.secret_key, region_name="us-east-1",
-                            config=Config(s3={"addressing_style": "path"}))
+        super().__init__("bench-" + secrets.token_hex(6), secrets.token_urlsafe(24))
 
     def aws_env(self) -> dict[str, str]:
         return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,

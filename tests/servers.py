@@ -139,7 +139,7 @@ class PostgresServer:
 
 
 class MinioServer:
-    def __init__(self) -> None:
+    def __init__(self, access_key: str = MINIO_USER, secret_key: str = MINIO_SECRET) -> None:
         self.binary = setting("CNPG_TEST_MINIO")
         if not Path(self.binary).exists():
             pytest.fail(f"MinIO binary {self.binary} missing: run tools/install-servers.sh", pytrace=False)
@@ -148,8 +148,8 @@ class MinioServer:
         self.datadir = Path(tempfile.mkdtemp(prefix="cnpg-test-minio-", dir="/tmp"))
         self.proc: subprocess.Popen | None = None
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.access_key = MINIO_USER
-        self.secret_key = MINIO_SECRET
+        self.access_key = access_key
+        self.secret_key = secret_key
 
     def start(self) -> "MinioServer":
         env = dict(os.environ, MINIO_ROOT_USER=self.access_key, MINIO_ROOT_PASSWORD=self.secret_key,

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     s3_args(sp)
     sp.add_argument("--format", choices=["plain", "custom"], default=_env("CNPG_BACKUP_FORMAT", "plain"))
     sp.add_argument("--compression-level", type=int, choices=range(1, 10), metavar="1-9",
-                    default=_int("CNPG_BACKUP_COMPRESSION_LEVEL", _env("CNPG_BACKUP_COMPRESSION_LEVEL"), 1))
+                    default=_int("CNPG_BACKUP_COMPRESSION_LEVEL", _env("CNPG_BACKUP_COMPRESSION_LEVEL"), 2))
     sp.add_argument("--retention-days", type=int, default=_int("CNPG_BACKUP_RETENTION_DAYS", _env("CNPG_BACKUP_RETENTION_DAYS"), 0))
     sp.add_argument("--wait-timeout", type=float, default=float(_env("CNPG_BACKUP_WAIT_TIMEOUT", "150")))
 

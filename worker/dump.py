@@ -34,7 +34,7 @@ class BackupOptions:
     prefix: str
     database: str
     format: str = "plain"
-    compression_level: int = 1
+    compression_level: int = 2
     upload_concurrency: int = 2
 
 

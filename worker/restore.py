@@ -87,7 +87,7 @@ class RestoreOptions:
     run_id: str | None = None
     allow_unverified: bool = False
     jobs: int = 1
-    compression_level: int = 1
+    compression_level: int = 2
     wait_timeout: float = 150
 
 

@@ -90,7 +90,7 @@ def test_extension_defaults() -> None:
     assert cfg.global_.release_name == "cnpg-backup"
     assert (cfg.backup.format, cfg.backup.compression_level, cfg.backup.wait_timeout_seconds) == (
         "plain",
-        1,
+        2,
         150,
     )
     assert (cfg.backup.backoff_limit, cfg.backup.active_deadline_seconds, cfg.backup.time_zone) == (
