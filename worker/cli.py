@@ -15,7 +15,7 @@ import time
 
 from . import catalog, log, pg
 from .dump import BackupOptions, run_backup
-from .errors import EXIT_FAILURE, EXIT_USAGE, Terminated, UsageError, WorkerError
+from .errors import EXIT_FAILURE, Terminated, UsageError, WorkerError
 from .restore import RestoreOptions, run_restore
 from .s3 import Bucket, S3Location, utcnow
 

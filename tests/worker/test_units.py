@@ -15,7 +15,7 @@ from worker.errors import UsageError, WorkerError
 from worker.log import redact, register_secret
 from worker.manifest import Manifest
 from worker.pg import Client, choose_client
-from worker.restore import compat_prelude
+from worker.sql import compat_prelude
 
 
 def test_key_format_matches_the_chart():
