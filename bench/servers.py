@@ -10,10 +10,8 @@ fresh random password is set for TCP (what the worker and the pipelines use) eve
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from servers import MinioServer as _TestMinio  # noqa: E402
+from servers import _servers_env as tools_env  # noqa: E402
+from servers import client_bin_dirs, free_port  # noqa: E402
 
 CACHE = Path(os.environ.get("CNPG_TOOLS_CACHE", "/var/cache/cnpg-pgdump-backup"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,27 +31,11 @@ class SetupError(RuntimeError):
     pass
 
 
-def tools_env() -> dict[str, str]:
-    env = {}
-    for f in sorted((CACHE / "env.d").glob("*.env")):
-        for line in f.read_text().splitlines():
-            m = re.match(r"export (\w+)=(.*)", line)
-            if m:
-                env[m.group(1)] = m.group(2)
-    return env
-
-
 def setting(name: str) -> str:
     value = os.environ.get(name) or tools_env().get(name)
     if not value:
         raise SetupError(f"{name} is not set and {CACHE}/env.d/ does not name it: run tools/install-servers.sh")
     return value
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def client_bin_dir() -> Path:
@@ -64,11 +48,7 @@ def client_bin_dir() -> Path:
 
 
 def worker_bin_dirs() -> list[str]:
-    """What the tests give the worker in CNPG_BACKUP_PG_BIN_DIRS (tests/servers.py: client_bin_dirs)."""
-    dirs = [str(client_bin_dir())]
-    if Path("/usr/lib/postgresql/15/bin/pg_dump").exists():
-        dirs.append("/usr/lib/postgresql/15/bin")
-    return dirs
+    return client_bin_dirs()
 
 
 def _as_postgres(cmd: list[str], **kw) -> subprocess.CompletedProcess:
