@@ -34,7 +34,10 @@ class _TextFormatter(logging.Formatter):
         ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
         fields = getattr(record, "fields", None) or {}
         extra = "".join(f" {k}={v}" for k, v in fields.items())
-        return redact(f"{ts} {record.levelname} {record.getMessage()}{extra}")
+        text = f"{ts} {record.levelname} {record.getMessage()}{extra}"
+        if record.exc_info:  # only with -v: the traceback, scrubbed like every other line
+            text += "\n" + self.formatException(record.exc_info)
+        return redact(text)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -45,6 +48,8 @@ class _JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         doc.update(getattr(record, "fields", None) or {})
+        if record.exc_info:
+            doc["traceback"] = self.formatException(record.exc_info)
         return redact(json.dumps(doc, default=str, ensure_ascii=False))
 
 
