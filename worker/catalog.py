@@ -57,9 +57,8 @@ def scan(bucket: Bucket, prefix: str, database: str, *, load_manifests: bool = T
 
 
 def load_manifest(bucket: Bucket, key: str) -> Manifest | None:
-    try:
-        raw = bucket.get_bytes(key + naming.MANIFEST_SUFFIX)
-    except WorkerError:
+    raw = bucket.get_if_exists(key + naming.MANIFEST_SUFFIX)
+    if raw is None:
         return None
     try:
         return Manifest.from_json(raw)

@@ -39,9 +39,27 @@ def _int(name: str, value: str | None, default: int) -> int:
         raise UsageError(f"{name} must be an integer, got {value!r}") from None
 
 
+def _float(name: str, value: str | None, default: float) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise UsageError(f"{name} must be a number of seconds, got {value!r}") from None
+
+
+# argparse checks `choices` only for values given on the command line, never for defaults, so the
+# environment's values are checked here: a bad one is a usage error before anything starts.
+def _choice(name: str, value, choices):
+    if value not in choices:
+        allowed = ", ".join(str(c) for c in choices)
+        raise UsageError(f"{name} must be one of {allowed}; got {value!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="cnpg-backup-worker", description=__doc__.split("\n")[0])
-    p.add_argument("--log-format", choices=["text", "json"], default=_env("CNPG_BACKUP_LOG_FORMAT", "text"))
+    p.add_argument("--log-format", choices=["text", "json"], default=_choice("CNPG_BACKUP_LOG_FORMAT", _env("CNPG_BACKUP_LOG_FORMAT", "text"), ("text", "json")))
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -54,16 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--database", default=_env("PGDATABASE"), help="[PGDATABASE] whose backups")
 
     sp = sub.add_parser("wait", help="wait until PostgreSQL accepts connections")
-    sp.add_argument("--timeout", type=float, default=float(_env("CNPG_BACKUP_WAIT_TIMEOUT", "150")))
+    sp.add_argument("--timeout", type=float, default=_float("CNPG_BACKUP_WAIT_TIMEOUT", _env("CNPG_BACKUP_WAIT_TIMEOUT"), 150.0))
     sp.add_argument("--database", default=_env("PGDATABASE"))
 
     sp = sub.add_parser("backup", help="pg_dump → gzip → S3, then retention")
     s3_args(sp)
-    sp.add_argument("--format", choices=["plain", "custom"], default=_env("CNPG_BACKUP_FORMAT", "plain"))
+    sp.add_argument("--format", choices=["plain", "custom"], default=_choice("CNPG_BACKUP_FORMAT", _env("CNPG_BACKUP_FORMAT", "plain"), ("plain", "custom")))
     sp.add_argument("--compression-level", type=int, choices=range(1, 10), metavar="1-9",
-                    default=_int("CNPG_BACKUP_COMPRESSION_LEVEL", _env("CNPG_BACKUP_COMPRESSION_LEVEL"), 2))
+                    default=_choice("CNPG_BACKUP_COMPRESSION_LEVEL",
+                                    _int("CNPG_BACKUP_COMPRESSION_LEVEL", _env("CNPG_BACKUP_COMPRESSION_LEVEL"), 2), range(1, 10)))
     sp.add_argument("--retention-days", type=int, default=_int("CNPG_BACKUP_RETENTION_DAYS", _env("CNPG_BACKUP_RETENTION_DAYS"), 0))
-    sp.add_argument("--wait-timeout", type=float, default=float(_env("CNPG_BACKUP_WAIT_TIMEOUT", "150")))
+    sp.add_argument("--wait-timeout", type=float, default=_float("CNPG_BACKUP_WAIT_TIMEOUT", _env("CNPG_BACKUP_WAIT_TIMEOUT"), 150.0))
 
     sp = sub.add_parser("restore", help="verify a backup, then restore it in one transaction")
     s3_args(sp)
@@ -76,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--allow-unverified", action="store_true", help="accept an object without manifest (the Helm chart's backups)")
     sp.add_argument("--jobs", type=int, default=_int("CNPG_BACKUP_RESTORE_JOBS", _env("CNPG_BACKUP_RESTORE_JOBS"), 1),
                     help="parallel pg_restore jobs (custom format, empty target only)")
-    sp.add_argument("--wait-timeout", type=float, default=float(_env("CNPG_BACKUP_WAIT_TIMEOUT", "150")))
+    sp.add_argument("--wait-timeout", type=float, default=_float("CNPG_BACKUP_WAIT_TIMEOUT", _env("CNPG_BACKUP_WAIT_TIMEOUT"), 150.0))
 
     sp = sub.add_parser("list", help="this database's backups, newest first")
     s3_args(sp)
@@ -178,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         rc = handler(args)
         log.log.debug("done in %.1fs", time.monotonic() - t0)
         return rc
-    except WorkerError as exc:
+    except (WorkerError, Terminated) as exc:
         if verbose:
             log.log.exception("failed")
         log.error(f"{args.command if 'args' in locals() else 'worker'} failed: {exc}")

@@ -185,7 +185,9 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         raise
     finally:
         if heartbeat:
-            heartbeat.stop(remove=True)
+            # An upload whose abort failed keeps its marker: on MinIO the marker is the only way the
+            # next run's abort_stale() finds it (uploads are not listable by prefix there).
+            heartbeat.stop(remove=upload.finished)
         try:
             bucket.delete([lock])
         except WorkerError:

@@ -1,4 +1,4 @@
-"""The worker's error type: one line that says what failed, on what, and what to do next."""
+"""The worker's error types: one line that says what failed, on what, and what to do next."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ EXIT_USAGE = 2
 EXIT_TERMINATED = 143
 
 
-class WorkerError(Exception):
-    """A failure the user must act on. ``str()`` is the single line printed before exiting."""
-
+class _OneLine:
     exit_code = EXIT_FAILURE
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
@@ -21,13 +19,22 @@ class WorkerError(Exception):
         return f"{self.message} — {self.hint}" if self.hint else self.message
 
 
+class WorkerError(_OneLine, Exception):
+    """A failure the user must act on. ``str()`` is the single line printed before exiting."""
+
+
 class UsageError(WorkerError):
     """Bad flags or environment: nothing was attempted."""
 
     exit_code = EXIT_USAGE
 
 
-class Terminated(WorkerError):
-    """SIGTERM/SIGINT arrived (pod eviction, node drain, Ctrl-C)."""
+class Terminated(_OneLine, BaseException):
+    """SIGTERM/SIGINT arrived (pod eviction, node drain, Ctrl-C).
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` or `except WorkerError` on
+    the way (an S3 call, the readiness retry loop, a manifest read) can swallow it or turn it into an
+    ordinary failure: the worker must stop, abort its upload and exit 143.
+    """
 
     exit_code = EXIT_TERMINATED

@@ -50,7 +50,10 @@ class _JsonFormatter(logging.Formatter):
         doc.update(getattr(record, "fields", None) or {})
         if record.exc_info:
             doc["traceback"] = self.formatException(record.exc_info)
-        return redact(json.dumps(doc, default=str, ensure_ascii=False))
+        # Redact before encoding: JSON escapes a secret holding `"`, `\` or control characters, and
+        # the escaped form would no longer match.
+        doc = {k: redact(v) if isinstance(v, str) else v for k, v in doc.items()}
+        return redact(json.dumps(doc, default=lambda o: redact(str(o)), ensure_ascii=False))
 
 
 log = logging.getLogger("cnpg-backup-worker")

@@ -295,15 +295,28 @@ class Bucket:
         return ObjectInfo(key, r["ContentLength"], r["LastModified"])
 
     def get_bytes(self, key: str) -> bytes:
+        data = self.get_if_exists(key)
+        if data is None:
+            raise WorkerError(f"s3://{self.loc.bucket}/{key} does not exist",
+                              hint="list the backups with `cnpg-backup-worker list`")
+        return data
+
+    def get_if_exists(self, key: str) -> bytes | None:
+        """The object's bytes, or None only when S3 says it does not exist. Any other failure
+        (throttling, 5xx after retries, access denied) raises: callers must not mistake "could not
+        read" for "not there" (a manifest read that failed would make a good backup look untrusted)."""
         try:
             return self.client.get_object(Bucket=self.loc.bucket, Key=key)["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._fail(exc, key) from None
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc, key) from None
 
     def get_json(self, key: str) -> dict | None:
-        if self.head(key) is None:
-            return None
-        return json.loads(self.get_bytes(key))
+        data = self.get_if_exists(key)
+        return None if data is None else json.loads(data)
 
     def stream(self, key: str, chunk: int = 1 * MiB) -> Iterator[bytes]:
         try:

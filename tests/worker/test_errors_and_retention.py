@@ -60,6 +60,22 @@ def test_bad_flags_and_keys(pg, minio, bucket, make_worker):
     assert w.run("backup", "--compression-level", "12").returncode == 2
 
 
+@pytest.mark.parametrize("var,value,expected", [
+    ("CNPG_BACKUP_FORMAT", "tar", "CNPG_BACKUP_FORMAT must be one of plain, custom"),
+    ("CNPG_BACKUP_COMPRESSION_LEVEL", "12", "CNPG_BACKUP_COMPRESSION_LEVEL must be one of 1,"),
+    ("CNPG_BACKUP_COMPRESSION_LEVEL", "fast", "CNPG_BACKUP_COMPRESSION_LEVEL must be an integer"),
+    ("CNPG_BACKUP_WAIT_TIMEOUT", "soon", "CNPG_BACKUP_WAIT_TIMEOUT must be a number"),
+    ("CNPG_BACKUP_LOG_FORMAT", "xml", "CNPG_BACKUP_LOG_FORMAT must be one of text, json"),
+])
+def test_bad_environment_values_are_usage_errors(var, value, expected, pg, minio, bucket, make_worker):
+    # argparse never checks `choices` on defaults; these come from the environment the pods set.
+    w = make_worker(pg, minio, bucket, "postgres", **{var: value})
+    r = w.run("backup")
+    _assert_one_clear_line(r, expected)
+    assert r.returncode == 2
+    assert minio.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0  # nothing was attempted
+
+
 def _put_backup(s3, bucket, key, body: bytes, complete=True, database="shop"):
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     if complete:

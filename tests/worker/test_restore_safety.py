@@ -171,3 +171,18 @@ def test_run_id_restores_once(pg, backed_up):
     assert "already done" in r.stderr
     with pg.connect("target") as c:
         assert c.execute("SELECT count(*) FROM sales.customers WHERE name = 'written after the restore'").fetchone()[0] == 1
+
+
+def test_database_holding_only_types_is_not_empty(pg, backed_up):
+    # An enum or a domain is user data too: counting only relations and functions once let such a
+    # database pass as empty, and a failed parallel restore then dropped the type while "undoing".
+    w, key = backed_up
+    pg.create_database("typed")
+    with pg.connect("typed") as c:
+        c.execute("CREATE TYPE public.mood AS ENUM ('ok', 'sad'); CREATE DOMAIN public.posint AS int CHECK (VALUE > 0)")
+    r = w.run("restore", "--object", key, "--target-database", "typed")
+    assert r.returncode == 1
+    [line] = r.error_lines
+    assert "not empty (2 user objects)" in line
+    with pg.connect("typed") as c:
+        assert c.execute("SELECT to_regtype('public.mood') IS NOT NULL, to_regtype('public.posint') IS NOT NULL").fetchone() == (True, True)

@@ -121,3 +121,74 @@ def test_compat_prelude_only_touches_the_prelude():
 def test_redaction():
     register_secret("hunter2-secret")
     assert redact("password=hunter2-secret host=x") == "password=*** host=x"
+
+
+def test_json_log_redacts_secrets_that_json_escapes(capsys):
+    # The JSON formatter escapes `"` and `\`; redacting after encoding would miss such a secret.
+    import json
+
+    from worker import log
+
+    secret = 'pa"ss\\word\twith-quote'
+    register_secret(secret)
+    log.setup("json")
+    log.error(f"connection failed: password={secret}", detail=f"dsn password={secret}")
+    line = capsys.readouterr().err.strip()
+    doc = json.loads(line)
+    assert "***" in doc["msg"] and "***" in doc["detail"]
+    assert secret not in json.dumps(doc) and secret not in line and json.dumps(secret)[1:-1] not in line
+
+
+class _FailingClient:
+    """Raises `exc` from every S3 call: stands in for a boto3 client (unit level, no server)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __getattr__(self, name):
+        def call(*_args, **_kwargs):
+            raise self.exc
+        return call
+
+
+def _client_error(code: str):
+    import botocore.exceptions
+
+    return botocore.exceptions.ClientError({"Error": {"Code": code, "Message": code}}, "GetObject")
+
+
+def test_manifest_read_failure_is_not_missing_manifest():
+    # A throttled or failing GET must not make a good backup look untrusted: `restore latest` would
+    # then silently pick an older backup, and prune could delete the real newest one.
+    from worker.catalog import load_manifest
+    from worker.s3 import Bucket, S3Location
+
+    loc = S3Location("b")
+    assert load_manifest(Bucket(loc, _FailingClient(_client_error("NoSuchKey"))), "p/db_x.sql.gz") is None
+    with pytest.raises(WorkerError, match="SlowDown on s3://b/p/db_x.sql.gz.manifest.json"):
+        load_manifest(Bucket(loc, _FailingClient(_client_error("SlowDown"))), "p/db_x.sql.gz")
+
+
+def test_termination_is_never_turned_into_an_ordinary_failure():
+    # SIGTERM's exception raised inside an S3 call or the readiness loop must reach the CLI as itself
+    # (exit 143), not be caught by `except Exception`/`except WorkerError` on the way.
+    from worker import pg
+    from worker.errors import Terminated
+    from worker.s3 import Bucket, S3Location
+
+    bucket = Bucket(S3Location("b"), _FailingClient(Terminated("received SIGTERM; stopping")))
+    for op in (lambda: bucket.get_bytes("k"), lambda: bucket.head("k"), lambda: bucket.put_bytes("k", b""),
+               lambda: list(bucket.list("p/")), lambda: bucket.check("p/")):
+        with pytest.raises(Terminated):
+            op()
+
+    def connect(*_a, **_k):
+        raise Terminated("received SIGTERM; stopping")
+
+    orig = pg.connect
+    pg.connect = connect
+    try:
+        with pytest.raises(Terminated):
+            pg.wait_ready(30, "db")
+    finally:
+        pg.connect = orig
