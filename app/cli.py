@@ -133,6 +133,8 @@ def utc_now() -> datetime:
 
 
 def _restore_job(args: argparse.Namespace) -> int:
+    if not args.object.strip():
+        raise ConfigError.one("--object: required: a backup file name, a full key, or 'latest'")
     values = _values(args)
     restore = dict(values.get("restore") or {})
     # The one-off does exactly what its flags say; a force/target left in the values file for a

@@ -77,6 +77,19 @@ def _database_list_problems(cfg: Config) -> list[str]:
                 "names must be unique"
             )
         seen_names.setdefault(entry.name, i)
+    # Names are shortened to fit Kubernetes' limits, so two long, different names can still end up
+    # as one CronJob name, and the second would silently replace the first on apply.
+    from app.naming import cronjob_name  # naming imports config too; import here, not at load
+
+    seen_jobs: dict[str, int] = {}
+    for i, target in enumerate(cfg.targets()):
+        job = cronjob_name(cfg, target)
+        if job in seen_jobs and cfg.databases[seen_jobs[job]].name != cfg.databases[i].name:
+            problems.append(
+                f"databases[{i}].name: its CronJob name '{job}' (shortened to {len(job)} characters) is the "
+                f"same as databases[{seen_jobs[job]}]'s; use shorter or more distinct names"
+            )
+        seen_jobs.setdefault(job, i)
     # Two databases sharing (or nesting) a prefix would mix their backups: `latest` and retention
     # work by listing a prefix, so one database could restore or delete the other's dumps.
     targets = cfg.targets()

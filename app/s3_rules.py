@@ -105,6 +105,10 @@ S3StorageClass = Annotated[str, rule(storage_class_problem)]
 def restore_object_problem(value: str) -> str | None:
     if not value:
         return None
+    if value != value.strip():
+        # The worker strips the key; a config that differs from what is restored (and a " latest"
+        # that is not `latest`) must not pass review unnoticed.
+        return f"{value!r} has leading or trailing spaces; remove them"
     if value.startswith("s3://"):
         without_scheme = value[5:]
         key = without_scheme.partition("/")[2]

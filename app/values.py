@@ -35,9 +35,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(
     loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
 ) -> dict[Any, Any]:
+    loader.flatten_mapping(node)  # YAML merge keys (`<<: *anchor`), which Helm's values files allow
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, str):
+            # Helm's values are string-keyed; `1:`, `~:` or `? [a]` is a slip, not a setting.
+            raise yaml.constructor.ConstructorError(None, None, "keys must be strings (quote it)", key_node.start_mark)
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
         seen.add(key)
@@ -59,6 +63,8 @@ def read_values_file(path: str | Path) -> Values:
         raise ConfigError.one(f"{path}: cannot read values file ({exc.__class__.__name__})") from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except RecursionError:
+        raise ConfigError.one(f"{path}: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -177,11 +183,17 @@ def apply_set(values: Values, expression: str, *, as_string: bool = False) -> Va
     """Apply one ``--set``/``--set-string`` argument (``a.b=c,d[0]=e,f={x,y}``) to ``values``."""
     option = "--set-string" if as_string else "--set"
     result = copy.deepcopy(values)
-    for pair in _split_unescaped(expression, ",", respect_braces=True):
+    pairs = _split_unescaped(expression, ",", respect_braces=True)
+    for number, pair in enumerate(pairs, 1):
         key, eq, raw_value = pair.partition("=")
         if not eq:
-            # No '=': the whole thing is a key (it cannot be a value), so it is safe to show.
-            raise ConfigError.one(f"{option} '{pair}': expected KEY=VALUE (e.g. backup.schedule=0 3 * * *)")
+            # Not quoted: after `secretAccessKey=abc,def` the text without '=' is the tail of a
+            # value that held a comma, i.e. part of a credential.
+            where = f"pair {number} of {len(pairs)}" if len(pairs) > 1 else "the argument"
+            raise ConfigError.one(
+                f"{option}: {where} has no '=' (expected KEY=VALUE, e.g. backup.schedule=0 3 * * *; "
+                "write a comma inside a value as '\\,')"
+            )
         path = _parse_key(key, option)
         if raw_value.startswith("{") and raw_value.endswith("}") and not as_string:
             inner = raw_value[1:-1]

@@ -117,7 +117,7 @@ BAD_CASES = [
         "config error: backup.schedul: unknown key (did you mean 'schedule'?)",
     ),
     ("bad-set", "", ["--set", "a..b=1"], "config error: --set 'a..b': malformed key"),
-    ("bad-set-no-eq", "", ["--set", "foo"], "config error: --set 'foo': expected KEY=VALUE"),
+    ("bad-set-no-eq", "", ["--set", "foo"], "config error: --set: the argument has no '=' (expected KEY=VALUE"),
     (
         "bad-value",
         "",

@@ -251,6 +251,18 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "databases[1].name: 'a' is already used by databases[0]",
     ),
     (
+        # different names that shorten to the same 52-character CronJob name
+        "db-cronjob-name-collision",
+        {
+            "cnpg": {"database": ""},
+            "databases": [
+                {"name": "cnpg-" + "a" * 35, "database": "one", "prefix": "one"},
+                {"name": "a" * 35, "database": "two", "prefix": "two"},
+            ],
+        },
+        "databases[1].name: its CronJob name 'cnpg-backup-cnpg-" + "a" * 35 + "' (shortened to 52 characters)",
+    ),
+    (
         "db-prefix-overlap",
         {
             "cnpg": {"database": ""},

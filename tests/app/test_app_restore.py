@@ -198,3 +198,22 @@ def test_restore_job_rejects_bad_object(
     )
     assert code == 2 and out == ""
     assert "restore.object: 's3://my-backups-bucket/appdb/x.sql.gz' is a URL" in err
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        ("", "--object: required"),  # once printed a Job restoring the folder `appdb/`
+        ("  ", "--object: required"),
+        (" latest", "restore.object: ' latest' has leading or trailing spaces"),
+        ("appdb_2024-01-21_02-00-00.sql.gz ", "has leading or trailing spaces"),
+    ],
+)
+def test_restore_job_rejects_empty_or_padded_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, obj: str, expected: str
+) -> None:
+    vals = tmp_path / "values.yaml"
+    vals.write_text(yaml.safe_dump(values()))
+    code, out, err = _restore_job_cli(capsys, monkeypatch, datetime.now(UTC), "-f", str(vals), "--object", obj)
+    assert code == 2 and out == ""
+    assert expected in err and len(err.strip().splitlines()) == 1

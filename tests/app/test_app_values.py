@@ -47,7 +47,9 @@ def test_set_writes_into_list_items_from_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("expression", "expected"),
     [
-        ("foo", "config error: --set 'foo': expected KEY=VALUE"),
+        ("foo", "config error: --set: the argument has no '=' (expected KEY=VALUE"),
+        # the text without '=' is the tail of a value holding a comma: never echoed
+        ("s3.accessKeyId=AKIA,s3.secretAccessKey=abc,SUPERSECRET", "config error: --set: pair 3 of 3 has no '='"),
         ("=x", "config error: --set '=...': missing key before '='"),
         ("a..b=1", "config error: --set 'a..b': malformed key"),
         (".a=1", "config error: --set '.a': malformed key"),
@@ -110,6 +112,10 @@ def test_set_string_beats_set(tmp_path: Path) -> None:
         ("backup:\n\tschedule: x\n", ":2:1: invalid YAML"),
         ("backup:\n  schedule: a\n  schedule: b\n", ":3:3: invalid YAML: duplicate key 'schedule'"),
         ("- a\n- b\n", ": the top level must be a mapping"),
+        ("1: x\n", ":1:1: invalid YAML: keys must be strings"),
+        ("backup:\n  ~: 1\n", ":2:3: invalid YAML: keys must be strings"),
+        ("? [a]\n: 1\n", ":1:3: invalid YAML: keys must be strings"),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", ": invalid YAML: nested too deeply"),
     ],
 )
 def test_bad_yaml_names_file_and_line(tmp_path: Path, text: str, expected: str) -> None:
@@ -120,6 +126,13 @@ def test_bad_yaml_names_file_and_line(tmp_path: Path, text: str, expected: str) 
     assert message.startswith(f"config error: {path}")
     assert expected in message
     assert len(message.splitlines()) == 1
+
+
+def test_yaml_merge_keys_work_as_in_helm(tmp_path: Path) -> None:
+    path = _write(tmp_path, "values.yaml", (
+        "backup:\n  resources: &res\n    requests: {cpu: 200m}\n"
+        "restore:\n  resources:\n    <<: *res\n    limits: {cpu: '1'}\n"))
+    assert read_values_file(path)["restore"]["resources"] == {"requests": {"cpu": "200m"}, "limits": {"cpu": "1"}}
 
 
 def test_yaml_error_does_not_quote_the_line(tmp_path: Path) -> None:
