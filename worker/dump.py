@@ -8,10 +8,8 @@ written last; a backup without one is never trusted.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,6 +18,7 @@ from . import log, naming, pg, uploads
 from .compress import compressor
 from .errors import WorkerError
 from .manifest import Manifest
+from .procs import StderrTail, kill, widen_pipe
 from .s3 import MIN_PART, Bucket, MultipartUpload, MiB, utcnow
 
 READ_CHUNK = 1 * MiB
@@ -44,31 +43,6 @@ def _part_size(estimate: int) -> int:
     # parts, which alone keeps any dump under S3's 10,000-part limit (8 GiB at 8 MiB parts, then
     # 16 GiB more at 16 MiB, ... about 4 TiB in 9,000 parts).
     return MIN_PART
-
-
-class _StderrTail(threading.Thread):
-    """Keeps the last lines a child wrote to stderr, for the error message, without unbounded memory."""
-
-    def __init__(self, stream) -> None:
-        super().__init__(daemon=True, name="stderr-tail")
-        self.stream = stream
-        self.lines: collections.deque[str] = collections.deque(maxlen=40)
-
-    def run(self) -> None:
-        for raw in iter(self.stream.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip()
-            if line:
-                self.lines.append(line)
-
-    def summary(self) -> str:
-        errs = [line for line in self.lines if "error" in line.lower() or "fatal" in line.lower()]
-        return log.redact((errs or list(self.lines) or ["(no output)"])[0])
-
-
-def _kill(proc: subprocess.Popen | None) -> None:
-    if proc and proc.poll() is None:
-        proc.kill()
-        proc.wait()
 
 
 def dump_command(client: pg.Client, fmt: str) -> list[str]:
@@ -116,7 +90,8 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         env["PGDATABASE"] = opts.database
         proc = subprocess.Popen(dump_command(client, opts.format), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
-        tail = _StderrTail(proc.stderr)
+        widen_pipe(proc.stdout)
+        tail = StderrTail(proc.stderr)
         tail.start()
         comp = compressor(opts.compression_level) if opts.format == "plain" else None
         sha = hashlib.sha256()
@@ -180,7 +155,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
                 log.warning("could not remove the unmanifested object; prune removes it", key=name.key, error=str(exc))
             raise
     except BaseException:
-        _kill(proc)
+        kill(proc)
         upload.abort()
         raise
     finally:

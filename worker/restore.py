@@ -24,9 +24,10 @@ from dataclasses import dataclass
 
 from . import catalog, log, naming, pg
 from .compress import GunzipStream
-from .dump import PLAIN_TRAILER, BackupOptions, _kill, _StderrTail, run_backup
+from .dump import PLAIN_TRAILER, BackupOptions, run_backup
 from .errors import WorkerError
 from .manifest import Manifest
+from .procs import StderrTail, kill, widen_pipe
 from .sql import FORCE_PREAMBLE, compat_prelude
 from .s3 import Bucket, utcnow
 
@@ -205,7 +206,8 @@ def _run_psql(client: pg.Client, dbname: str, chunks, preamble: str | None) -> N
     cmd = [client.tool("psql"), "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction",
            "-o", "/dev/null"]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    tail = _StderrTail(proc.stderr)
+    widen_pipe(proc.stdin)
+    tail = StderrTail(proc.stderr)
     tail.start()
     input_closed = False
     try:
@@ -229,7 +231,7 @@ def _run_psql(client: pg.Client, dbname: str, chunks, preamble: str | None) -> N
     except BaseException:
         if not input_closed:
             # Killing psql before its input ends means no COMMIT is ever sent: the server rolls back.
-            _kill(proc)
+            kill(proc)
         raise
     finally:
         if proc.stdin and not proc.stdin.closed:
@@ -244,12 +246,12 @@ def _restore_custom_parallel(client: pg.Client, dbname: str, v: Verified, jobs: 
     env["PGDATABASE"] = dbname
     cmd = [client.tool("pg_restore"), "--no-password", "--exit-on-error", f"--jobs={jobs}", "-d", dbname, v.staged]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
-    tail = _StderrTail(proc.stderr)
+    tail = StderrTail(proc.stderr)
     tail.start()
     try:
         rc = proc.wait()
     except BaseException:
-        _kill(proc)
+        kill(proc)
         rc = -1
         raise
     finally:
@@ -267,7 +269,8 @@ def _restore_custom_parallel(client: pg.Client, dbname: str, v: Verified, jobs: 
 def _pg_restore_sql(client: pg.Client, v: Verified):
     proc = subprocess.Popen([client.tool("pg_restore"), "-f", "-", v.staged], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=pg.client_env())
-    tail = _StderrTail(proc.stderr)
+    widen_pipe(proc.stdout)
+    tail = StderrTail(proc.stderr)
     tail.start()
     try:
         while chunk := proc.stdout.read1(1 << 20):
@@ -275,7 +278,7 @@ def _pg_restore_sql(client: pg.Client, v: Verified):
         if proc.wait() != 0:
             raise WorkerError(f"pg_restore could not read {v.key}: {tail.summary()}")
     finally:
-        _kill(proc)
+        kill(proc)
 
 
 def run_restore(bucket: Bucket, opts: RestoreOptions) -> dict:
