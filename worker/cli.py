@@ -30,22 +30,21 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
 
-def _int(name: str, value: str | None, default: int) -> int:
+def _number(name: str, value: str | None, default, parse=int, what: str = "an integer"):
     if value in (None, ""):
         return default
     try:
-        return int(value)
+        return parse(value)
     except ValueError:
-        raise UsageError(f"{name} must be an integer, got {value!r}") from None
+        raise UsageError(f"{name} must be {what}, got {value!r}") from None
+
+
+def _int(name: str, value: str | None, default: int) -> int:
+    return _number(name, value, default)
 
 
 def _float(name: str, value: str | None, default: float) -> float:
-    if value in (None, ""):
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise UsageError(f"{name} must be a number of seconds, got {value!r}") from None
+    return _number(name, value, default, float, "a number of seconds")
 
 
 # argparse checks `choices` only for values given on the command line, never for defaults, so the
