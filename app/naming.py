@@ -66,6 +66,10 @@ def restore_job_name(cfg: Config, target: BackupTarget) -> str:
     """Deterministic per restore request: the same config always names the same Job (so
     re-applying dist/ is a no-op for a Job that already ran) and a different object, target or
     flag names a new one (Jobs are immutable, so a changed request must be a new object)."""
+    # What is restored (bucket, endpoint, key) into what (cluster, database) with which flags. A
+    # change of any of these is a new request: with the old name, a recreated Job would find the
+    # old request's entry in the run-once ledger and skip. Settings that do not change the request
+    # (image, resources, ...) stay out, so they cannot silently re-run a restore that had failed.
     request = [
         target.name or "",
         target.database,
@@ -73,6 +77,10 @@ def restore_job_name(cfg: Config, target: BackupTarget) -> str:
         cfg.restore.force,
         cfg.restore.backup_before_restore,
         cfg.restore.target_database,
+        cfg.s3.bucket,
+        cfg.s3.endpoint,
+        target.secret_name,
+        target.service_name,
     ]
     if cfg.restore.allow_unverified:  # appended only when set, so existing Job names stay stable
         request.append("allow-unverified")

@@ -33,10 +33,28 @@ def test_same_config_same_job_name(tmp_path: Path) -> None:
         {"restore": {"backupBeforeRestore": True}},
         {"restore": {"targetDatabase": "other"}},
         {"cnpg": {"database": "otherdb"}},
+        # another source or another cluster is another request (else the run-once ledger skips it)
+        {"s3": {"bucket": "other-bucket"}},
+        {"s3": {"endpoint": "http://minio.other.svc:9000"}},
+        {"cnpg": {"secretName": "otherdb-app"}},
+        {"cnpg": {"serviceName": "otherdb-rw"}},
     ],
 )
 def test_a_different_request_is_a_different_job(tmp_path: Path, change: dict[str, Any]) -> None:
     assert _job(tmp_path / "a")["metadata"]["name"] != _job(tmp_path / "b", change)["metadata"]["name"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"backup": {"image": "registry.example/cnpg-pgdump-backup-worker:0.2.0"}},
+        {"restore": {"resources": {"limits": {"memory": "2Gi"}}}},
+        {"backup": {"schedule": "0 3 * * *"}},
+    ],
+)
+def test_settings_outside_the_request_keep_the_job_name(tmp_path: Path, change: dict[str, Any]) -> None:
+    # Renaming on such changes would let an upgrade silently re-run a restore that had failed.
+    assert _job(tmp_path / "a")["metadata"]["name"] == _job(tmp_path / "b", change)["metadata"]["name"]
 
 
 def test_bare_name_and_full_key_are_the_same_request(tmp_path: Path) -> None:
