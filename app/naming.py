@@ -70,6 +70,8 @@ def restore_job_name(cfg: Config, target: BackupTarget) -> str:
     # change of any of these is a new request: with the old name, a recreated Job would find the
     # old request's entry in the run-once ledger and skip. Settings that do not change the request
     # (image, resources, ...) stay out, so they cannot silently re-run a restore that had failed.
+    # The name is also the worker's run-once id: changing this list renames existing restore Jobs
+    # and lets them run again, so it may change only in a release that says so.
     request = [
         target.name or "",
         target.database,

@@ -32,20 +32,37 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     copy-paste slip (two `schedule:` lines) into a silently different backup schedule."""
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _key(loader: _UniqueKeyLoader, key_node: yaml.Node) -> str:
+    key = loader.construct_object(key_node, deep=True)
+    # Helm reads values through JSON, so scalar keys become strings there: `1:` is "1", `on:` (YAML
+    # 1.1's true) is "true". A null or a collection as a key is a slip, not a setting.
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, (int, float)):
+        return str(key)
+    if not isinstance(key, str):
+        raise yaml.constructor.ConstructorError(None, None, "keys must be strings (quote it)", key_node.start_mark)
+    return key
+
+
 def _construct_mapping(
     loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
-) -> dict[Any, Any]:
-    loader.flatten_mapping(node)  # YAML merge keys (`<<: *anchor`), which Helm's values files allow
-    seen: set[Any] = set()
+) -> dict[str, Any]:
+    # Duplicates are looked for among the mapping's own keys only: a key that overrides one brought
+    # in by a merge key (`<<: *anchor`) is what merge keys are for.
+    seen: set[str] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if not isinstance(key, str):
-            # Helm's values are string-keyed; `1:`, `~:` or `? [a]` is a slip, not a setting.
-            raise yaml.constructor.ConstructorError(None, None, "keys must be strings (quote it)", key_node.start_mark)
+        if key_node.tag == _MERGE_TAG:
+            continue
+        key = _key(loader, key_node)
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
         seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
+    loader.flatten_mapping(node)  # merged pairs first, then the mapping's own: the later one wins
+    return {_key(loader, k): loader.construct_object(v, deep=deep) for k, v in node.value}
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)

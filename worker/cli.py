@@ -30,37 +30,35 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
 
-def _number(name: str, value: str | None, default, parse=int, what: str = "an integer"):
-    if value in (None, ""):
-        return default
-    try:
-        return parse(value)
-    except ValueError:
-        raise UsageError(f"{name} must be {what}, got {value!r}") from None
+def _typed(env: str, parse, what: str, allowed=None):
+    """An argparse `type` that also names the environment variable a bad value may have come from.
 
+    Defaults are the environment's strings, and argparse runs `type` on a string default only for
+    the command being run and only after `--help` had its chance, so `CNPG_BACKUP_FORMAT=tar` fails
+    `backup` (exit 2, before anything starts) but not `list` or `--help`. Its `choices` are never
+    checked for defaults, hence `allowed` here.
+    """
 
-def _int(name: str, value: str | None, default: int) -> int:
-    return _number(name, value, default)
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or (allowed is not None and value not in allowed):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} (from the flag or {env})")
+        return value
 
-
-def _float(name: str, value: str | None, default: float) -> float:
-    return _number(name, value, default, float, "a number of seconds")
-
-
-# argparse checks `choices` only for values given on the command line, never for defaults, so the
-# environment's values are checked here: a bad one is a usage error before anything starts.
-def _choice(name: str, value, choices):
-    if value not in choices:
-        allowed = ", ".join(str(c) for c in choices)
-        raise UsageError(f"{name} must be one of {allowed}; got {value!r}")
-    return value
+    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="cnpg-backup-worker", description=__doc__.split("\n")[0])
-    p.add_argument("--log-format", choices=["text", "json"], default=_choice("CNPG_BACKUP_LOG_FORMAT", _env("CNPG_BACKUP_LOG_FORMAT", "text"), ("text", "json")))
+    p.add_argument("--log-format", metavar="{text,json}", default=_env("CNPG_BACKUP_LOG_FORMAT", "text"),
+                   type=_typed("CNPG_BACKUP_LOG_FORMAT", str, "one of text, json", ("text", "json")))
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    wait_type = _typed("CNPG_BACKUP_WAIT_TIMEOUT", float, "a number of seconds")
+    retention_type = _typed("CNPG_BACKUP_RETENTION_DAYS", int, "a number of days")
 
     def s3_args(sp):
         sp.add_argument("--bucket", default=_env("CNPG_BACKUP_S3_BUCKET"), help="[CNPG_BACKUP_S3_BUCKET]")
@@ -71,17 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--database", default=_env("PGDATABASE"), help="[PGDATABASE] whose backups")
 
     sp = sub.add_parser("wait", help="wait until PostgreSQL accepts connections")
-    sp.add_argument("--timeout", type=float, default=_float("CNPG_BACKUP_WAIT_TIMEOUT", _env("CNPG_BACKUP_WAIT_TIMEOUT"), 150.0))
+    sp.add_argument("--timeout", type=wait_type, default=_env("CNPG_BACKUP_WAIT_TIMEOUT", "150"))
     sp.add_argument("--database", default=_env("PGDATABASE"))
 
     sp = sub.add_parser("backup", help="pg_dump → gzip → S3, then retention")
     s3_args(sp)
-    sp.add_argument("--format", choices=["plain", "custom"], default=_choice("CNPG_BACKUP_FORMAT", _env("CNPG_BACKUP_FORMAT", "plain"), ("plain", "custom")))
-    sp.add_argument("--compression-level", type=int, choices=range(1, 10), metavar="1-9",
-                    default=_choice("CNPG_BACKUP_COMPRESSION_LEVEL",
-                                    _int("CNPG_BACKUP_COMPRESSION_LEVEL", _env("CNPG_BACKUP_COMPRESSION_LEVEL"), 2), range(1, 10)))
-    sp.add_argument("--retention-days", type=int, default=_int("CNPG_BACKUP_RETENTION_DAYS", _env("CNPG_BACKUP_RETENTION_DAYS"), 0))
-    sp.add_argument("--wait-timeout", type=float, default=_float("CNPG_BACKUP_WAIT_TIMEOUT", _env("CNPG_BACKUP_WAIT_TIMEOUT"), 150.0))
+    sp.add_argument("--format", metavar="{plain,custom}", default=_env("CNPG_BACKUP_FORMAT", "plain"),
+                    type=_typed("CNPG_BACKUP_FORMAT", str, "one of plain, custom", ("plain", "custom")))
+    sp.add_argument("--compression-level", metavar="1-9", default=_env("CNPG_BACKUP_COMPRESSION_LEVEL", "2"),
+                    type=_typed("CNPG_BACKUP_COMPRESSION_LEVEL", int, "a gzip level 1-9", range(1, 10)))
+    sp.add_argument("--retention-days", type=retention_type, default=_env("CNPG_BACKUP_RETENTION_DAYS", "0"))
+    sp.add_argument("--wait-timeout", type=wait_type, default=_env("CNPG_BACKUP_WAIT_TIMEOUT", "150"))
 
     sp = sub.add_parser("restore", help="verify a backup, then restore it in one transaction")
     s3_args(sp)
@@ -92,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dry-run", action="store_true", help="only verify the object")
     sp.add_argument("--run-id", default=_env("CNPG_BACKUP_RUN_ID"), help="restore at most once per run id")
     sp.add_argument("--allow-unverified", action="store_true", help="accept an object without manifest (the Helm chart's backups)")
-    sp.add_argument("--jobs", type=int, default=_int("CNPG_BACKUP_RESTORE_JOBS", _env("CNPG_BACKUP_RESTORE_JOBS"), 1),
+    sp.add_argument("--jobs", default=_env("CNPG_BACKUP_RESTORE_JOBS", "1"),
+                    type=_typed("CNPG_BACKUP_RESTORE_JOBS", int, "a number of jobs"),
                     help="parallel pg_restore jobs (custom format, empty target only)")
-    sp.add_argument("--wait-timeout", type=float, default=_float("CNPG_BACKUP_WAIT_TIMEOUT", _env("CNPG_BACKUP_WAIT_TIMEOUT"), 150.0))
+    sp.add_argument("--wait-timeout", type=wait_type, default=_env("CNPG_BACKUP_WAIT_TIMEOUT", "150"))
 
     sp = sub.add_parser("list", help="this database's backups, newest first")
     s3_args(sp)
@@ -102,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("prune", help="delete this database's backups older than N days")
     s3_args(sp)
-    sp.add_argument("--retention-days", type=int, default=_int("CNPG_BACKUP_RETENTION_DAYS", _env("CNPG_BACKUP_RETENTION_DAYS"), 0))
+    sp.add_argument("--retention-days", type=retention_type, default=_env("CNPG_BACKUP_RETENTION_DAYS", "0"))
     sp.add_argument("--dry-run", action="store_true")
     return p
 

@@ -112,7 +112,7 @@ def test_set_string_beats_set(tmp_path: Path) -> None:
         ("backup:\n\tschedule: x\n", ":2:1: invalid YAML"),
         ("backup:\n  schedule: a\n  schedule: b\n", ":3:3: invalid YAML: duplicate key 'schedule'"),
         ("- a\n- b\n", ": the top level must be a mapping"),
-        ("1: x\n", ":1:1: invalid YAML: keys must be strings"),
+        ("~: x\n", ":1:1: invalid YAML: keys must be strings"),
         ("backup:\n  ~: 1\n", ":2:3: invalid YAML: keys must be strings"),
         ("? [a]\n: 1\n", ":1:3: invalid YAML: keys must be strings"),
         ("a: " + "[" * 5000 + "]" * 5000 + "\n", ": invalid YAML: nested too deeply"),
@@ -133,6 +133,14 @@ def test_yaml_merge_keys_work_as_in_helm(tmp_path: Path) -> None:
         "backup:\n  resources: &res\n    requests: {cpu: 200m}\n"
         "restore:\n  resources:\n    <<: *res\n    limits: {cpu: '1'}\n"))
     assert read_values_file(path)["restore"]["resources"] == {"requests": {"cpu": "200m"}, "limits": {"cpu": "1"}}
+    # a key of the mapping itself overrides the merged one (not a duplicate)
+    path = _write(tmp_path, "override.yaml", "base: &b {cpu: 1, memory: 2Gi}\nrequests:\n  <<: *b\n  cpu: 3\n")
+    assert read_values_file(path)["requests"] == {"cpu": 3, "memory": "2Gi"}
+
+
+def test_scalar_keys_become_strings_as_in_helm(tmp_path: Path) -> None:
+    path = _write(tmp_path, "values.yaml", "monitoring:\n  annotations:\n    1: x\n    on: y\n")
+    assert read_values_file(path)["monitoring"]["annotations"] == {"1": "x", "true": "y"}
 
 
 def test_yaml_error_does_not_quote_the_line(tmp_path: Path) -> None:

@@ -150,6 +150,13 @@ class _FailingClient:
             raise self.exc
         return call
 
+    def get_paginator(self, _operation):
+        # boto3 raises only once the pages are read, inside the caller's error handling
+        return type("Paginator", (), {"paginate": lambda _self, **_kw: self.call_failing()})()
+
+    def call_failing(self):
+        raise self.exc
+
 
 def _client_error(code: str):
     import botocore.exceptions
