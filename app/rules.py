@@ -4,6 +4,7 @@ warnings printed at synth time for configurations that are allowed but risky."""
 from __future__ import annotations
 
 from app.config import DEFAULT_IMAGE, Config, Resources
+from app.naming import cronjob_name
 from app.validation import parse_quantity
 
 
@@ -79,10 +80,9 @@ def _database_list_problems(cfg: Config) -> list[str]:
         seen_names.setdefault(entry.name, i)
     # Names are shortened to fit Kubernetes' limits, so two long, different names can still end up
     # as one CronJob name, and the second would silently replace the first on apply.
-    from app.naming import cronjob_name  # naming imports config too; import here, not at load
-
+    targets = cfg.targets()
     seen_jobs: dict[str, int] = {}
-    for i, target in enumerate(cfg.targets()):
+    for i, target in enumerate(targets):
         job = cronjob_name(cfg, target)
         if job in seen_jobs and cfg.databases[seen_jobs[job]].name != cfg.databases[i].name:
             problems.append(
@@ -92,7 +92,6 @@ def _database_list_problems(cfg: Config) -> list[str]:
         seen_jobs.setdefault(job, i)
     # Two databases sharing (or nesting) a prefix would mix their backups: `latest` and retention
     # work by listing a prefix, so one database could restore or delete the other's dumps.
-    targets = cfg.targets()
     for i, a in enumerate(targets):
         for j in range(i):
             b = targets[j]

@@ -253,6 +253,10 @@ class ObjectInfo:
     last_modified: datetime
 
 
+def _not_found(exc: botocore.exceptions.ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+
+
 class Bucket:
     """The few object operations the worker needs, each failing with one clear line."""
 
@@ -287,7 +291,7 @@ class Bucket:
         try:
             r = self.client.head_object(Bucket=self.loc.bucket, Key=key)
         except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _not_found(exc):
                 return None
             raise self._fail(exc, key) from None
         except Exception as exc:  # noqa: BLE001
@@ -308,7 +312,7 @@ class Bucket:
         try:
             return self.client.get_object(Bucket=self.loc.bucket, Key=key)["Body"].read()
         except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _not_found(exc):
                 return None
             raise self._fail(exc, key) from None
         except Exception as exc:  # noqa: BLE001
