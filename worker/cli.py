@@ -72,16 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=wait_type, default=_env("CNPG_BACKUP_WAIT_TIMEOUT", "150"))
     sp.add_argument("--database", default=_env("PGDATABASE"))
 
+    def format_and_level(sp):
+        sp.add_argument("--format", metavar="{plain,custom}", default=_env("CNPG_BACKUP_FORMAT", "plain"),
+                        type=_typed("CNPG_BACKUP_FORMAT", str, "one of plain, custom", ("plain", "custom")),
+                        help="[CNPG_BACKUP_FORMAT] of the backup taken")
+        sp.add_argument("--compression-level", metavar="1-9", default=_env("CNPG_BACKUP_COMPRESSION_LEVEL", "2"),
+                        type=_typed("CNPG_BACKUP_COMPRESSION_LEVEL", int, "a gzip level 1-9", range(1, 10)),
+                        help="[CNPG_BACKUP_COMPRESSION_LEVEL]")
+
     sp = sub.add_parser("backup", help="pg_dump → gzip → S3, then retention")
     s3_args(sp)
-    sp.add_argument("--format", metavar="{plain,custom}", default=_env("CNPG_BACKUP_FORMAT", "plain"),
-                    type=_typed("CNPG_BACKUP_FORMAT", str, "one of plain, custom", ("plain", "custom")))
-    sp.add_argument("--compression-level", metavar="1-9", default=_env("CNPG_BACKUP_COMPRESSION_LEVEL", "2"),
-                    type=_typed("CNPG_BACKUP_COMPRESSION_LEVEL", int, "a gzip level 1-9", range(1, 10)))
+    format_and_level(sp)
     sp.add_argument("--retention-days", type=retention_type, default=_env("CNPG_BACKUP_RETENTION_DAYS", "0"))
     sp.add_argument("--wait-timeout", type=wait_type, default=_env("CNPG_BACKUP_WAIT_TIMEOUT", "150"))
 
-    sp = sub.add_parser("restore", help="verify a backup, then restore it in one transaction")
+    sp = sub.add_parser("restore", help="verify a backup, then restore it so that a failure changes nothing")
     s3_args(sp)
     sp.add_argument("--object", default=_env("CNPG_BACKUP_RESTORE_OBJECT"), help="key, file name under the prefix, or 'latest'")
     sp.add_argument("--target-database", default=_env("CNPG_BACKUP_TARGET_DATABASE"), help="restore into this database instead")
@@ -94,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
                     type=_typed("CNPG_BACKUP_RESTORE_JOBS", int, "a number of jobs"),
                     help="parallel pg_restore jobs (custom format, empty target only)")
     sp.add_argument("--wait-timeout", type=wait_type, default=_env("CNPG_BACKUP_WAIT_TIMEOUT", "150"))
+    format_and_level(sp)
+    sp.add_argument("--lock-timeout", default=_env("CNPG_BACKUP_LOCK_TIMEOUT", "300"),
+                    type=_typed("CNPG_BACKUP_LOCK_TIMEOUT", float, "a number of seconds"),
+                    help="[CNPG_BACKUP_LOCK_TIMEOUT] seconds the restore waits for one lock before it fails and "
+                         "rolls back (default 300; 0 waits for ever, still reported)")
+    sp.add_argument("--progress-interval", default=_env("CNPG_BACKUP_PROGRESS_INTERVAL", "30"),
+                    type=_typed("CNPG_BACKUP_PROGRESS_INTERVAL", float, "a number of seconds"),
+                    help="[CNPG_BACKUP_PROGRESS_INTERVAL] seconds between progress and lock-wait lines")
 
     sp = sub.add_parser("list", help="this database's backups, newest first")
     s3_args(sp)
@@ -161,7 +174,8 @@ def cmd_restore(args) -> int:
         prefix=args.prefix, database=args.database, object=args.object, target_database=args.target_database,
         force=args.force, backup_before_restore=args.backup_before_restore, dry_run=args.dry_run,
         run_id=args.run_id, allow_unverified=args.allow_unverified, jobs=max(1, args.jobs),
-        wait_timeout=args.wait_timeout))
+        format=args.format, compression_level=args.compression_level, wait_timeout=args.wait_timeout,
+        lock_timeout=max(0.0, args.lock_timeout), progress_interval=max(0.5, args.progress_interval)))
     return 0
 
 

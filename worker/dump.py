@@ -18,7 +18,7 @@ from . import log, naming, pg, uploads
 from .compress import compressor
 from .errors import WorkerError
 from .manifest import Manifest
-from .procs import StderrTail, kill, widen_pipe
+from .procs import StderrTail, child_options, kill, widen_pipe
 from .s3 import MIN_PART, Bucket, MultipartUpload, MiB, utcnow
 
 READ_CHUNK = 1 * MiB
@@ -89,7 +89,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         env = pg.client_env()
         env["PGDATABASE"] = opts.database
         proc = subprocess.Popen(dump_command(client, opts.format), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, **child_options())
         widen_pipe(proc.stdout)
         tail = StderrTail(proc.stderr)
         tail.start()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import collections
+import ctypes
 import fcntl
+import os
+import signal
 import subprocess
 import threading
 
@@ -30,6 +33,35 @@ class StderrTail(threading.Thread):
     def summary(self) -> str:
         errs = [line for line in self.lines if "error" in line.lower() or "fatal" in line.lower()]
         return log.redact((errs or list(self.lines) or ["(no output)"])[0])
+
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved now: the child must not load anything
+except (OSError, AttributeError):  # not Linux: children are still killed on every path we see
+    _prctl = None
+
+
+def _die_with_parent(parent: int) -> None:
+    # Runs in the child between fork and exec. If the worker dies by SIGKILL (OOM killer, kill -9)
+    # the kernel kills the child too: a psql left alone would otherwise read end-of-input and act on
+    # it with nobody watching. The check closes the race of a parent that died before prctl ran.
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def child_options() -> dict:
+    """Popen keyword arguments every child of the worker gets: it must not outlive the worker.
+
+    The parent-death signal belongs to the thread that forked, so it is set only from the main
+    thread (where the worker starts all its children); elsewhere the child still dies with its
+    pipes, just not on SIGKILL.
+    """
+    if _prctl is None or threading.current_thread() is not threading.main_thread():
+        return {}
+    parent = os.getpid()
+    return {"preexec_fn": lambda: _die_with_parent(parent)}
 
 
 def kill(proc: subprocess.Popen | None) -> None:

@@ -1,38 +1,38 @@
-"""Restore: verify the object completely, check the target, then restore in one transaction.
+"""Restore: prove the object intact, check the target, choose a path that can be undone, restore.
 
-Order matters and is the whole safety story:
-1. the object is read end to end (size, SHA-256 against its manifest, gzip CRCs, dump trailer)
-   before the database is touched — a corrupt or truncated object is refused with the database
-   untouched;
-2. a non-empty target is refused unless `force` (and with `--backup-before-restore`, a full backup
-   must succeed first);
-3. the SQL goes to `psql --single-transaction -v ON_ERROR_STOP=1`, and the stream is checked again
-   on the way; on any error psql is killed *before* its input ends, so the transaction never reaches
-   COMMIT and the database stays as it was.
+The promise, path by path (README "Restore" says the same to users):
+1. Nothing touches the database until the object is read end to end and proven intact
+   (worker/verify.py). A corrupt, truncated or foreign object is refused.
+2. A target holding user objects (large objects included) is refused unless `force`; with
+   `--backup-before-restore` a full backup in the configured format must succeed first.
+3. `transaction` path (the default whenever the server's lock table can hold the restore): one
+   transaction that commits only on the worker's final word after the last verified byte. A failed,
+   signalled or killed restore rolls back; the target is fingerprinted before, and after a failure
+   the message says "unchanged (verified)" only when the fingerprint matches.
+4. An empty target whose dump cannot fit one transaction, or a parallel custom restore, runs
+   without one: the database is marked first, and on failure or signal emptied again and checked
+   empty. A worker killed outright leaves the marker; the next restore empties the database first.
+5. A forced restore that cannot fit one transaction is refused before it starts, naming
+   `max_locks_per_transaction` and the value it needs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 
-from . import catalog, log, naming, pg
-from .compress import GunzipStream
-from .dump import PLAIN_TRAILER, BackupOptions, run_backup
-from .errors import WorkerError
+import psycopg
+
+from . import apply, catalog, locks, log, naming, pg, target
+from .dump import BackupOptions, run_backup
+from .errors import Terminated, WorkerError
 from .manifest import Manifest
-from .procs import StderrTail, kill, widen_pipe
-from .sql import FORCE_PREAMBLE, compat_prelude
 from .s3 import Bucket, utcnow
-
-_DUMPED_BY = re.compile(rb"-- Dumped by pg_dump version (\d+)")
-
+from .sql import CREATE_MARKER, MARKER_TABLE, compat_prelude
+from .verify import Verified, sql_from_object, verify
 
 @dataclass
 class RestoreOptions:
@@ -46,20 +46,11 @@ class RestoreOptions:
     run_id: str | None = None
     allow_unverified: bool = False
     jobs: int = 1
+    format: str = "plain"  # of the backup taken before the restore
     compression_level: int = 2
     wait_timeout: float = 150
-
-
-@dataclass
-class Verified:
-    key: str
-    format: str
-    object_bytes: int
-    raw_bytes: int
-    sha256: str
-    dump_major: int
-    manifest: Manifest | None
-    staged: str | None = None  # custom format: the verified archive on local disk
+    lock_timeout: float = 300  # seconds one lock may be waited for; 0: no limit (still reported)
+    progress_interval: float = 30
 
 
 def _ledger_key(prefix: str, run_id: str) -> str:
@@ -102,183 +93,124 @@ def _check_identity(bucket: Bucket, key: str, manifest: Manifest | None, opts: R
     return fmt
 
 
-def verify(bucket: Bucket, key: str, manifest: Manifest | None, fmt: str, stage_dir: str | None = None) -> Verified:
-    """Read the object end to end and prove it intact, touching no database."""
-    t0 = time.monotonic()
-    head = bucket.head(key)
-    if head is None:
-        raise WorkerError(f"restore object s3://{bucket.loc.bucket}/{key} disappeared")
-    where = f"s3://{bucket.loc.bucket}/{key}"
-    if manifest and head.size != manifest.object_bytes:
-        raise WorkerError(f"{where} is {head.size} bytes but its manifest says {manifest.object_bytes}",
-                          hint="the object is truncated or was replaced; choose another backup")
-    if head.size == 0:
-        raise WorkerError(f"{where} is empty", hint="choose another backup")
-    sha = hashlib.sha256()
-    size = 0
-    staged = None
-    first = b""
-    last = b""
-    gz = GunzipStream() if fmt == "plain" else None
-    fh = None
+
+@dataclass(frozen=True)
+class Plan:
+    path: str  # "transaction", "autocommit" or "pg_restore"
+    need: int  # locks the restore will hold in one transaction (estimate)
+    replacing: int  # user objects in the target that `force` replaces
+
+
+def _plan(v: Verified, before: target.Fingerprint, cap: locks.Capacity, opts: RestoreOptions, where: str) -> Plan:
+    replacing = before.user_objects
+    need = locks.need_for_entries(v.entries, v.large_objects)
+    if replacing:
+        need += locks.need_for_drop(before.objects)
+    if v.format == "custom" and opts.jobs > 1 and not replacing:
+        return Plan("pg_restore", need, 0)
+    if need <= cap.available:
+        return Plan("transaction", need, replacing)
+    if not replacing:
+        log.info("restore needs more locks than one transaction may hold here: restoring without one, "
+                 "into the empty database", need=need, available=cap.available)
+        return Plan("pg_restore" if v.format == "custom" else "autocommit", need, 0)
+    raise WorkerError(
+        f"restore into {where} refused before it started: replacing {replacing} objects with this dump needs about "
+        f"{need} locks in one transaction, and the server's lock table holds {cap.total} "
+        f"(max_locks_per_transaction={cap.max_locks_per_transaction} x {cap.slots} slots, {cap.in_use} in use)",
+        hint=f"set max_locks_per_transaction to at least {cap.setting_for(need)} (CloudNativePG: "
+             "spec.postgresql.parameters, then the cluster restarts), or restore into an empty database",
+    )
+
+
+def _fingerprint(dbname: str) -> target.Fingerprint:
+    with pg.connect(dbname) as conn:
+        return target.fingerprint(conn)
+
+
+def _outcome_after_failure(dbname: str, plan: Plan, before: target.Fingerprint) -> tuple[str, str]:
+    """(what happened, what to do) — said only after looking at the database again."""
     try:
-        if fmt == "custom":
-            try:
-                fd, staged = tempfile.mkstemp(prefix="restore-", suffix=".dump", dir=stage_dir)
-            except OSError as exc:
-                raise WorkerError(f"cannot stage {where} in {stage_dir or tempfile.gettempdir()}: {exc.strerror}",
-                                  hint="a custom-format restore needs a writable TMPDIR: the pod's /tmp emptyDir volume") from None
-            fh = os.fdopen(fd, "wb")
-        for chunk in bucket.stream(key):
-            sha.update(chunk)
-            size += len(chunk)
-            if gz:
-                try:
-                    out = gz.feed(chunk)
-                except Exception as exc:  # noqa: BLE001 - any decoder error means corrupt
-                    raise WorkerError(f"{where} is not a valid gzip stream: {exc}",
-                                      hint="the object is corrupt; choose another backup") from None
-                if len(first) < 4096:
-                    first += out[: 4096 - len(first)]
-                if out:
-                    last = (last + out)[-1024:]
-            else:
-                if len(first) < 8:
-                    first += chunk[:8]
-                try:
-                    fh.write(chunk)
-                except OSError as exc:
-                    raise WorkerError(f"cannot stage {where} in {os.path.dirname(staged)}: {exc.strerror}",
-                                      hint="give the pod a larger /tmp (emptyDir sizeLimit) or use the plain format") from None
-        if fh:
-            fh.close()
-            fh = None
-        if gz:
-            try:
-                gz.finish()
-            except ValueError as exc:
-                raise WorkerError(f"{where}: {exc}", hint="the object is truncated; choose another backup") from None
-            if PLAIN_TRAILER not in last:
-                raise WorkerError(f"{where} does not end with pg_dump's dump-complete trailer",
-                                  hint="the dump was cut short when it was taken; choose another backup")
-        elif not first.startswith(b"PGDMP"):
-            raise WorkerError(f"{where} is not a pg_dump custom-format archive")
-        digest = sha.hexdigest()
-        if manifest and (digest != manifest.sha256 or size != manifest.object_bytes):
-            raise WorkerError(f"{where} fails its checksum (SHA-256 {digest[:12]}…, manifest {manifest.sha256[:12]}…)",
-                              hint="the object is corrupt; choose another backup")
-        if manifest:
-            dump_major = manifest.pg_dump_major
-        else:
-            m = _DUMPED_BY.search(first)
-            dump_major = int(m.group(1)) if m else 0
-    except BaseException:
-        if fh:
-            fh.close()
-        if staged and os.path.exists(staged):
-            os.unlink(staged)
-        raise
-    el = time.monotonic() - t0
-    raw = gz.raw_bytes if gz else size
-    log.info("object verified", key=key, bytes=size, raw=log.human_bytes(raw), sha256=digest,
-             duration=f"{el:.1f}s", checked="size,sha256,gzip,trailer" if (gz and manifest) else "gzip,trailer" if gz else "size,sha256,archive")
-    return Verified(key, fmt, size, raw, digest, dump_major, manifest, staged)
-
-
-def _sql_from_object(bucket: Bucket, v: Verified):
-    """Yields the plain SQL while re-checking the bytes against what verify() saw."""
-    sha = hashlib.sha256()
-    size = 0
-    gz = GunzipStream()
-    for chunk in bucket.stream(v.key):
-        sha.update(chunk)
-        size += len(chunk)
-        yield gz.feed(chunk)
-    gz.finish()
-    if size != v.object_bytes or sha.hexdigest() != v.sha256:
-        raise WorkerError(f"s3://{bucket.loc.bucket}/{v.key} changed while it was being restored",
-                          hint="nothing was committed; retry")
-
-
-def _run_psql(client: pg.Client, dbname: str, chunks, preamble: str | None) -> None:
-    env = pg.client_env()
-    env["PGDATABASE"] = dbname
-    cmd = [client.tool("psql"), "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-           "-o", "/dev/null"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    widen_pipe(proc.stdin)
-    tail = StderrTail(proc.stderr)
-    tail.start()
-    input_closed = False
-    try:
-        try:
-            if preamble:
-                proc.stdin.write(preamble.encode())
-            for data in chunks:
-                if data:
-                    proc.stdin.write(data)
-        except BrokenPipeError:
-            pass  # psql stopped reading: it hit an error; its exit code and stderr say which
-        if proc.poll() is None:
-            # Only now, with every byte verified, does psql see the end of its input and COMMIT.
-            input_closed = True
-            proc.stdin.close()
-        rc = proc.wait()
-        tail.join(timeout=10)
-        if rc != 0:
-            raise WorkerError(f"restore into {pg.target(dbname)} failed and was rolled back: {tail.summary()}",
-                              hint="the database is as it was before; fix the cause and run the restore again")
-    except BaseException:
-        if not input_closed:
-            # Killing psql before its input ends means no COMMIT is ever sent: the server rolls back.
-            kill(proc)
-        raise
-    finally:
-        if proc.stdin and not proc.stdin.closed:
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-
-
-def _restore_custom_parallel(client: pg.Client, dbname: str, v: Verified, jobs: int) -> None:
-    env = pg.client_env()
-    env["PGDATABASE"] = dbname
-    cmd = [client.tool("pg_restore"), "--no-password", "--exit-on-error", f"--jobs={jobs}", "-d", dbname, v.staged]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
-    tail = StderrTail(proc.stderr)
-    tail.start()
-    try:
-        rc = proc.wait()
-    except BaseException:
-        kill(proc)
-        rc = -1
-        raise
-    finally:
-        tail.join(timeout=10)
-        if rc != 0:
-            # A parallel restore cannot be one transaction; the target was empty when it started,
-            # so emptying it again restores "as it was".
+        pg.wait_ready(60, dbname)
+        apply.end_sessions(dbname)
+        if plan.path != "transaction":
             with pg.connect(dbname) as conn:
-                conn.execute(FORCE_PREAMBLE)
-    if rc != 0:
-        raise WorkerError(f"parallel restore into {pg.target(dbname)} failed and was undone: {tail.summary()}",
-                          hint="the database is empty again, as before; fix the cause and run the restore again")
+                target.empty_database(conn)
+        after = _fingerprint(dbname)
+    except (WorkerError, psycopg.Error) as exc:
+        state = ("it may hold a partial restore, marked by table public." + MARKER_TABLE
+                 + "; the next restore empties it first") if plan.path != "transaction" else "its state is unknown"
+        return (f"could not check the database afterwards ({str(exc).splitlines()[0]}): {state}",
+                "check the database before you retry")
+    diff = before.difference(after)
+    if not diff:
+        undone = "rolled back" if plan.path == "transaction" else "emptied again"
+        return (f"{undone}; the database is unchanged (verified: {after.describe()})",
+                "fix the cause and run the restore again")
+    return (f"the database is NOT as it was before: {diff}",
+            "another session may have changed it meanwhile; inspect it before you retry")
 
 
-def _pg_restore_sql(client: pg.Client, v: Verified):
-    proc = subprocess.Popen([client.tool("pg_restore"), "-f", "-", v.staged], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=pg.client_env())
-    widen_pipe(proc.stdout)
-    tail = StderrTail(proc.stderr)
-    tail.start()
+def _execute(plan: Plan, v: Verified, bucket: Bucket, client: pg.Client, dbname: str, info: pg.ServerInfo,
+             opts: RestoreOptions) -> None:
+    monitor = apply.Monitor(dbname, opts.progress_interval)
+    monitor.start()
     try:
-        while chunk := proc.stdout.read1(1 << 20):
-            yield chunk
-        if proc.wait() != 0:
-            raise WorkerError(f"pg_restore could not read {v.key}: {tail.summary()}")
+        if plan.path == "pg_restore":
+            apply.run_pg_restore(client, dbname, v.staged, max(1, opts.jobs))
+            return
+        sql = apply.pg_restore_sql(client, v.staged, v.key) if v.format == "custom" else sql_from_object(bucket, v)
+        apply.run_psql(client, dbname, compat_prelude(sql, info.major, opts.lock_timeout),
+                       transaction=plan.path == "transaction", force=bool(plan.replacing),
+                       server_major=info.major, monitor=monitor)
     finally:
-        kill(proc)
+        monitor.stop()
+
+
+def _restore_into(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db: str) -> int:
+    where = pg.target(target_db)
+    pg.wait_ready(opts.wait_timeout, target_db)
+    with pg.connect(target_db) as conn:
+        info = pg.server_info(conn)
+        before = target.fingerprint(conn)
+        if before.has_marker:
+            log.warning("the database holds an interrupted restore of this tool (it was empty before it): "
+                        "emptying it again first", database=target_db, marker=f"public.{MARKER_TABLE}")
+            target.empty_database(conn)
+            before = target.fingerprint(conn)
+        cap = locks.capacity(conn)
+    if before.user_objects and not opts.force:
+        raise WorkerError(
+            f"database {target_db!r} on {where} is not empty ({before.user_objects} user objects); restore refused",
+            hint="set restore.force=true (--force) to replace its contents, ideally with restore.backupBeforeRestore",
+        )
+    client = pg.choose_client(max(v.dump_major, 1), f"restoring a dump made by pg_dump {v.dump_major or '?'}")
+    if v.format == "custom":
+        v.entries, v.large_objects = locks.archive_entries(client.tool("pg_restore"), v.staged, pg.client_env())
+    plan = _plan(v, before, cap, opts, where)
+    if opts.backup_before_restore:
+        log.info("backup before restore", database=target_db, format=opts.format)
+        try:
+            run_backup(bucket, BackupOptions(prefix=opts.prefix, database=target_db, format=opts.format,
+                                             compression_level=opts.compression_level))
+        except WorkerError as exc:
+            raise WorkerError(f"backup before restore failed, restore not started: {exc}") from None
+    log.info("restore starting", key=v.key, database=target_db, server=info.version, psql=client.version,
+             path=plan.path, replacing_objects=plan.replacing, locks_needed=plan.need, locks_available=cap.available)
+    if plan.path != "transaction":
+        with pg.connect(target_db) as conn:
+            conn.execute(CREATE_MARKER)
+            conn.execute(f"INSERT INTO public.{MARKER_TABLE} (object) VALUES (%s)", (v.key,))
+    try:
+        _execute(plan, v, bucket, client, target_db, info, opts)
+    except (WorkerError, Terminated) as exc:
+        cause = exc.message if isinstance(exc, WorkerError) else "the worker was told to stop (SIGTERM)"
+        what, todo = _outcome_after_failure(target_db, plan, before)
+        raise type(exc)(f"restore into {where} failed: {cause}; {what}", hint=todo) from None
+    with pg.connect(target_db) as conn:
+        if plan.path != "transaction":
+            conn.execute(f"DROP TABLE public.{MARKER_TABLE}")
+        return pg.table_count(conn)
 
 
 def run_restore(bucket: Bucket, opts: RestoreOptions) -> dict:
@@ -298,33 +230,7 @@ def run_restore(bucket: Bucket, opts: RestoreOptions) -> dict:
         if opts.dry_run:
             log.info("dry run: object verified, database not touched", key=key)
             return {"key": key, "verified": True, "bytes": v.object_bytes}
-        # The object is proven good; only now is the database approached.
-        pg.wait_ready(opts.wait_timeout, target_db)
-        with pg.connect(target_db) as conn:
-            info = pg.server_info(conn)
-            objects = pg.user_object_count(conn)
-        if objects and not opts.force:
-            raise WorkerError(
-                f"database {target_db!r} on {pg.target(target_db)} is not empty ({objects} user objects); restore refused",
-                hint="set restore.force=true (--force) to replace its contents, ideally with restore.backupBeforeRestore",
-            )
-        if opts.backup_before_restore:
-            log.info("backup before restore", database=target_db)
-            try:
-                run_backup(bucket, BackupOptions(prefix=opts.prefix, database=target_db,
-                                                 compression_level=opts.compression_level))
-            except WorkerError as exc:
-                raise WorkerError(f"backup before restore failed, restore not started: {exc}") from None
-        client = pg.choose_client(max(v.dump_major, 1), f"restoring a dump made by pg_dump {v.dump_major or '?'}")
-        log.info("restore starting", key=key, database=target_db, server=info.version, psql=client.version,
-                 force=opts.force, replacing_objects=objects)
-        if fmt == "custom" and opts.jobs > 1 and objects == 0:
-            _restore_custom_parallel(client, target_db, v, opts.jobs)
-        else:
-            sql = _pg_restore_sql(client, v) if fmt == "custom" else _sql_from_object(bucket, v)
-            _run_psql(client, target_db, compat_prelude(sql, info.major), FORCE_PREAMBLE if objects else None)
-        with pg.connect(target_db) as conn:
-            tables = pg.table_count(conn)
+        tables = _restore_into(bucket, v, opts, target_db)
     finally:
         if v.staged and os.path.exists(v.staged):
             os.unlink(v.staged)

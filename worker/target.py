@@ -1,0 +1,132 @@
+"""The restore's target database: what it holds (a fingerprint to compare), and emptying it again.
+
+The fingerprint is what lets the worker say "unchanged" truthfully: taken before the restore and
+again after a failure, it compares every user object by identity (OID and name: a table dropped and
+recreated, even with the same name, differs), every large object, and the exact row count of each
+small table. A restore never writes into a table that existed before it — it either drops it (with
+`force`, inside the transaction) or creates new ones — so identical objects with identical OIDs
+mean identical contents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+
+from . import log
+from .sql import FORCE_PREAMBLE, MARKER_TABLE
+
+_USER_NS = """n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'"""
+_NOT_EXT = """NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{cat}'::regclass
+                          AND d.objid = {oid} AND d.deptype = 'e')"""
+
+FINGERPRINT_SQL = f"""
+SELECT 'relation', c.oid::bigint, n.nspname || '.' || c.relname || ' (' || c.relkind::text || ')'
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE {_USER_NS} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'i', 'I', 'c')
+   AND {_NOT_EXT.format(cat="pg_class", oid="c.oid")}
+UNION ALL
+SELECT 'routine', p.oid::bigint, p.oid::regprocedure::text
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE {_USER_NS} AND {_NOT_EXT.format(cat="pg_proc", oid="p.oid")}
+UNION ALL
+SELECT 'type', t.oid::bigint, n.nspname || '.' || t.typname
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE {_USER_NS} AND t.typtype IN ('e', 'd', 'r', 'm')
+   AND {_NOT_EXT.format(cat="pg_type", oid="t.oid")}
+UNION ALL
+SELECT 'schema', n.oid::bigint, n.nspname FROM pg_namespace n
+ WHERE {_USER_NS} AND n.nspname <> 'public' AND {_NOT_EXT.format(cat="pg_namespace", oid="n.oid")}
+UNION ALL
+SELECT 'large object', m.oid::bigint, m.oid::text FROM pg_largeobject_metadata m
+"""
+# Exact row counts cost a scan: only for tables small enough to count in passing.
+SMALL_TABLES_SQL = f"""
+SELECT c.oid::bigint, quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE {_USER_NS} AND c.relkind = 'r' AND c.relpages < 1280
+   AND {_NOT_EXT.format(cat="pg_class", oid="c.oid")}
+ ORDER BY c.relpages LIMIT 200
+"""
+# What `pg.user_object_count` calls user objects: what a restore would collide with.
+_COUNTED = {"relation", "routine", "type", "schema", "large object"}
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    objects: frozenset[tuple[str, int, str]]
+    row_counts: tuple[tuple[int, int], ...] = field(default=())
+
+    @property
+    def user_objects(self) -> int:
+        """Objects a restore collides with: relations except indexes/row types, and the rest."""
+        return sum(1 for kind, _, name in self.objects
+                   if kind in _COUNTED and not name.endswith((" (i)", " (I)", " (c)")))
+
+    @property
+    def large_objects(self) -> int:
+        return sum(1 for kind, _, _ in self.objects if kind == "large object")
+
+    @property
+    def has_marker(self) -> bool:
+        return any(kind == "relation" and name == f"public.{MARKER_TABLE} (r)" for kind, _, name in self.objects)
+
+    def describe(self) -> str:
+        return (f"{self.user_objects} user objects ({self.large_objects} large objects), "
+                f"row counts of {len(self.row_counts)} small tables")
+
+    def difference(self, after: Fingerprint) -> str:
+        """What changed, in a few words a human can act on ('' when nothing did)."""
+        gone = sorted(self.objects - after.objects, key=lambda o: o[2])
+        new = sorted(after.objects - self.objects, key=lambda o: o[2])
+        parts = []
+        if gone:
+            parts.append(f"{len(gone)} objects gone (e.g. {', '.join(o[2] for o in gone[:3])})")
+        if new:
+            parts.append(f"{len(new)} objects new (e.g. {', '.join(o[2] for o in new[:3])})")
+        counts_before, counts_after = dict(self.row_counts), dict(after.row_counts)
+        changed = [oid for oid, n in counts_before.items() if oid in counts_after and counts_after[oid] != n]
+        if changed:
+            parts.append(f"row counts of {len(changed)} tables differ")
+        return "; ".join(parts)
+
+
+def fingerprint(conn: psycopg.Connection) -> Fingerprint:
+    objects = frozenset((k, int(o), str(name)) for k, o, name in conn.execute(FINGERPRINT_SQL).fetchall())
+    counts = []
+    for oid, qualified in conn.execute(SMALL_TABLES_SQL).fetchall():
+        try:
+            counts.append((int(oid), int(conn.execute(f"SELECT count(*) FROM {qualified}").fetchone()[0])))
+        except psycopg.Error:
+            # not readable by this role (another owner): its identity is still compared above
+            if not conn.autocommit:
+                conn.rollback()
+    return Fingerprint(objects, tuple(sorted(counts)))
+
+
+def empty_database(conn: psycopg.Connection, batch: int = 100) -> None:
+    """Remove every user object, committing in batches so that the lock table never has to hold
+    a whole huge schema at once (the reason a restore ran outside one transaction)."""
+    rels = conn.execute(f"""
+        SELECT format('DROP %s IF EXISTS %I.%I CASCADE', CASE c.relkind WHEN 'v' THEN 'VIEW'
+                 WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
+                 ELSE 'TABLE' END, n.nspname, c.relname)
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE {_USER_NS} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                           AND d.objid = c.oid AND d.deptype IN ('e', 'i', 'a'))
+         ORDER BY c.relname = '{MARKER_TABLE}', c.relispartition DESC, c.relkind = 'S', c.oid DESC""").fetchall()
+    for i in range(0, len(rels), batch):
+        with conn.transaction():
+            for (stmt,) in rels[i : i + batch]:
+                conn.execute(stmt)
+    while True:
+        with conn.transaction():
+            n = conn.execute("SELECT count(pg_catalog.lo_unlink(oid)) FROM (SELECT oid FROM pg_largeobject_metadata"
+                             " LIMIT 1000) m").fetchone()[0]
+        if not n:
+            break
+    with conn.transaction():
+        conn.execute(FORCE_PREAMBLE)  # what is left is small: routines, types, schemas
+    log.log.debug("database emptied: %d relations", len(rels))
