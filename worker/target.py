@@ -114,8 +114,10 @@ def empty_database(conn: psycopg.Connection, batch: int = 100) -> None:
                  ELSE 'TABLE' END, n.nspname, c.relname)
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE {_USER_NS} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                           AND d.objid = c.oid AND d.deptype IN ('e', 'i', 'a'))
+           AND (c.relispartition  -- leaf first, in batches: a parent's CASCADE would lock them all at once
+                OR NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                               AND d.objid = c.oid AND d.objsubid = 0 AND d.refobjid <> c.oid
+                               AND d.deptype IN ('e', 'i', 'a')))
          ORDER BY c.relname = '{MARKER_TABLE}', c.relispartition DESC, c.relkind = 'S', c.oid DESC""").fetchall()
     for i in range(0, len(rels), batch):
         with conn.transaction():
