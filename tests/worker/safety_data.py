@@ -63,8 +63,10 @@ def full_fingerprint(conn, *, with_oids: bool = True) -> dict:
             ORDER BY 1, 2""").fetchall()
     out: dict = {"relations": rels}
     for nsp, rel, kind, _ in rels:
-        if kind in ("r", "m"):
-            q = f'"{nsp}"."{rel}"'
+        q = f'"{nsp}"."{rel}"'
+        if kind == "m" and not conn.execute(f"SELECT relispopulated FROM pg_class WHERE oid = '{q}'::regclass").fetchone()[0]:
+            out[f"data {nsp}.{rel}"] = "not populated"
+        elif kind in ("r", "m"):
             rows = conn.execute(f"SELECT t::text FROM {q} t ORDER BY 1").fetchall()
             out[f"data {nsp}.{rel}"] = hashlib.sha256("\n".join(r[0] for r in rows).encode()).hexdigest()
     lo_oid = "oid::bigint" if with_oids else "0"
