@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real servers and client tools the tests talk to, into a cache outside the repo keyed by
 # version, so a warm machine skips every build. Prints `export` lines for the test session to eval.
-# Usage: tools/install-servers.sh [minio] [postgres] [kube] [podman]   (no argument: minio postgres)
+# Usage: tools/install-servers.sh [minio] [postgres] [cdk8s] [kube]   (no argument: all four)
 set -euo pipefail
 
 CACHE="${CNPG_TOOLS_CACHE:-/var/cache/cnpg-pgdump-backup}"
@@ -109,7 +109,7 @@ GOMOD
   echo "export CNPG_TEST_KUBE_BIN=$dir/bin"
 }
 
-want="${*:-minio postgres cdk8s}"
+want="${*:-minio postgres cdk8s kube}"
 # The same lines go to stdout and to one file per component, which the tests read when the
 # variables are not set in their environment.
 mkdir -p "$CACHE/env.d"

@@ -58,7 +58,8 @@ class Monitor(threading.Thread):
         el = time.monotonic() - self._t0
         with pg.connect(self.dbname, timeout=5) as conn:
             rows = conn.execute(
-                "SELECT a.pid, a.wait_event_type, a.wait_event, pg_blocking_pids(a.pid), left(a.query, 80)"
+                "SELECT a.pid, a.wait_event_type, a.wait_event, pg_blocking_pids(a.pid),"
+                " left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80)"
                 " FROM pg_stat_activity a WHERE a.application_name = %s", (app_name(),)).fetchall()
             waiting = [r for r in rows if r[1] == "Lock"]
             if not waiting:
@@ -67,7 +68,8 @@ class Monitor(threading.Thread):
                 return
             for pid, _, event, blockers, query in waiting:
                 held = conn.execute(
-                    "SELECT pid, usename, application_name, state, now() - xact_start, left(query, 60)"
+                    "SELECT pid, usename, application_name, state, now() - xact_start,"
+                    " left(regexp_replace(query, '\\s+', ' ', 'g'), 60)"
                     " FROM pg_stat_activity WHERE pid = ANY(%s)", (blockers,)).fetchall()
                 who = "; ".join(f"pid {b[0]} ({b[1]}, {b[2] or 'no application_name'}, {b[3]} for {b[4]}): {b[5]}"
                                 for b in held) or "unknown"
@@ -115,11 +117,11 @@ def _feed(proc: subprocess.Popen, pieces: Iterable[bytes], monitor: Monitor) -> 
 
 
 def run_psql(client: pg.Client, dbname: str, chunks: Iterable[bytes], *, transaction: bool, force: bool,
-             server_major: int, monitor: Monitor) -> DumpScanner | None:
+             server_major: int, monitor: Monitor, lock_timeout: float = 0) -> DumpScanner | None:
     proc, tail = _psql(client, dbname)
     scanner = DumpScanner() if transaction else None
     try:
-        opening = session_settings(server_major)
+        opening = session_settings(server_major, lock_timeout)
         if transaction:
             opening += COMMIT_GUARD + (FORCE_PREAMBLE if force else "")
         ok = _feed(proc, [opening.encode()], monitor)

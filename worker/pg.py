@@ -51,8 +51,13 @@ def connection_error(exc: BaseException, dbname: str | None = None) -> WorkerErr
     return WorkerError(f"cannot connect to PostgreSQL {target(dbname)}: {detail}", hint=hint)
 
 
-def connect(dbname: str | None = None, *, timeout: int = 10, autocommit: bool = True) -> psycopg.Connection:
+def connect(dbname: str | None = None, *, timeout: int = 10, autocommit: bool = True,
+            lock_timeout: float = 0) -> psycopg.Connection:
+    """`lock_timeout` (seconds, 0: none): a statement behind an application's lock fails instead of
+    hanging the worker (fingerprinting or emptying a database an application holds)."""
     kwargs = {"connect_timeout": timeout, "autocommit": autocommit, "application_name": "cnpg-pgdump-backup"}
+    if lock_timeout > 0:
+        kwargs["options"] = f"-c lock_timeout={int(lock_timeout * 1000)}"
     if dbname:
         kwargs["dbname"] = dbname
     try:

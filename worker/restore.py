@@ -123,20 +123,21 @@ def _plan(v: Verified, before: target.Fingerprint, cap: locks.Capacity, opts: Re
     )
 
 
-def _fingerprint(dbname: str) -> target.Fingerprint:
-    with pg.connect(dbname) as conn:
+def _fingerprint(dbname: str, lock_timeout: float) -> target.Fingerprint:
+    with pg.connect(dbname, lock_timeout=lock_timeout) as conn:
         return target.fingerprint(conn)
 
 
-def _outcome_after_failure(dbname: str, plan: Plan, before: target.Fingerprint) -> tuple[str, str]:
+def _outcome_after_failure(dbname: str, plan: Plan, before: target.Fingerprint,
+                           lock_timeout: float) -> tuple[str, str]:
     """(what happened, what to do) — said only after looking at the database again."""
     try:
         pg.wait_ready(60, dbname)
         apply.end_sessions(dbname)
         if plan.path != "transaction":
-            with pg.connect(dbname) as conn:
+            with pg.connect(dbname, lock_timeout=lock_timeout) as conn:
                 target.empty_database(conn)
-        after = _fingerprint(dbname)
+        after = _fingerprint(dbname, lock_timeout)
     except (WorkerError, psycopg.Error) as exc:
         state = ("it may hold a partial restore, marked by table public." + MARKER_TABLE
                  + "; the next restore empties it first") if plan.path != "transaction" else "its state is unknown"
@@ -162,7 +163,7 @@ def _execute(plan: Plan, v: Verified, bucket: Bucket, client: pg.Client, dbname:
         sql = apply.pg_restore_sql(client, v.staged, v.key) if v.format == "custom" else sql_from_object(bucket, v)
         apply.run_psql(client, dbname, compat_prelude(sql, info.major, opts.lock_timeout),
                        transaction=plan.path == "transaction", force=bool(plan.replacing),
-                       server_major=info.major, monitor=monitor)
+                       server_major=info.major, monitor=monitor, lock_timeout=opts.lock_timeout)
     finally:
         monitor.stop()
 
@@ -170,7 +171,7 @@ def _execute(plan: Plan, v: Verified, bucket: Bucket, client: pg.Client, dbname:
 def _restore_into(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db: str) -> int:
     where = pg.target(target_db)
     pg.wait_ready(opts.wait_timeout, target_db)
-    with pg.connect(target_db) as conn:
+    with pg.connect(target_db, lock_timeout=opts.lock_timeout) as conn:
         info = pg.server_info(conn)
         before = target.fingerprint(conn)
         if before.has_marker:
@@ -205,7 +206,7 @@ def _restore_into(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db: 
         _execute(plan, v, bucket, client, target_db, info, opts)
     except (WorkerError, Terminated) as exc:
         cause = exc.message if isinstance(exc, WorkerError) else "the worker was told to stop (SIGTERM)"
-        what, todo = _outcome_after_failure(target_db, plan, before)
+        what, todo = _outcome_after_failure(target_db, plan, before, opts.lock_timeout)
         raise type(exc)(f"restore into {where} failed: {cause}; {what}", hint=todo) from None
     with pg.connect(target_db) as conn:
         if plan.path != "transaction":

@@ -133,10 +133,15 @@ INSERT INTO pg_temp.cnpg_restore_guard VALUES (true);
 FINAL_WORD = f"\nSET LOCAL {GUARD_SETTING} = 'yes';\nCOMMIT;\n"
 
 
-def session_settings(server_major: int) -> str:
+def session_settings(server_major: int, lock_timeout_s: float = 0) -> str:
     # From 14 on the backend checks its client while a statement runs: a psql killed mid-CREATE
     # INDEX ends that statement (and its transaction) at once instead of when it next writes.
-    return "SET client_connection_check_interval = '1s';\n" if server_major >= 14 else ""
+    out = "SET client_connection_check_interval = '1s';\n" if server_major >= 14 else ""
+    # The force preamble runs before the dump's own `SET lock_timeout` (rewritten by compat_prelude):
+    # its DROPs wait on applications' locks too, so the timeout must hold from the first statement.
+    if lock_timeout_s > 0:
+        out += f"SET lock_timeout = '{int(lock_timeout_s * 1000)}ms';\n"
+    return out
 
 
 # A non-transactional restore (empty target, schema too large for one transaction) marks the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 
@@ -45,7 +46,6 @@ def test_tmp_full_while_staging_a_custom_restore(case, pg, minio, bucket, make_w
     assert "cannot stage" in line and "No space left" in line
     with pg.connect("staged_target") as c:
         assert _objects(c) == before
-    import os
     assert os.listdir(small_tmp) == []  # the partial staging file was removed
     case.check_store(minio, bucket, w, expect_complete=1)
 
@@ -75,3 +75,115 @@ def _restoring(server) -> bool:
         # the worker's children run as application_name cnpg-pgdump-backup; COPY means data is flowing
         return bool(c.execute("SELECT 1 FROM pg_stat_activity WHERE datname = 'victim' AND state = 'active'"
                               " AND query ILIKE 'COPY%'").fetchone())
+
+
+# --- The restore's own transaction cannot be committed by anything but the worker's final word ---
+
+def _plain_dump(server, db: str) -> bytes:
+    from worker import pg as wpg
+    # (the caller put the test's client directories into CNPG_BACKUP_PG_BIN_DIRS)
+    client = wpg.choose_client(server.major, "the test's dump")
+    return subprocess.run([client.tool("pg_dump"), "--no-password", "-d", db], env={**wpg.client_env(), **server.env(db)},
+                          check=True, capture_output=True).stdout
+
+
+def _cut_after_large_objects(dump: bytes) -> bytes:
+    """The dump up to just after its large-object section's `COMMIT;`: tables replaced, data and
+    large objects restored, indexes and constraints still to come."""
+    import re
+    # the real TOC header (a function body of the source holds the same text, without the BEGIN)
+    blobs = re.search(rb"\n-- [^\n]*Type: BLOBS;[^\n]*\n--\n\nBEGIN;\n", dump).end()
+    end = dump.index(b"\nCOMMIT;\n", blobs) + len(b"\nCOMMIT;\n")
+    assert b"CREATE INDEX" in dump[end:]  # there is more to come: the cut is mid-restore
+    return dump[:end]
+
+
+@pytest.mark.parametrize("major", [13, 18])
+def test_psql_left_running_reads_end_of_input_and_rolls_back(case, pg_pool, major, monkeypatch):
+    """The worker dies (SIGKILL, OOM) but its psql does not: psql reads end of input after the dump's
+    large-object COMMIT. The old `psql --single-transaction` committed what it had (the force
+    preamble's DROPs included); the worker's psql must roll back."""
+    from worker import apply, pg as wpg
+    from worker.sql import COMMIT_GUARD, FORCE_PREAMBLE, session_settings
+    from worker.sqlstream import DumpScanner
+    from worker.safety_data import PRECIOUS_SQL, full_fingerprint, load_source
+
+    from servers import client_bin_dirs
+
+    monkeypatch.setenv("CNPG_BACKUP_PG_BIN_DIRS", os.pathsep.join(client_bin_dirs()))
+    server = pg_pool.get(major)
+    load_source(server, "eof_src")
+    partial = _cut_after_large_objects(_plain_dump(server, "eof_src"))
+    for db in ("eof_target", "eof_control"):
+        server.create_database(db)
+        with server.connect(db) as c:
+            c.execute(PRECIOUS_SQL)
+    with server.connect("eof_target") as c:
+        before = full_fingerprint(c)
+
+    # Control: what the old chart and the first version did. It must lose `precious`, or this test
+    # proves nothing about the cut.
+    client = wpg.choose_client(server.major, "the test's restore")
+    old = subprocess.run([client.tool("psql"), "-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1",
+                          "-d", "eof_control"], input=FORCE_PREAMBLE.encode() + partial, capture_output=True,
+                         env={**wpg.client_env(), **server.env("eof_control")})
+    assert old.returncode == 0, old.stderr
+    with server.connect("eof_control") as c:
+        assert not c.execute("SELECT to_regclass('public.precious')").fetchone()[0]
+
+    for k, v in server.env("eof_target").items():
+        monkeypatch.setenv(k, v)
+    proc, tail = apply._psql(client, "eof_target")
+    opening = session_settings(server.major) + COMMIT_GUARD + FORCE_PREAMBLE
+    proc.stdin.write(opening.encode())
+    for chunk in DumpScanner().scan([partial]):
+        proc.stdin.write(chunk)
+    proc.stdin.close()  # the worker is gone: no final word
+    rc = proc.wait(timeout=120)
+    tail.join(timeout=10)
+    case.scan_for_secrets(tail.summary())
+    assert rc == 0  # psql saw nothing wrong: it just ran out of input
+    with server.connect("eof_target") as c:
+        after = full_fingerprint(c)
+    if after != before:
+        case.lost_or_corrupt += 1
+    assert after == before
+
+
+def test_sigkill_of_the_worker_mid_forced_restore_with_large_objects(case, pg_pool, minio, bucket, make_worker):
+    """`kill -9` of the worker alone while the forced restore copies data: nothing committed."""
+    import signal
+
+    from worker.safety_data import PRECIOUS_SQL, full_fingerprint, load_source
+
+    server = pg_pool.get(15)
+    load_source(server, "k9_src")
+    w = make_worker(server, minio, bucket, "k9_src")
+    assert w.run("backup").returncode == 0
+    server.create_database("k9_target")
+    with server.connect("k9_target") as c:
+        c.execute(PRECIOUS_SQL)
+        before = full_fingerprint(c)
+    proc = w.popen("restore", "--object", "latest", "--target-database", "k9_target", "--force")
+    wait_for(lambda: proc.poll() is not None or _copying_into(server, "k9_target"), timeout=120, interval=0.01,
+             what="table data to flow")
+    assert proc.poll() is None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    wait_for(lambda: not _copying_into(server, "k9_target", any_state=True), timeout=60,
+             what="the restore's session to end")
+    with server.connect("k9_target") as c:
+        after = full_fingerprint(c)
+    if after != before:
+        case.lost_or_corrupt += 1
+    assert after == before
+    case.check_store(minio, bucket, w, expect_complete=1)
+
+
+def _copying_into(server, db: str, any_state: bool = False) -> bool:
+    with server.connect() as c:
+        if any_state:
+            return bool(c.execute("SELECT 1 FROM pg_stat_activity WHERE datname = %s"
+                                  " AND application_name LIKE 'cnpg-pgdump-backup-restore-%%'", (db,)).fetchone())
+        return bool(c.execute("SELECT 1 FROM pg_stat_activity WHERE datname = %s AND state = 'active'"
+                              " AND query ILIKE 'COPY public.bulk%%'", (db,)).fetchone())

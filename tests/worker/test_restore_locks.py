@@ -1,7 +1,7 @@
 """Restores that one transaction cannot hold, lock waits, and the pre-restore backup's format.
 
 The server runs CloudNativePG's lock defaults (max_locks_per_transaction=64, max_connections=100):
-a database of ~11,000 relations (multi-tenant schemas, a partitioned table) does not fit one
+a database of ~10,800 relations (multi-tenant schemas, a partitioned table) does not fit one
 transaction there, which is what made such restores fail late with `out of shared memory`.
 """
 
@@ -17,7 +17,7 @@ from worker.safety_data import PRECIOUS_SQL, arm_fault, disarm_fault, full_finge
 
 pytestmark = pytest.mark.integration
 
-SCHEMAS, TABLES, PARTITIONS = 3, 1100, 400
+SCHEMAS, TABLES, PARTITIONS = 4, 1250, 400
 
 
 def _relations(conn) -> list:
@@ -36,7 +36,7 @@ def many(pg_pool, minio):
             with c.transaction():
                 c.execute(f"CREATE SCHEMA tenant_{s}")
                 for t in range(TABLES):
-                    c.execute(f"CREATE TABLE tenant_{s}.t{t} (id int, v text)")
+                    c.execute(f"CREATE TABLE tenant_{s}.t{t} (id int PRIMARY KEY, v text)")
         with c.transaction():
             c.execute("CREATE TABLE public.events (id int, at int NOT NULL, v text) PARTITION BY RANGE (at)")
             for p in range(PARTITIONS):
