@@ -68,9 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "directory are removed first. Apply with: kubectl apply -n <namespace> -f dist/",
     )
     _add_values_options(synth)
-    synth.add_argument(
-        "-o", "--output", default="dist", metavar="DIR", help="output directory (default: dist)"
-    )
+    synth.add_argument("-o", "--output", default="dist", metavar="DIR", help="output directory (default: dist)")
 
     restore = commands.add_parser(
         "restore-job",

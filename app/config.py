@@ -35,6 +35,7 @@ from app.validation import (
     SecretKey,
     StrictModel,
 )
+from worker import contract
 
 CHART_NAME = "cnpg-pgdump-backup"
 APP_VERSION = "0.1.0"
@@ -92,7 +93,7 @@ class Backup(StrictModel):
     schedule: Cron = "0 2 * * *"
     image: str = Field(default=DEFAULT_IMAGE, min_length=1, pattern=r"^\S+$")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    retention_days: int = Field(default=0, ge=0)
+    retention_days: int = Field(default=contract.DEFAULT_RETENTION_DAYS, ge=0)
     resources: Resources = Field(default_factory=_default_resources)
     node_selector: dict[QualifiedName, LabelValue] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
@@ -101,10 +102,10 @@ class Backup(StrictModel):
     failed_jobs_history_limit: int = Field(default=3, ge=0)
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Forbid"
     # Extensions.
-    format: Literal["plain", "custom"] = "plain"
+    format: Literal["plain", "custom"] = contract.DEFAULT_FORMAT
     # ISA-L level 2: measured by bench/ as fast as level 1 end to end, 1% smaller (docs/configuration.md)
-    compression_level: int = Field(default=2, ge=1, le=9)
-    wait_timeout_seconds: int = Field(default=150, ge=1)
+    compression_level: int = Field(default=contract.DEFAULT_COMPRESSION_LEVEL, ge=1, le=9)
+    wait_timeout_seconds: int = Field(default=contract.DEFAULT_WAIT_TIMEOUT_SECONDS, ge=1)
     backoff_limit: int = Field(default=1, ge=0)
     active_deadline_seconds: int | None = Field(default=None, ge=1)
     starting_deadline_seconds: int | None = Field(default=3600, ge=10)
@@ -225,13 +226,9 @@ class BackupTarget:
     schedule: str
 
     def object_key(self, obj: str) -> str:
-        """restore.object as a full key (or ``latest``). A key already under this database's
-        prefix is kept; anything else is relative to the prefix, as the chart's README used bare
-        file names. Same rule as the worker's ``resolve_object``, so both agree on the key the
-        Job's annotation shows and the one that gets restored."""
-        if obj == "latest" or not self.prefix or obj.startswith(self.prefix + "/"):
-            return obj
-        return f"{self.prefix}/{obj}"
+        """restore.object as a full key (or ``latest``): the contract's rule, which the worker
+        applies too, so the Job's annotation shows the key that gets restored."""
+        return contract.object_key(obj, self.prefix)
 
 
 class Config(StrictModel):

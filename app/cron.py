@@ -13,13 +13,10 @@ from app.validation import rule
 
 CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 _MONTHS = {
-    m: i + 1
-    for i, m in enumerate(
-        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-    )
+    m: i + 1 for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
 }
 _DAYS = {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
-_CRON_FIELDS = (
+_CRON_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
     ("day-of-month", 1, 31, {}),
@@ -62,9 +59,7 @@ def _cron_field_problem(text: str, lo: int, hi: int, names: dict[str, int], wild
 def cron_problem(value: str) -> str | None:
     expr = value.strip()
     if expr.startswith(("TZ=", "CRON_TZ=")):
-        return (
-            f"'{value}': Kubernetes does not accept a time zone in the schedule; set backup.timeZone instead"
-        )
+        return f"'{value}': Kubernetes does not accept a time zone in the schedule; set backup.timeZone instead"
     if expr.startswith("@"):
         if expr in CRON_MACROS:
             return None

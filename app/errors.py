@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 import difflib
+import json
 from collections.abc import Iterable
 from typing import Any
 

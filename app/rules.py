@@ -115,8 +115,7 @@ def _restore_problems(cfg: Config) -> list[str]:
             problems.append("restore.database: only used with `databases`; remove it or add a databases list")
         elif cfg.restore.database not in names:
             problems.append(
-                f"restore.database: '{cfg.restore.database}' is not a databases[].name "
-                f"(configured: {', '.join(names)})"
+                f"restore.database: '{cfg.restore.database}' is not a databases[].name (configured: {', '.join(names)})"
             )
     elif cfg.restore_requested and len(cfg.databases) > 1:
         problems.append(
@@ -157,7 +156,5 @@ def config_warnings(cfg: Config) -> list[str]:
             "certificate is only checked against the CA with verify-ca or verify-full."
         )
     if cfg.backup.enabled is False and not cfg.restore_requested:
-        warnings.append(
-            "backup.enabled is false and no restore.object is set: no CronJob or Job is generated."
-        )
+        warnings.append("backup.enabled is false and no restore.object is set: no CronJob or Job is generated.")
     return warnings

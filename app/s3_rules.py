@@ -76,10 +76,7 @@ def endpoint_problem(value: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"'{value}' must be an http:// or https:// URL with a host, e.g. https://s3.eu-central-1.amazonaws.com"
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        return (
-            f"'{value}' must not have a path, query or fragment; the bucket is s3.bucket and the "
-            "folder is s3.prefix"
-        )
+        return f"'{value}' must not have a path, query or fragment; the bucket is s3.bucket and the folder is s3.prefix"
     return None
 
 

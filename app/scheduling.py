@@ -53,9 +53,7 @@ class PreferredSchedulingTerm(StrictModel):
 
 class NodeAffinity(StrictModel):
     required_during_scheduling_ignored_during_execution: NodeSelector | None = None
-    preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] = Field(
-        default_factory=list
-    )
+    preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] = Field(default_factory=list)
 
 
 class LabelSelectorRequirement(StrictModel):
@@ -85,9 +83,7 @@ class WeightedPodAffinityTerm(StrictModel):
 
 class PodAffinity(StrictModel):
     required_during_scheduling_ignored_during_execution: list[PodAffinityTerm] = Field(default_factory=list)
-    preferred_during_scheduling_ignored_during_execution: list[WeightedPodAffinityTerm] = Field(
-        default_factory=list
-    )
+    preferred_during_scheduling_ignored_during_execution: list[WeightedPodAffinityTerm] = Field(default_factory=list)
 
 
 class PodAntiAffinity(PodAffinity):

@@ -14,7 +14,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from decimal import ROUND_UP, Decimal, InvalidOperation
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
@@ -48,14 +48,12 @@ class StrictModel(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigError(
-                problems_from_validation_error(exc, type(self), prefix=self._config_path)
-            ) from None
+            raise ConfigError(problems_from_validation_error(exc, type(self), prefix=self._config_path)) from None
         finally:
             _validating.reset(token)
 
     @classmethod
-    def model_validate(cls, obj: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
         """Like pydantic's, but raises ConfigError (one line per problem, secrets never echoed)."""
         token = _validating.set(True)
         try:

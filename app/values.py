@@ -12,7 +12,7 @@ import copy
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -48,9 +48,7 @@ def _key(loader: _UniqueKeyLoader, key_node: yaml.Node) -> str:
     return key
 
 
-def _construct_mapping(
-    loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
-) -> dict[str, Any]:
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[str, Any]:
     # Duplicates are looked for among the mapping's own keys only: a key that overrides one brought
     # in by a merge key (`<<: *anchor`) is what merge keys are for.
     seen: set[str] = set()
@@ -252,7 +250,7 @@ def merge_all(
         values = apply_set(values, expression)
     for expression in set_strings:
         values = apply_set(values, expression, as_string=True)
-    return _drop_nulls(values)
+    return cast(Values, _drop_nulls(values))
 
 
 def load_values(

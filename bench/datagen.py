@@ -23,21 +23,21 @@ DATABASE = "bench"
 
 # On-disk bytes per row (heap + TOAST + indexes), measured with PostgreSQL 17; used to turn a
 # target size into row counts. Re-measure when the schema changes (see `--size-gb` in the README).
-BYTES_PER_ROW = {"events": 98, "orders": 465, "ledger": 277, "documents": 1733, "attachments": 5611,
-                 "customers": 180}
-SHARES = {"events": 0.25, "orders": 0.30, "ledger": 0.20, "documents": 0.12, "attachments": 0.10,
-          "customers": 0.03}
+BYTES_PER_ROW = {"events": 98, "orders": 465, "ledger": 277, "documents": 1733, "attachments": 5611, "customers": 180}
+SHARES = {"events": 0.25, "orders": 0.30, "ledger": 0.20, "documents": 0.12, "attachments": 0.10, "customers": 0.03}
 
-_WORDS = ("time person year way day thing man world life hand part child eye woman place work week case "
-          "point government company number group problem fact be have do say get make go know take see "
-          "come think look want give use find tell ask seem feel try leave call good new first last long "
-          "great little own other old right big high different small large next early young important few "
-          "public bad same able to of in for on with at by from up about into over after beneath under "
-          "above the and a that I it not he as you this but his they her she or an will my one all would "
-          "there their invoice shipment order payment refund customer account balance ledger warehouse "
-          "delivery parcel courier address street city postcode country product price discount tax total "
-          "quantity backorder supplier contract renewal subscription license support ticket escalation "
-          "database backup restore replica primary cluster storage bucket object upload download").split()
+_WORDS = (
+    "time person year way day thing man world life hand part child eye woman place work week case "
+    "point government company number group problem fact be have do say get make go know take see "
+    "come think look want give use find tell ask seem feel try leave call good new first last long "
+    "great little own other old right big high different small large next early young important few "
+    "public bad same able to of in for on with at by from up about into over after beneath under "
+    "above the and a that I it not he as you this but his they her she or an will my one all would "
+    "there their invoice shipment order payment refund customer account balance ledger warehouse "
+    "delivery parcel courier address street city postcode country product price discount tax total "
+    "quantity backorder supplier contract renewal subscription license support ticket escalation "
+    "database backup restore replica primary cluster storage bucket object upload download"
+).split()
 
 PRELUDE = f"""
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
@@ -197,8 +197,10 @@ def generate(server, size_bytes: int, say=print) -> dict:
 
     errors: list = []
     # Two loaders, one per core: independent tables in parallel.
-    threads = [threading.Thread(target=load, args=(["events", "ledger"], errors)),
-               threading.Thread(target=load, args=(["customers", "orders", "attachments", "documents"], errors))]
+    threads = [
+        threading.Thread(target=load, args=(["events", "ledger"], errors)),
+        threading.Thread(target=load, args=(["customers", "orders", "attachments", "documents"], errors)),
+    ]
     for th in threads:
         th.start()
     for th in threads:
@@ -211,19 +213,32 @@ def generate(server, size_bytes: int, say=print) -> dict:
         say("  vacuum freeze analyze ...")
         c.execute("VACUUM (FREEZE, ANALYZE)")
         c.execute("CHECKPOINT")
-        sizes = dict(c.execute(
-            """SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname = 'app' AND c.relkind IN ('r', 'm')""").fetchall())
+        sizes = dict(
+            c.execute(
+                """SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'app' AND c.relkind IN ('r', 'm')"""
+            ).fetchall()
+        )
         db_size = c.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-    return {"schema_version": SCHEMA_VERSION, "target_bytes": size_bytes, "db_bytes": db_size, "rows": rows,
-            "table_bytes": sizes, "generate_seconds": round(time.monotonic() - t0, 1)}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "target_bytes": size_bytes,
+        "db_bytes": db_size,
+        "rows": rows,
+        "table_bytes": sizes,
+        "generate_seconds": round(time.monotonic() - t0, 1),
+    }
 
 
 def table_rows(conn) -> dict[str, int]:
     """Exact row counts of every table in `app`: proves a restore brought everything back."""
-    names = [r[0] for r in conn.execute(
-        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'app' AND c.relkind IN ('r', 'm') ORDER BY 1").fetchall()]
+    names = [
+        r[0]
+        for r in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'app' AND c.relkind IN ('r', 'm') ORDER BY 1"
+        ).fetchall()
+    ]
     return {t: conn.execute(f"SELECT count(*) FROM app.{t}").fetchone()[0] for t in names}
 
 

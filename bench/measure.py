@@ -97,11 +97,11 @@ class Sample:
     stderr_tail: str = ""
 
 
-def run(cmd: list[str], env: dict[str, str], *, cwd: str | None = None, stdout=subprocess.DEVNULL,
-        timeout: float = 6 * 3600) -> Sample:
+def run(
+    cmd: list[str], env: dict[str, str], *, cwd: str | None = None, stdout=subprocess.DEVNULL, timeout: float = 6 * 3600
+) -> Sample:
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE)
     sampler = TreeSampler(proc.pid)
     sampler.start()
     err_chunks: list[bytes] = []
@@ -118,5 +118,12 @@ def run(cmd: list[str], env: dict[str, str], *, cwd: str | None = None, stdout=s
         sampler.stop()
         reader.join(timeout=10)
     err = b"".join(err_chunks).decode("utf-8", "replace").strip().splitlines()
-    return Sample(round(wall, 3), rc, sampler.peak_root, sampler.peak_children, sampler.peak_tree,
-                  dict(sampler.peak_by_name), "\n".join(err[-5:]))
+    return Sample(
+        round(wall, 3),
+        rc,
+        sampler.peak_root,
+        sampler.peak_children,
+        sampler.peak_tree,
+        dict(sampler.peak_by_name),
+        "\n".join(err[-5:]),
+    )

@@ -19,12 +19,21 @@ import tempfile
 import time
 import zlib
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import datagen, measure
-from .servers import (BENCH_CACHE, GENERATE_OPTS, MEASURE_OPTS, ROOT, MinioServer, PostgresServer, SetupError,
-                      client_bin_dir, worker_bin_dirs)
+from .servers import (
+    BENCH_CACHE,
+    GENERATE_OPTS,
+    MEASURE_OPTS,
+    ROOT,
+    MinioServer,
+    PostgresServer,
+    SetupError,
+    client_bin_dir,
+    worker_bin_dirs,
+)
 
 MiB = 1024 * 1024
 QUICK_SIZE_GB = 0.03
@@ -104,8 +113,14 @@ class Bench:
         env = self.base_env()
         env.update(self.pg.env(datagen.DATABASE))
         env.update(self.minio.aws_env())
-        env.update({"CNPG_BACKUP_PG_BIN_DIRS": os.pathsep.join(worker_bin_dirs()), "CNPG_BACKUP_S3_BUCKET": BUCKET,
-                    "CNPG_BACKUP_S3_PREFIX": prefix, "CNPG_BACKUP_S3_ENDPOINT": self.minio.endpoint})
+        env.update(
+            {
+                "CNPG_BACKUP_PG_BIN_DIRS": os.pathsep.join(worker_bin_dirs()),
+                "CNPG_BACKUP_S3_BUCKET": BUCKET,
+                "CNPG_BACKUP_S3_PREFIX": prefix,
+                "CNPG_BACKUP_S3_ENDPOINT": self.minio.endpoint,
+            }
+        )
         return env
 
     def shell_env(self, database: str) -> dict[str, str]:
@@ -137,7 +152,7 @@ class Bench:
     def delete_prefix(self, prefix: str) -> None:
         keys = [k for k, _ in self.keys(prefix)]
         for i in range(0, len(keys), 1000):
-            self.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})
+            self.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]})
 
     # -- PostgreSQL helpers
 
@@ -165,11 +180,17 @@ class Bench:
             raise RuntimeError(f"{scenario} (round {round_no}) exited {s.returncode}: {s.stderr_tail}")
         sample = asdict(s)
         sample.pop("stderr_tail")
-        sample.update(round=round_no, load1=round(load, 2),
-                      cpu_s=round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2), **extra)
+        sample.update(
+            round=round_no,
+            load1=round(load, 2),
+            cpu_s=round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
+            **extra,
+        )
         self.samples.setdefault(scenario, []).append(sample)
-        say(f"  {scenario:<16} round {round_no}: {s.wall_s:7.2f}s  cpu {sample['cpu_s']:6.1f}s  "
-            f"tree {s.rss_tree / MiB:6.1f} MiB  load {load:.1f}")
+        say(
+            f"  {scenario:<16} round {round_no}: {s.wall_s:7.2f}s  cpu {sample['cpu_s']:6.1f}s  "
+            f"tree {s.rss_tree / MiB:6.1f} MiB  load {load:.1f}"
+        )
         return sample
 
 
@@ -181,8 +202,12 @@ def raw_pass(b: Bench, sample_budget: int) -> bytes:
     """One unmeasured plain pg_dump into this process: the raw dump size (the MB/s basis), a warm-up,
     and an evenly spread sample of the dump for the compression comparison."""
     env = b.shell_env(datagen.DATABASE)
-    proc = subprocess.Popen([str(b.bin / "pg_dump"), "--no-password", "--format=plain"], stdout=subprocess.PIPE,
-                            env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(b.bin / "pg_dump"), "--no-password", "--format=plain"],
+        stdout=subprocess.PIPE,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     block = 4 * MiB
     est_blocks = max(1, int(b.args.db_bytes * 0.8) // block)  # the plain dump is ~0.8x the on-disk size
     stride = max(1, est_blocks * block // max(sample_budget, 1))
@@ -215,21 +240,30 @@ def codec_comparison(data: bytes) -> list[dict]:
         c = mod.compressobj(level, mod.DEFLATED, 31)
         size = 0
         for i in range(0, len(data), MiB):
-            size += len(c.compress(data[i:i + MiB]))
+            size += len(c.compress(data[i : i + MiB]))
         size += len(c.flush())
         el = time.perf_counter() - t0
-        row = {"impl": impl, "level": level, "mb_s": round(len(data) / el / 1e6, 1), "ratio": round(size / len(data), 4),
-               "worker_level": level if impl == "isal" and level in (1, 2, 3) else (level if impl == "zlib" and level >= 4 else None)}
+        row = {
+            "impl": impl,
+            "level": level,
+            "mb_s": round(len(data) / el / 1e6, 1),
+            "ratio": round(size / len(data), 4),
+            "worker_level": level
+            if impl == "isal" and level in (1, 2, 3)
+            else (level if impl == "zlib" and level >= 4 else None),
+        }
         out.append(row)
         say(f"  {impl} level {level}: {row['mb_s']:7.1f} MB/s  ratio {row['ratio']:.4f}")
     return out
 
 
 def backup_scenarios(b: Bench) -> list[tuple[str, str]]:
-    rows = [("seed", "(1) seed: pg_dump | gzip | aws s3 cp -"),
-            ("worker", "(2) worker backup (defaults)"),
-            ("worker-fast", f"(3) worker backup {' '.join(FAST_ARGS)} (fastest)"),
-            ("pg_dump", "(4) pg_dump > /dev/null (limit)")]
+    rows = [
+        ("seed", "(1) seed: pg_dump | gzip | aws s3 cp -"),
+        ("worker", "(2) worker backup (defaults)"),
+        ("worker-fast", f"(3) worker backup {' '.join(FAST_ARGS)} (fastest)"),
+        ("pg_dump", "(4) pg_dump > /dev/null (limit)"),
+    ]
     covered = {1, int(FAST_ARGS[1])}  # the default level and the fastest already have rows
     for level in [lv for lv in b.args.levels if lv not in covered]:
         rows.append((f"worker-L{level}", f"    worker backup --compression-level {level}"))
@@ -245,8 +279,9 @@ def run_backup(b: Bench, scenario: str, r: int) -> None:
     prefix = f"{scenario}/r{r}"
     if scenario == "seed":
         key = f"{prefix}/{datagen.DATABASE}.sql.gz"
-        pipeline = (f"set -o pipefail; {shlex.quote(str(b.bin / 'pg_dump'))} --no-password | gzip | "
-                    + b.aws_s3_cp("-", f"s3://{BUCKET}/{key}"))
+        pipeline = f"set -o pipefail; {shlex.quote(str(b.bin / 'pg_dump'))} --no-password | gzip | " + b.aws_s3_cp(
+            "-", f"s3://{BUCKET}/{key}"
+        )
         s = b.measure(scenario, ["bash", "-c", pipeline], b.shell_env(datagen.DATABASE), r)
         s["object_bytes"] = b.s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
     elif scenario == "pg_dump":
@@ -270,9 +305,11 @@ def run_backup(b: Bench, scenario: str, r: int) -> None:
 
 
 def restore_scenarios() -> list[tuple[str, str]]:
-    return [("seed-restore", "(5) seed: aws s3 cp - | gunzip | psql"),
-            ("worker-restore", "(6) worker restore (defaults)"),
-            ("custom-restore-j2", "(7) worker restore, custom format, --jobs 2")]
+    return [
+        ("seed-restore", "(5) seed: aws s3 cp - | gunzip | psql"),
+        ("worker-restore", "(6) worker restore (defaults)"),
+        ("custom-restore-j2", "(7) worker restore, custom format, --jobs 2"),
+    ]
 
 
 def run_restore(b: Bench, scenario: str, r: int, expect: dict, expect_indexes: int) -> None:
@@ -282,21 +319,28 @@ def run_restore(b: Bench, scenario: str, r: int, expect: dict, expect_indexes: i
     try:
         if scenario == "seed-restore":
             key, _ = b.objects["seed"]
-            pipeline = ("set -o pipefail; " + b.aws_s3_cp(f"s3://{BUCKET}/{key}", "-") + " | gunzip | "
-                        f"{shlex.quote(str(b.bin / 'psql'))} -X -q --no-password -v ON_ERROR_STOP=1 -o /dev/null")
+            pipeline = (
+                "set -o pipefail; " + b.aws_s3_cp(f"s3://{BUCKET}/{key}", "-") + " | gunzip | "
+                f"{shlex.quote(str(b.bin / 'psql'))} -X -q --no-password -v ON_ERROR_STOP=1 -o /dev/null"
+            )
             s = b.measure(scenario, ["bash", "-c", pipeline], b.shell_env(target), r)
         else:
             source = "worker" if scenario == "worker-restore" else "worker-custom"
             key, prefix = b.objects[source]
             extra = ["--jobs", "2"] if scenario == "custom-restore-j2" else []
-            s = b.measure(scenario, b.worker_cmd("restore", "--object", key, "--target-database", target, *extra),
-                          b.worker_env(prefix), r)
+            s = b.measure(
+                scenario,
+                b.worker_cmd("restore", "--object", key, "--target-database", target, *extra),
+                b.worker_env(prefix),
+                r,
+            )
         s["object_bytes"] = b.s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
         with b.pg.connect(target) as c:
             got, idx = datagen.table_rows(c), datagen.index_count(c)
         if got != expect or idx != expect_indexes:
-            raise RuntimeError(f"{scenario} round {r} restored {got} with {idx} indexes; "
-                               f"expected {expect} with {expect_indexes}")
+            raise RuntimeError(
+                f"{scenario} round {r} restored {got} with {idx} indexes; expected {expect} with {expect_indexes}"
+            )
     finally:
         b.drop_db(target)
 
@@ -329,7 +373,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     t_start = time.monotonic()
     load_start = os.getloadavg()
     minio = work = pg = None
@@ -348,7 +392,9 @@ def main(argv=None) -> int:
 
         say("raw dump pass (unmeasured warm-up)")
         sample = raw_pass(b, 192 * MiB)
-        say(f"  {b.raw_bytes / 1e6:.0f} MB of plain SQL; comparing gzip implementations on {len(sample) / 1e6:.0f} MB of it")
+        say(
+            f"  {b.raw_bytes / 1e6:.0f} MB of plain SQL; comparing gzip implementations on {len(sample) / 1e6:.0f} MB of it"
+        )
         codecs = codec_comparison(sample)
         del sample
 
@@ -377,18 +423,29 @@ def main(argv=None) -> int:
         table = render_table(rows, b.raw_bytes)
         load_end = os.getloadavg()
         result = {
-            "version": 1, "started_at": started.isoformat(), "duration_s": round(time.monotonic() - t_start, 1),
+            "version": 1,
+            "started_at": started.isoformat(),
+            "duration_s": round(time.monotonic() - t_start, 1),
             "args": {"size_gb": args.size_gb, "rounds": args.rounds, "quick": args.quick, "levels": args.levels},
-            "load_avg_start": [round(x, 2) for x in load_start], "load_avg_end": [round(x, 2) for x in load_end],
-            "environment": environment(pg), "dataset": dataset, "raw_dump_bytes": b.raw_bytes,
-            "server_settings": MEASURE_OPTS, "fast_args": FAST_ARGS, "codecs": codecs, "rows": rows,
-            "samples": b.samples, "table": table,
+            "load_avg_start": [round(x, 2) for x in load_start],
+            "load_avg_end": [round(x, 2) for x in load_end],
+            "environment": environment(pg),
+            "dataset": dataset,
+            "raw_dump_bytes": b.raw_bytes,
+            "server_settings": MEASURE_OPTS,
+            "fast_args": FAST_ARGS,
+            "codecs": codecs,
+            "rows": rows,
+            "samples": b.samples,
+            "table": table,
         }
         out = args.output or RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}-{size_label(args.size_gb)}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"\ndatabase {dataset['db_bytes'] / 1e9:.2f} GB on disk, {args.rounds} interleaved round(s), "
-              f"load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end, {os.cpu_count()} CPUs")
+        print(
+            f"\ndatabase {dataset['db_bytes'] / 1e9:.2f} GB on disk, {args.rounds} interleaved round(s), "
+            f"load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end, {os.cpu_count()} CPUs"
+        )
         print(table)
         print("\ncompression alone (one thread, on a sample of the dump):")
         for c in codecs:

@@ -13,14 +13,12 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from servers import MinioServer as _TestMinio  # noqa: E402
-from servers import _servers_env as tools_env  # noqa: E402
-from servers import client_bin_dirs, free_port  # noqa: E402
+from testsupport.servers import MinioServer as _TestMinio
+from testsupport.servers import _servers_env as tools_env
+from testsupport.servers import client_bin_dirs, free_port
 
 CACHE = Path(os.environ.get("CNPG_TOOLS_CACHE", "/var/cache/cnpg-pgdump-backup"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,12 +64,16 @@ def _chown_postgres(*paths: Path) -> None:
 # Settings for generating (no WAL for tables created in the loading transaction) and for measuring
 # (what a CNPG primary runs: wal_level replica; fsync off because the disk is shared and noisy, and
 # every method pays the same).
-GENERATE_OPTS = ("-c wal_level=minimal -c max_wal_senders=0 -c fsync=off -c full_page_writes=off "
-                 "-c synchronous_commit=off -c max_wal_size=8GB -c checkpoint_timeout=30min "
-                 "-c maintenance_work_mem=512MB -c autovacuum=off")
-MEASURE_OPTS = ("-c wal_level=replica -c fsync=off -c full_page_writes=off -c synchronous_commit=off "
-                "-c max_wal_size=8GB -c checkpoint_timeout=30min -c maintenance_work_mem=256MB "
-                "-c autovacuum=off -c max_connections=50")
+GENERATE_OPTS = (
+    "-c wal_level=minimal -c max_wal_senders=0 -c fsync=off -c full_page_writes=off "
+    "-c synchronous_commit=off -c max_wal_size=8GB -c checkpoint_timeout=30min "
+    "-c maintenance_work_mem=512MB -c autovacuum=off"
+)
+MEASURE_OPTS = (
+    "-c wal_level=replica -c fsync=off -c full_page_writes=off -c synchronous_commit=off "
+    "-c max_wal_size=8GB -c checkpoint_timeout=30min -c maintenance_work_mem=256MB "
+    "-c autovacuum=off -c max_connections=50"
+)
 
 
 class PostgresServer:
@@ -96,22 +98,48 @@ class PostgresServer:
         os.chmod(self.home, 0o755)
         self.datadir.mkdir(mode=0o700)
         _chown_postgres(self.home, self.datadir)
-        _as_postgres([str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres", "--auth-local=trust",
-                      "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"])
+        _as_postgres(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ]
+        )
 
-    def start(self, opts: str) -> "PostgresServer":
+    def start(self, opts: str) -> PostgresServer:
         self.run_dir = Path(tempfile.mkdtemp(prefix="cnpg-bench-pg-", dir="/tmp"))
         os.chmod(self.run_dir, 0o700)
         _chown_postgres(self.run_dir)
         self.port = free_port()
-        _as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.run_dir / "server.log"),
-                      "-w", "-t", "300", "-o", f"-p {self.port} -k {self.run_dir} -c listen_addresses=127.0.0.1 {opts}",
-                      "start"], timeout=330)
+        _as_postgres(
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.run_dir / "server.log"),
+                "-w",
+                "-t",
+                "300",
+                "-o",
+                f"-p {self.port} -k {self.run_dir} -c listen_addresses=127.0.0.1 {opts}",
+                "start",
+            ],
+            timeout=330,
+        )
         # A new password for this run, set over the trusted socket; TCP clients need it.
         import psycopg
 
-        with psycopg.connect(host=str(self.run_dir), port=self.port, user="postgres", dbname="postgres",
-                             autocommit=True) as c:
+        with psycopg.connect(
+            host=str(self.run_dir), port=self.port, user="postgres", dbname="postgres", autocommit=True
+        ) as c:
             c.execute(psycopg.sql.SQL("ALTER ROLE postgres PASSWORD {}").format(psycopg.sql.Literal(self.password)))
         return self
 
@@ -119,22 +147,37 @@ class PostgresServer:
         if self.run_dir is None:
             return
         try:
-            _as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-w", "-t", "300", "stop", "-m", mode],
-                         timeout=330)
+            _as_postgres(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-w", "-t", "300", "stop", "-m", mode],
+                timeout=330,
+            )
         except subprocess.CalledProcessError:
             pass
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.run_dir = None
 
     def env(self, database: str) -> dict[str, str]:
-        return {"PGHOST": "127.0.0.1", "PGPORT": str(self.port), "PGUSER": self.user, "PGPASSWORD": self.password,
-                "PGDATABASE": database, "PGSSLMODE": "disable"}
+        return {
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(self.port),
+            "PGUSER": self.user,
+            "PGPASSWORD": self.password,
+            "PGDATABASE": database,
+            "PGSSLMODE": "disable",
+        }
 
     def connect(self, database: str = "postgres", autocommit: bool = True):
         import psycopg
 
-        return psycopg.connect(host="127.0.0.1", port=self.port, user=self.user, dbname=database,
-                               password=self.password, autocommit=autocommit, sslmode="disable")
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user=self.user,
+            dbname=database,
+            password=self.password,
+            autocommit=autocommit,
+            sslmode="disable",
+        )
 
 
 class MinioServer(_TestMinio):
@@ -144,5 +187,9 @@ class MinioServer(_TestMinio):
         super().__init__("bench-" + secrets.token_hex(6), secrets.token_urlsafe(24))
 
     def aws_env(self) -> dict[str, str]:
-        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
-                "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }

@@ -7,12 +7,10 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-from servers import ROOT, MinioServer, PostgresServer, client_bin_dirs
-
+from testsupport.servers import ROOT, MinioServer, PostgresServer, client_bin_dirs
 
 
 @pytest.fixture(scope="session")
@@ -81,19 +79,37 @@ class Worker:
         return env
 
     def popen(self, *args: str, **extra: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "worker", *args], cwd=ROOT, env=self.full_env(**extra),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker", *args],
+            cwd=ROOT,
+            env=self.full_env(**extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def run(self, *args: str, timeout: float = 600, **extra: str) -> WorkerRun:
-        p = subprocess.run([sys.executable, "-m", "worker", *args], cwd=ROOT, env=self.full_env(**extra),
-                           capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(
+            [sys.executable, "-m", "worker", *args],
+            cwd=ROOT,
+            env=self.full_env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         return WorkerRun(p.returncode, p.stdout, p.stderr)
 
 
 @pytest.fixture
 def make_worker():
-    def make(pg_server: PostgresServer, minio_server: MinioServer, bucket: str, database: str,
-             prefix: str = "backups", **extra: str) -> Worker:
+    def make(
+        pg_server: PostgresServer,
+        minio_server: MinioServer,
+        bucket: str,
+        database: str,
+        prefix: str = "backups",
+        **extra: str,
+    ) -> Worker:
         env = {**pg_server.env(database), **minio_server.env(bucket, prefix), **extra}
         return Worker(env)
 

@@ -16,7 +16,9 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from io import BufferedReader
+from typing import cast
 
 from . import log, pg
 from .errors import WorkerError
@@ -60,21 +62,35 @@ class Monitor(threading.Thread):
             rows = conn.execute(
                 "SELECT a.pid, a.wait_event_type, a.wait_event, pg_blocking_pids(a.pid),"
                 " left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80)"
-                " FROM pg_stat_activity a WHERE a.application_name = %s", (app_name(),)).fetchall()
+                " FROM pg_stat_activity a WHERE a.application_name = %s",
+                (app_name(),),
+            ).fetchall()
             waiting = [r for r in rows if r[1] == "Lock"]
             if not waiting:
-                log.info("restore progress", sent=log.human_bytes(self.sent), elapsed=f"{el:.0f}s",
-                         rate=log.rate(self.sent, el), sessions=len(rows))
+                log.info(
+                    "restore progress",
+                    sent=log.human_bytes(self.sent),
+                    elapsed=f"{el:.0f}s",
+                    rate=log.rate(self.sent, el),
+                    sessions=len(rows),
+                )
                 return
-            for pid, _, event, blockers, query in waiting:
+            for _pid, _, event, blockers, query in waiting:
                 held = conn.execute(
                     "SELECT pid, usename, application_name, state, now() - xact_start,"
                     " left(regexp_replace(query, '\\s+', ' ', 'g'), 60)"
-                    " FROM pg_stat_activity WHERE pid = ANY(%s)", (blockers,)).fetchall()
-                who = "; ".join(f"pid {b[0]} ({b[1]}, {b[2] or 'no application_name'}, {b[3]} for {b[4]}): {b[5]}"
-                                for b in held) or "unknown"
-                log.warning("restore waiting for a lock", lock=event, statement=query, blocked_by=who,
-                            elapsed=f"{el:.0f}s")
+                    " FROM pg_stat_activity WHERE pid = ANY(%s)",
+                    (blockers,),
+                ).fetchall()
+                who = (
+                    "; ".join(
+                        f"pid {b[0]} ({b[1]}, {b[2] or 'no application_name'}, {b[3]} for {b[4]}): {b[5]}" for b in held
+                    )
+                    or "unknown"
+                )
+                log.warning(
+                    "restore waiting for a lock", lock=event, statement=query, blocked_by=who, elapsed=f"{el:.0f}s"
+                )
 
     def stop(self) -> None:
         self._halt.set()
@@ -87,25 +103,38 @@ def end_sessions(dbname: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     with pg.connect(dbname, timeout=5) as conn:
         while time.monotonic() < deadline:
-            left = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                                " WHERE application_name = %s AND pid <> pg_backend_pid()", (app_name(),)).fetchone()[0]
+            row = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = %s AND pid <> pg_backend_pid()",
+                (app_name(),),
+            ).fetchone()
+            assert row is not None  # an aggregate SELECT always returns one row
+            left = row[0]
             if not left:
                 return
             time.sleep(0.2)
 
 
-def _psql(client: pg.Client, dbname: str) -> tuple[subprocess.Popen, StderrTail]:
+def _psql(client: pg.Client, dbname: str) -> tuple[subprocess.Popen[bytes], StderrTail]:
     cmd = [client.tool("psql"), "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=_env(dbname), **child_options())
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=_env(dbname),
+        **child_options(),
+    )
+    assert proc.stdin is not None and proc.stderr is not None  # both are PIPEs
     widen_pipe(proc.stdin)
     tail = StderrTail(proc.stderr)
     tail.start()
     return proc, tail
 
 
-def _feed(proc: subprocess.Popen, pieces: Iterable[bytes], monitor: Monitor) -> bool:
+def _feed(proc: subprocess.Popen[bytes], pieces: Iterable[bytes], monitor: Monitor) -> bool:
     """Write until the input ends; False when psql stopped reading (it hit an error)."""
+    assert proc.stdin is not None  # a psql from _psql(): stdin is a PIPE
     try:
         for data in pieces:
             if data:
@@ -116,9 +145,19 @@ def _feed(proc: subprocess.Popen, pieces: Iterable[bytes], monitor: Monitor) -> 
         return False
 
 
-def run_psql(client: pg.Client, dbname: str, chunks: Iterable[bytes], *, transaction: bool, force: bool,
-             server_major: int, monitor: Monitor, lock_timeout: float = 0) -> DumpScanner | None:
+def run_psql(
+    client: pg.Client,
+    dbname: str,
+    chunks: Iterable[bytes],
+    *,
+    transaction: bool,
+    force: bool,
+    server_major: int,
+    monitor: Monitor,
+    lock_timeout: float = 0,
+) -> DumpScanner | None:
     proc, tail = _psql(client, dbname)
+    assert proc.stdin is not None  # a PIPE (see _psql)
     scanner = DumpScanner() if transaction else None
     try:
         opening = session_settings(server_major, lock_timeout)
@@ -147,8 +186,15 @@ def run_psql(client: pg.Client, dbname: str, chunks: Iterable[bytes], *, transac
 
 def run_pg_restore(client: pg.Client, dbname: str, archive: str, jobs: int) -> None:
     cmd = [client.tool("pg_restore"), "--no-password", "--exit-on-error", f"--jobs={jobs}", "-d", dbname, archive]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=_env(dbname), **child_options())
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=_env(dbname),
+        **child_options(),
+    )
+    assert proc.stderr is not None  # a PIPE
     tail = StderrTail(proc.stderr)
     tail.start()
     try:
@@ -160,15 +206,22 @@ def run_pg_restore(client: pg.Client, dbname: str, archive: str, jobs: int) -> N
         raise WorkerError(tail.summary())
 
 
-def pg_restore_sql(client: pg.Client, archive: str, key: str):
+def pg_restore_sql(client: pg.Client, archive: str, key: str) -> Iterator[bytes]:
     """A custom archive as plain SQL (`pg_restore -f -`), for the psql paths."""
-    proc = subprocess.Popen([client.tool("pg_restore"), "-f", "-", archive], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=pg.client_env(), **child_options())
+    proc = subprocess.Popen(
+        [client.tool("pg_restore"), "-f", "-", archive],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=pg.client_env(),
+        **child_options(),
+    )
+    assert proc.stdout is not None and proc.stderr is not None  # both are PIPEs
     widen_pipe(proc.stdout)
     tail = StderrTail(proc.stderr)
     tail.start()
     try:
-        while chunk := proc.stdout.read1(1 << 20):
+        while chunk := cast(BufferedReader, proc.stdout).read1(1 << 20):  # a buffered PIPE (typeshed: IO[bytes])
             yield chunk
         if proc.wait() != 0:
             raise WorkerError(f"pg_restore could not read {key}: {tail.summary()}")

@@ -47,6 +47,7 @@ def scan(bucket: Bucket, prefix: str, database: str, *, load_manifests: bool = T
     entries = []
     for key, size in objects.items():
         name = naming.parse(key, prefix, database)
+        assert name is not None  # `objects` holds only keys that parsed
         entries.append(Entry(name, size, key in manifests))
     entries.sort(key=lambda e: (e.name.taken_at, e.name.key), reverse=True)
     if load_manifests:
@@ -76,8 +77,10 @@ def latest_complete(bucket: Bucket, prefix: str, database: str) -> Entry:
             if e.complete:
                 return e
     where = f"s3://{bucket.loc.bucket}/{naming.join(prefix, '')}"
-    raise WorkerError(f"no complete backup of database {database!r} under {where}",
-                      hint="run `cnpg-backup-worker list` to see what is there")
+    raise WorkerError(
+        f"no complete backup of database {database!r} under {where}",
+        hint="run `cnpg-backup-worker list` to see what is there",
+    )
 
 
 @dataclass
@@ -114,6 +117,12 @@ def prune(bucket: Bucket, prefix: str, database: str, days: int, *, dry_run: boo
     if not dry_run and plan.delete:
         bucket.delete(plan.delete)
     uploads.abort_stale(bucket, prefix, database, dry_run=dry_run)
-    log.info("prune done" if not dry_run else "prune dry run", database=database, retention_days=days,
-             deleted=len(plan.delete) if not dry_run else 0, planned=len(plan.delete), kept_newest=plan.kept_newest)
+    log.info(
+        "prune done" if not dry_run else "prune dry run",
+        database=database,
+        retention_days=days,
+        deleted=len(plan.delete) if not dry_run else 0,
+        planned=len(plan.delete),
+        kept_newest=plan.kept_newest,
+    )
     return plan

@@ -12,12 +12,18 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Container
+from datetime import datetime
+from types import FrameType
+from typing import Any, NoReturn, TypeVar
 
-from . import catalog, log, pg
+from . import catalog, contract, log, pg
 from .dump import BackupOptions, run_backup
 from .errors import EXIT_FAILURE, Terminated, UsageError, WorkerError
 from .restore import RestoreOptions, run_restore
 from .s3 import Bucket, S3Location, utcnow
+
+_T = TypeVar("_T")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -26,11 +32,13 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2: same contract as every other failure
+    def error(self, message: str) -> NoReturn:  # one line, exit 2: same contract as every other failure
         raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
 
-def _typed(env: str, parse, what: str, allowed=None):
+def _typed(
+    env: str, parse: Callable[[str], _T], what: str, allowed: Container[_T] | None = None
+) -> Callable[[str], _T]:
     """An argparse `type` that also names the environment variable a bad value may have come from.
 
     Defaults are the environment's strings, and argparse runs `type` on a string default only for
@@ -39,7 +47,8 @@ def _typed(env: str, parse, what: str, allowed=None):
     checked for defaults, hence `allowed` here.
     """
 
-    def convert(text: str):
+    def convert(text: str) -> _T:
+        value: _T | None
         try:
             value = parse(text)
         except ValueError:
@@ -51,62 +60,87 @@ def _typed(env: str, parse, what: str, allowed=None):
     return convert
 
 
+def _add(sp: argparse.ArgumentParser, setting: contract.Setting, help: str = "", *, flag: str = "", **kw: Any) -> None:
+    """A flag that reads its contract variable (docs/worker-contract.md) and shows it in --help."""
+    sp.add_argument(
+        flag or setting.flag, default=_env(setting.env, setting.default), help=f"[{setting.env}] {help}".strip(), **kw
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="cnpg-backup-worker", description=__doc__.split("\n")[0])
-    p.add_argument("--log-format", metavar="{text,json}", default=_env("CNPG_BACKUP_LOG_FORMAT", "text"),
-                   type=_typed("CNPG_BACKUP_LOG_FORMAT", str, "one of text, json", ("text", "json")))
+    c = contract
+    p = _Parser(prog=c.COMMAND, description=__doc__.split("\n")[0])
+    _add(p, c.LOG_FORMAT, metavar="{text,json}", type=_typed(c.LOG_FORMAT.env, str, "one of text, json", c.LOG_FORMATS))
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    wait_type = _typed("CNPG_BACKUP_WAIT_TIMEOUT", float, "a number of seconds")
-    retention_type = _typed("CNPG_BACKUP_RETENTION_DAYS", int, "a number of days")
+    wait_type = _typed(c.WAIT_TIMEOUT.env, float, "a number of seconds")
+    retention_type = _typed(c.RETENTION_DAYS.env, int, "a number of days")
 
-    def s3_args(sp):
-        sp.add_argument("--bucket", default=_env("CNPG_BACKUP_S3_BUCKET"), help="[CNPG_BACKUP_S3_BUCKET]")
-        sp.add_argument("--prefix", default=_env("CNPG_BACKUP_S3_PREFIX", ""), help="[CNPG_BACKUP_S3_PREFIX]")
-        sp.add_argument("--endpoint", default=_env("CNPG_BACKUP_S3_ENDPOINT"), help="[CNPG_BACKUP_S3_ENDPOINT] for MinIO/S3-compatible")
+    def s3_args(sp: argparse.ArgumentParser) -> None:
+        _add(sp, c.S3_BUCKET)
+        _add(sp, c.S3_PREFIX)
+        _add(sp, c.S3_ENDPOINT, "for MinIO/S3-compatible")
         sp.add_argument("--region", default=_env("AWS_REGION", _env("AWS_DEFAULT_REGION")), help="[AWS_REGION]")
-        sp.add_argument("--storage-class", default=_env("CNPG_BACKUP_S3_STORAGE_CLASS"), help="[CNPG_BACKUP_S3_STORAGE_CLASS]")
+        _add(sp, c.S3_STORAGE_CLASS)
         sp.add_argument("--database", default=_env("PGDATABASE"), help="[PGDATABASE] whose backups")
 
     sp = sub.add_parser("wait", help="wait until PostgreSQL accepts connections")
-    sp.add_argument("--timeout", type=wait_type, default=_env("CNPG_BACKUP_WAIT_TIMEOUT", "150"))
+    _add(sp, c.WAIT_TIMEOUT, flag="--timeout", type=wait_type)
     sp.add_argument("--database", default=_env("PGDATABASE"))
 
-    def format_and_level(sp):
-        sp.add_argument("--format", metavar="{plain,custom}", default=_env("CNPG_BACKUP_FORMAT", "plain"),
-                        type=_typed("CNPG_BACKUP_FORMAT", str, "one of plain, custom", ("plain", "custom")),
-                        help="[CNPG_BACKUP_FORMAT] of the backup taken")
-        sp.add_argument("--compression-level", metavar="1-9", default=_env("CNPG_BACKUP_COMPRESSION_LEVEL", "2"),
-                        type=_typed("CNPG_BACKUP_COMPRESSION_LEVEL", int, "a gzip level 1-9", range(1, 10)),
-                        help="[CNPG_BACKUP_COMPRESSION_LEVEL]")
+    def format_and_level(sp: argparse.ArgumentParser) -> None:
+        _add(
+            sp,
+            c.FORMAT,
+            "of the backup taken",
+            metavar="{plain,custom}",
+            type=_typed(c.FORMAT.env, str, "one of plain, custom", c.FORMATS),
+        )
+        _add(
+            sp,
+            c.COMPRESSION_LEVEL,
+            metavar="1-9",
+            type=_typed(c.COMPRESSION_LEVEL.env, int, "a gzip level 1-9", c.COMPRESSION_LEVELS),
+        )
 
     sp = sub.add_parser("backup", help="pg_dump → gzip → S3, then retention")
     s3_args(sp)
     format_and_level(sp)
-    sp.add_argument("--retention-days", type=retention_type, default=_env("CNPG_BACKUP_RETENTION_DAYS", "0"))
-    sp.add_argument("--wait-timeout", type=wait_type, default=_env("CNPG_BACKUP_WAIT_TIMEOUT", "150"))
+    _add(sp, c.RETENTION_DAYS, type=retention_type)
+    _add(sp, c.WAIT_TIMEOUT, type=wait_type)
 
     sp = sub.add_parser("restore", help="verify a backup, then restore it so that a failure changes nothing")
     s3_args(sp)
-    sp.add_argument("--object", default=_env("CNPG_BACKUP_RESTORE_OBJECT"), help="key, file name under the prefix, or 'latest'")
-    sp.add_argument("--target-database", default=_env("CNPG_BACKUP_TARGET_DATABASE"), help="restore into this database instead")
+    _add(sp, c.RESTORE_OBJECT, "key, file name under the prefix, or 'latest'")
+    _add(sp, c.TARGET_DATABASE, "restore into this database instead")
     sp.add_argument("--force", action="store_true", help="replace the contents of a non-empty database")
     sp.add_argument("--backup-before-restore", action="store_true", help="take a full backup first; abort if it fails")
     sp.add_argument("--dry-run", action="store_true", help="only verify the object")
-    sp.add_argument("--run-id", default=_env("CNPG_BACKUP_RUN_ID"), help="restore at most once per run id")
-    sp.add_argument("--allow-unverified", action="store_true", help="accept an object without manifest (the Helm chart's backups)")
-    sp.add_argument("--jobs", default=_env("CNPG_BACKUP_RESTORE_JOBS", "1"),
-                    type=_typed("CNPG_BACKUP_RESTORE_JOBS", int, "a number of jobs"),
-                    help="parallel pg_restore jobs (custom format, empty target only)")
-    sp.add_argument("--wait-timeout", type=wait_type, default=_env("CNPG_BACKUP_WAIT_TIMEOUT", "150"))
+    _add(sp, c.RUN_ID, "restore at most once per run id")
+    sp.add_argument(
+        "--allow-unverified", action="store_true", help="accept an object without manifest (the Helm chart's backups)"
+    )
+    _add(
+        sp,
+        c.RESTORE_JOBS,
+        "parallel pg_restore jobs (custom format, empty target only)",
+        type=_typed(c.RESTORE_JOBS.env, int, "a number of jobs"),
+    )
+    _add(sp, c.WAIT_TIMEOUT, type=wait_type)
     format_and_level(sp)
-    sp.add_argument("--lock-timeout", default=_env("CNPG_BACKUP_LOCK_TIMEOUT", "300"),
-                    type=_typed("CNPG_BACKUP_LOCK_TIMEOUT", float, "a number of seconds"),
-                    help="[CNPG_BACKUP_LOCK_TIMEOUT] seconds the restore waits for one lock before it fails and "
-                         "rolls back (default 300; 0 waits for ever, still reported)")
-    sp.add_argument("--progress-interval", default=_env("CNPG_BACKUP_PROGRESS_INTERVAL", "30"),
-                    type=_typed("CNPG_BACKUP_PROGRESS_INTERVAL", float, "a number of seconds"),
-                    help="[CNPG_BACKUP_PROGRESS_INTERVAL] seconds between progress and lock-wait lines")
+    _add(
+        sp,
+        c.LOCK_TIMEOUT,
+        f"seconds the restore waits for one lock before it fails and rolls back "
+        f"(default {c.DEFAULT_LOCK_TIMEOUT_SECONDS}; 0 waits for ever, still reported)",
+        type=_typed(c.LOCK_TIMEOUT.env, float, "a number of seconds"),
+    )
+    _add(
+        sp,
+        c.PROGRESS_INTERVAL,
+        "seconds between progress and lock-wait lines",
+        type=_typed(c.PROGRESS_INTERVAL.env, float, "a number of seconds"),
+    )
 
     sp = sub.add_parser("list", help="this database's backups, newest first")
     s3_args(sp)
@@ -114,12 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("prune", help="delete this database's backups older than N days")
     s3_args(sp)
-    sp.add_argument("--retention-days", type=retention_type, default=_env("CNPG_BACKUP_RETENTION_DAYS", "0"))
+    _add(sp, c.RETENTION_DAYS, type=retention_type)
     sp.add_argument("--dry-run", action="store_true")
     return p
 
 
-def _bucket(args) -> Bucket:
+def _bucket(args: argparse.Namespace) -> Bucket:
     if not args.bucket:
         raise UsageError("no S3 bucket given", hint="pass --bucket or set CNPG_BACKUP_S3_BUCKET (s3.bucket)")
     if not args.database:
@@ -129,7 +163,7 @@ def _bucket(args) -> Bucket:
     return Bucket(S3Location(args.bucket, args.endpoint, args.region, args.storage_class))
 
 
-def _age(taken_at) -> str:
+def _age(taken_at: datetime) -> str:
     s = (utcnow() - taken_at).total_seconds()
     for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
         if s >= n:
@@ -137,11 +171,20 @@ def _age(taken_at) -> str:
     return f"{s:.0f}s"
 
 
-def cmd_list(args) -> int:
+def cmd_list(args: argparse.Namespace) -> int:
     bucket = _bucket(args)
     entries = catalog.scan(bucket, args.prefix, args.database)
-    rows = [{"key": e.name.key, "taken_at": e.name.taken_at.isoformat(), "bytes": e.size,
-             "age": _age(e.name.taken_at), "status": e.status(), "format": e.name.format} for e in entries]
+    rows: list[dict[str, Any]] = [
+        {
+            "key": e.name.key,
+            "taken_at": e.name.taken_at.isoformat(),
+            "bytes": e.size,
+            "age": _age(e.name.taken_at),
+            "status": e.status(),
+            "format": e.name.format,
+        }
+        for e in entries
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -152,12 +195,16 @@ def cmd_list(args) -> int:
     return 0
 
 
-def cmd_backup(args) -> int:
+def cmd_backup(args: argparse.Namespace) -> int:
     bucket = _bucket(args)
     pg.wait_ready(args.wait_timeout, args.database)
     bucket.check(args.prefix)
-    run_backup(bucket, BackupOptions(prefix=args.prefix, database=args.database, format=args.format,
-                                     compression_level=args.compression_level))
+    run_backup(
+        bucket,
+        BackupOptions(
+            prefix=args.prefix, database=args.database, format=args.format, compression_level=args.compression_level
+        ),
+    )
     if args.retention_days > 0:
         try:
             catalog.prune(bucket, args.prefix, args.database, args.retention_days)
@@ -166,33 +213,48 @@ def cmd_backup(args) -> int:
     return 0
 
 
-def cmd_restore(args) -> int:
+def cmd_restore(args: argparse.Namespace) -> int:
     if not args.object:
         raise UsageError("no restore object given", hint="pass --object KEY (restore.object) or --object latest")
     bucket = _bucket(args)
-    run_restore(bucket, RestoreOptions(
-        prefix=args.prefix, database=args.database, object=args.object, target_database=args.target_database,
-        force=args.force, backup_before_restore=args.backup_before_restore, dry_run=args.dry_run,
-        run_id=args.run_id, allow_unverified=args.allow_unverified, jobs=max(1, args.jobs),
-        format=args.format, compression_level=args.compression_level, wait_timeout=args.wait_timeout,
-        lock_timeout=max(0.0, args.lock_timeout), progress_interval=max(0.5, args.progress_interval)))
+    run_restore(
+        bucket,
+        RestoreOptions(
+            prefix=args.prefix,
+            database=args.database,
+            object=args.object,
+            target_database=args.target_database,
+            force=args.force,
+            backup_before_restore=args.backup_before_restore,
+            dry_run=args.dry_run,
+            run_id=args.run_id,
+            allow_unverified=args.allow_unverified,
+            jobs=max(1, args.jobs),
+            format=args.format,
+            compression_level=args.compression_level,
+            wait_timeout=args.wait_timeout,
+            lock_timeout=max(0.0, args.lock_timeout),
+            progress_interval=max(0.5, args.progress_interval),
+        ),
+    )
     return 0
 
 
-def cmd_prune(args) -> int:
+def cmd_prune(args: argparse.Namespace) -> int:
     bucket = _bucket(args)
     catalog.prune(bucket, args.prefix, args.database, args.retention_days, dry_run=args.dry_run)
     return 0
 
 
-def cmd_wait(args) -> int:
+def cmd_wait(args: argparse.Namespace) -> int:
     pg.wait_ready(args.timeout, args.database)
     return 0
 
 
-def _on_signal(signum, _frame):
-    raise Terminated(f"received {signal.Signals(signum).name}; stopping",
-                     hint="any partial upload was aborted; nothing was stored")
+def _on_signal(signum: int, _frame: FrameType | None) -> NoReturn:
+    raise Terminated(
+        f"received {signal.Signals(signum).name}; stopping", hint="any partial upload was aborted; nothing was stored"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,8 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         log.setup(args.log_format, args.verbose)
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
-        handler = {"wait": cmd_wait, "backup": cmd_backup, "restore": cmd_restore,
-                   "list": cmd_list, "prune": cmd_prune}[args.command]
+        handler = {
+            "wait": cmd_wait,
+            "backup": cmd_backup,
+            "restore": cmd_restore,
+            "list": cmd_list,
+            "prune": cmd_prune,
+        }[args.command]
         t0 = time.monotonic()
         rc = handler(args)
         log.log.debug("done in %.1fs", time.monotonic() - t0)
@@ -220,8 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug still ends in one line; -v shows the traceback
         if verbose:
             log.log.exception("unexpected error")
-        log.error(f"unexpected error: {exc.__class__.__name__}: {log.redact(str(exc))}",
-                  hint="re-run with -v for details and report it")
+        log.error(
+            f"unexpected error: {exc.__class__.__name__}: {log.redact(str(exc))}",
+            hint="re-run with -v for details and report it",
+        )
         return EXIT_FAILURE
 
 

@@ -13,7 +13,7 @@ from isal import isal_zlib
 _GZIP_WBITS = 31  # 16 + 15: gzip header and trailer (CRC32, ISIZE)
 
 
-def compressor(level: int):
+def compressor(level: int) -> isal_zlib.Compress | zlib._Compress:
     if 1 <= level <= 3:
         return isal_zlib.compressobj(level, isal_zlib.DEFLATED, _GZIP_WBITS)
     if 4 <= level <= 9:

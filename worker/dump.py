@@ -12,14 +12,16 @@ import hashlib
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from io import BufferedReader
+from typing import cast
 
-from . import log, naming, pg, uploads
+from . import contract, log, naming, pg, uploads
 from .compress import compressor
 from .errors import WorkerError
 from .manifest import Manifest
 from .procs import StderrTail, child_options, kill, widen_pipe
-from .s3 import MIN_PART, Bucket, MultipartUpload, MiB, utcnow
+from .s3 import MIN_PART, Bucket, MiB, MultipartUpload, utcnow
 
 READ_CHUNK = 1 * MiB
 PROGRESS_EVERY = 30.0  # seconds between progress lines during long dumps
@@ -32,8 +34,8 @@ CUSTOM_MAGIC = b"PGDMP"
 class BackupOptions:
     prefix: str
     database: str
-    format: str = "plain"
-    compression_level: int = 2
+    format: str = contract.DEFAULT_FORMAT
+    compression_level: int = contract.DEFAULT_COMPRESSION_LEVEL
     upload_concurrency: int = 2
 
 
@@ -52,7 +54,7 @@ def dump_command(client: pg.Client, fmt: str) -> list[str]:
     return cmd
 
 
-def _reserve_key(bucket: Bucket, opts: BackupOptions, started) -> tuple[naming.BackupName, str]:
+def _reserve_key(bucket: Bucket, opts: BackupOptions, started: datetime) -> tuple[naming.BackupName, str]:
     """Claim this backup's key before uploading, so two backups started in the same second (a
     manual run beside the CronJob, `concurrencyPolicy: Allow`) get distinct keys instead of one
     silently replacing the other: the loser moves to the next second."""
@@ -61,8 +63,10 @@ def _reserve_key(bucket: Bucket, opts: BackupOptions, started) -> tuple[naming.B
         lock = naming.state_key(opts.prefix, "keys", name.key.rsplit("/", 1)[-1])
         if bucket.head(name.key) is None and bucket.try_create(lock, b"reserved"):
             return name, lock
-    raise WorkerError(f"could not reserve a backup key for {opts.database!r} under s3://{bucket.loc.bucket}/{opts.prefix}",
-                      hint="ten backups of this database started within ten seconds; retry later")
+    raise WorkerError(
+        f"could not reserve a backup key for {opts.database!r} under s3://{bucket.loc.bucket}/{opts.prefix}",
+        hint="ten backups of this database started within ten seconds; retry later",
+    )
 
 
 def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
@@ -70,26 +74,48 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
     t0 = time.monotonic()
     with pg.connect(opts.database) as conn:
         info = pg.server_info(conn)
-        estimate = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        assert row is not None  # a SELECT without FROM always returns one row
+        estimate = int(row[0])
     client = pg.choose_client(info.major, f"pg_dump of a PostgreSQL {info.major} server")
     uploads.abort_stale(bucket, opts.prefix, opts.database)
     name, lock = _reserve_key(bucket, opts, started)
-    log.info("backup starting", database=opts.database, server=info.version, pg_dump=client.version,
-             key=name.key, bucket=bucket.loc.bucket, format=opts.format, db_size=log.human_bytes(estimate))
+    log.info(
+        "backup starting",
+        database=opts.database,
+        server=info.version,
+        pg_dump=client.version,
+        key=name.key,
+        bucket=bucket.loc.bucket,
+        format=opts.format,
+        db_size=log.human_bytes(estimate),
+    )
 
-
-    upload = MultipartUpload(bucket.client, bucket.loc, name.key, part_size=_part_size(estimate),
-                             concurrency=opts.upload_concurrency,
-                             metadata={"database": opts.database, "tool": "cnpg-pgdump-backup"})
-    proc: subprocess.Popen | None = None
+    upload = MultipartUpload(
+        bucket.client,
+        bucket.loc,
+        name.key,
+        part_size=_part_size(estimate),
+        concurrency=opts.upload_concurrency,
+        metadata={"database": opts.database, "tool": "cnpg-pgdump-backup"},
+    )
+    proc: subprocess.Popen[bytes] | None = None
     heartbeat: uploads.Heartbeat | None = None
     try:
         upload.start()
+        assert upload.upload_id is not None  # start() set it or raised
         heartbeat = uploads.Heartbeat(bucket, opts.prefix, name.key, upload.upload_id).start()
         env = pg.client_env()
         env["PGDATABASE"] = opts.database
-        proc = subprocess.Popen(dump_command(client, opts.format), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, **child_options())
+        proc = subprocess.Popen(
+            dump_command(client, opts.format),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            **child_options(),
+        )
+        assert proc.stdout is not None and proc.stderr is not None  # both are PIPEs
         widen_pipe(proc.stdout)
         tail = StderrTail(proc.stderr)
         tail.start()
@@ -100,7 +126,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         last = b""
         next_progress = time.monotonic() + PROGRESS_EVERY
         while True:
-            chunk = proc.stdout.read1(READ_CHUNK)
+            chunk = cast(BufferedReader, proc.stdout).read1(READ_CHUNK)  # a buffered PIPE (typeshed: IO[bytes])
             if not chunk:
                 break
             if len(head) < 8:
@@ -114,8 +140,13 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
                 upload.write(data)
             if time.monotonic() >= next_progress:
                 el = time.monotonic() - t0
-                log.info("backup progress", key=name.key, dumped=log.human_bytes(raw),
-                         uploaded=log.human_bytes(upload.bytes_sent), rate=log.rate(raw, el))
+                log.info(
+                    "backup progress",
+                    key=name.key,
+                    dumped=log.human_bytes(raw),
+                    uploaded=log.human_bytes(upload.bytes_sent),
+                    rate=log.rate(raw, el),
+                )
                 next_progress += PROGRESS_EVERY
         if comp:
             data = comp.flush()
@@ -125,23 +156,36 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         rc = proc.wait()
         tail.join(timeout=10)
         if rc != 0:
-            raise WorkerError(f"pg_dump of {pg.target(opts.database)} failed (exit {rc}): {tail.summary()}",
-                              hint="nothing was stored; see the pg_dump message")
+            raise WorkerError(
+                f"pg_dump of {pg.target(opts.database)} failed (exit {rc}): {tail.summary()}",
+                hint="nothing was stored; see the pg_dump message",
+            )
         if raw == 0:
-            raise WorkerError(f"pg_dump of {pg.target(opts.database)} produced no output although it exited 0",
-                              hint="nothing was stored; an empty dump is not a backup")
+            raise WorkerError(
+                f"pg_dump of {pg.target(opts.database)} produced no output although it exited 0",
+                hint="nothing was stored; an empty dump is not a backup",
+            )
         if opts.format == "plain" and PLAIN_TRAILER not in last:
-            raise WorkerError(f"pg_dump output for {pg.target(opts.database)} lacks the dump-complete trailer",
-                              hint="nothing was stored; the dump was cut short")
+            raise WorkerError(
+                f"pg_dump output for {pg.target(opts.database)} lacks the dump-complete trailer",
+                hint="nothing was stored; the dump was cut short",
+            )
         if opts.format == "custom" and not head.startswith(CUSTOM_MAGIC):
             raise WorkerError(f"pg_dump output for {pg.target(opts.database)} is not a custom-format archive")
         upload.complete()
         manifest = Manifest(
-            database=opts.database, key=name.key, format=opts.format,
+            database=opts.database,
+            key=name.key,
+            format=opts.format,
             compression="gzip" if comp else "pg_dump",
-            server_version=info.version, pg_dump_version=client.version, pg_dump_major=client.major,
-            raw_bytes=raw, object_bytes=out_bytes, sha256=sha.hexdigest(),
-            started_at=started.isoformat(), finished_at=utcnow().isoformat(),
+            server_version=info.version,
+            pg_dump_version=client.version,
+            pg_dump_major=client.major,
+            raw_bytes=raw,
+            object_bytes=out_bytes,
+            sha256=sha.hexdigest(),
+            started_at=started.isoformat(),
+            finished_at=utcnow().isoformat(),
             extra={"compression_level": opts.compression_level if comp else None},
         )
         try:
@@ -168,6 +212,14 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         except WorkerError:
             pass  # a leftover reservation blocks nothing: its second has passed
     el = time.monotonic() - t0
-    log.info("backup complete", key=name.key, dumped=log.human_bytes(raw), stored=log.human_bytes(out_bytes),
-             ratio=f"{out_bytes / raw:.3f}", duration=f"{el:.1f}s", rate=log.rate(raw, el), sha256=manifest.sha256)
+    log.info(
+        "backup complete",
+        key=name.key,
+        dumped=log.human_bytes(raw),
+        stored=log.human_bytes(out_bytes),
+        ratio=f"{out_bytes / raw:.3f}",
+        duration=f"{el:.1f}s",
+        rate=log.rate(raw, el),
+        sha256=manifest.sha256,
+    )
     return manifest

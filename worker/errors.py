@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_TERMINATED = 143
 
 
-class _OneLine:
+if TYPE_CHECKING:
+    _OneLineBase = BaseException  # _OneLine is only ever mixed into exception classes
+else:
+    _OneLineBase = object
+
+
+class _OneLine(_OneLineBase):
     exit_code = EXIT_FAILURE
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:

@@ -16,6 +16,7 @@ import math
 import re
 import subprocess
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psycopg
@@ -25,10 +26,29 @@ import psycopg
 # Entry types not listed take one; these take none of their own: data, comments, privileges.
 _CREATE_LOCKS = {"TABLE": 3, "MATERIALIZED VIEW": 3}
 _NO_LOCKS = {
-    "TABLE DATA", "SEQUENCE SET", "SEQUENCE OWNED BY", "DEFAULT", "COMMENT", "ACL", "DEFAULT ACL",
-    "BLOBS", "BLOB", "BLOB METADATA", "LARGE OBJECT", "ENCODING", "STDSTRINGS", "SEARCHPATH", "DATABASE",
-    "DATABASE PROPERTIES", "TABLE ATTACH", "INDEX ATTACH", "ROW SECURITY", "SECURITY LABEL",
-    "MATERIALIZED VIEW DATA", "EXTENSION", "SCHEMA",
+    "TABLE DATA",
+    "SEQUENCE SET",
+    "SEQUENCE OWNED BY",
+    "DEFAULT",
+    "COMMENT",
+    "ACL",
+    "DEFAULT ACL",
+    "BLOBS",
+    "BLOB",
+    "BLOB METADATA",
+    "LARGE OBJECT",
+    "ENCODING",
+    "STDSTRINGS",
+    "SEARCHPATH",
+    "DATABASE",
+    "DATABASE PROPERTIES",
+    "TABLE ATTACH",
+    "INDEX ATTACH",
+    "ROW SECURITY",
+    "SECURITY LABEL",
+    "MATERIALIZED VIEW DATA",
+    "EXTENSION",
+    "SCHEMA",
 }
 # Dropping an existing object locks it and every object that depends on it (row types, TOAST,
 # constraints, defaults): per object found in the target's catalog.
@@ -45,7 +65,7 @@ def need_for_entries(types: Counter[str], large_objects: int) -> int:
     return n + large_objects
 
 
-def need_for_drop(objects) -> int:
+def need_for_drop(objects: Iterable[tuple[str, int, str]]) -> int:
     return sum(_DROP_LOCKS.get(kind, 1) for kind, _, _ in objects)
 
 
@@ -70,10 +90,36 @@ def archive_entries(pg_restore: str, archive: str, env: dict[str, str]) -> tuple
     return types, los
 
 
-_KINDS = sorted({*_CREATE_LOCKS, *_NO_LOCKS, "INDEX", "CONSTRAINT", "FK CONSTRAINT", "SEQUENCE", "VIEW",
-                 "FOREIGN TABLE", "FUNCTION", "PROCEDURE", "AGGREGATE", "TYPE", "DOMAIN", "TRIGGER", "RULE",
-                 "POLICY", "EVENT TRIGGER", "PUBLICATION", "PUBLICATION TABLE", "SUBSCRIPTION", "OPERATOR",
-                 "COLLATION", "CAST", "CONVERSION"}, key=len, reverse=True)
+_KINDS = sorted(
+    {
+        *_CREATE_LOCKS,
+        *_NO_LOCKS,
+        "INDEX",
+        "CONSTRAINT",
+        "FK CONSTRAINT",
+        "SEQUENCE",
+        "VIEW",
+        "FOREIGN TABLE",
+        "FUNCTION",
+        "PROCEDURE",
+        "AGGREGATE",
+        "TYPE",
+        "DOMAIN",
+        "TRIGGER",
+        "RULE",
+        "POLICY",
+        "EVENT TRIGGER",
+        "PUBLICATION",
+        "PUBLICATION TABLE",
+        "SUBSCRIPTION",
+        "OPERATOR",
+        "COLLATION",
+        "CAST",
+        "CONVERSION",
+    },
+    key=len,
+    reverse=True,
+)
 
 
 def _known_kind(line: str) -> str:
@@ -104,12 +150,23 @@ class Capacity:
 
 
 def capacity(conn: psycopg.Connection) -> Capacity:
-    rows = dict(conn.execute(
-        "SELECT name, setting::int FROM pg_settings WHERE name IN ('max_locks_per_transaction', 'max_connections',"
-        " 'max_prepared_transactions', 'max_worker_processes', 'max_wal_senders', 'autovacuum_max_workers',"
-        " 'autovacuum_worker_slots')").fetchall())
+    rows: dict[str, int] = dict(
+        conn.execute(
+            "SELECT name, setting::int FROM pg_settings WHERE name IN ('max_locks_per_transaction', 'max_connections',"
+            " 'max_prepared_transactions', 'max_worker_processes', 'max_wal_senders', 'autovacuum_max_workers',"
+            " 'autovacuum_worker_slots')"
+        ).fetchall()
+    )
     autovacuum = rows.get("autovacuum_worker_slots", rows.get("autovacuum_max_workers", 3))
-    slots = (rows["max_connections"] + autovacuum + 1 + rows.get("max_worker_processes", 8)
-             + rows.get("max_wal_senders", 0) + rows.get("max_prepared_transactions", 0))
-    in_use = int(conn.execute("SELECT count(*) FROM pg_locks WHERE locktype <> 'virtualxid'").fetchone()[0])
+    slots = (
+        rows["max_connections"]
+        + autovacuum
+        + 1
+        + rows.get("max_worker_processes", 8)
+        + rows.get("max_wal_senders", 0)
+        + rows.get("max_prepared_transactions", 0)
+    )
+    row = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype <> 'virtualxid'").fetchone()
+    assert row is not None  # an aggregate SELECT always returns one row
+    in_use = int(row[0])
     return Capacity(rows["max_locks_per_transaction"], slots, in_use)

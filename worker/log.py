@@ -72,15 +72,15 @@ def setup(fmt: str = "text", verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def info(msg: str, **fields) -> None:
+def info(msg: str, **fields: object) -> None:
     log.info(msg, extra={"fields": fields})
 
 
-def warning(msg: str, **fields) -> None:
+def warning(msg: str, **fields: object) -> None:
     log.warning(msg, extra={"fields": fields})
 
 
-def error(msg: str, **fields) -> None:
+def error(msg: str, **fields: object) -> None:
     log.error(msg, extra={"fields": fields})
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+from . import contract
 from .errors import UsageError
 
 EXTENSIONS = {"plain": ".sql.gz", "custom": ".dump"}
@@ -20,13 +21,8 @@ _TS_FORMAT = "%Y-%m-%d_%H-%M-%S"
 _TS_RE = r"(\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2})"
 
 
-def normalize_prefix(prefix: str) -> str:
-    return prefix.strip("/")
-
-
-def join(prefix: str, name: str) -> str:
-    prefix = normalize_prefix(prefix)
-    return f"{prefix}/{name}" if prefix else name
+normalize_prefix = contract.normalize_prefix
+join = contract.join
 
 
 @dataclass(frozen=True)
@@ -42,9 +38,9 @@ class BackupName:
 
 
 def new_backup_key(prefix: str, database: str, fmt: str, when: datetime) -> BackupName:
-    stamp = when.astimezone(timezone.utc).strftime(_TS_FORMAT)
+    stamp = when.astimezone(UTC).strftime(_TS_FORMAT)
     key = join(prefix, f"{database}_{stamp}{EXTENSIONS[fmt]}")
-    return BackupName(key, database, when.astimezone(timezone.utc).replace(microsecond=0), fmt)
+    return BackupName(key, database, when.astimezone(UTC).replace(microsecond=0), fmt)
 
 
 def pattern_for(database: str) -> re.Pattern[str]:
@@ -65,7 +61,7 @@ def parse(key: str, prefix: str, database: str) -> BackupName | None:
     m = pattern_for(database).match(name)
     if not m:
         return None
-    when = datetime.strptime(m.group(1), _TS_FORMAT).replace(tzinfo=timezone.utc)
+    when = datetime.strptime(m.group(1), _TS_FORMAT).replace(tzinfo=UTC)
     fmt = next(f for f, e in EXTENSIONS.items() if e == m.group(2))
     return BackupName(key, database, when, fmt)
 
@@ -88,11 +84,11 @@ def resolve_object(obj: str, prefix: str) -> str:
             hint="give the key inside the bucket (or just the file name under the prefix), without s3://bucket/",
         )
     if not obj or obj.startswith("/") or obj.endswith("/"):
-        raise UsageError(f"restore object {obj!r} is not an object key", hint="give a file name such as appdb_2024-01-21_02-00-00.sql.gz, or 'latest'")
-    prefix = normalize_prefix(prefix)
-    if not prefix or obj.startswith(prefix + "/"):
-        return obj
-    return join(prefix, obj)
+        raise UsageError(
+            f"restore object {obj!r} is not an object key",
+            hint="give a file name such as appdb_2024-01-21_02-00-00.sql.gz, or 'latest'",
+        )
+    return contract.object_key(obj, prefix)
 
 
 def state_key(prefix: str, *parts: str) -> str:

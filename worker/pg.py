@@ -15,6 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -47,15 +48,23 @@ def _first_line(exc: BaseException) -> str:
 
 def connection_error(exc: BaseException, dbname: str | None = None) -> WorkerError:
     detail = _first_line(exc)
-    hint = next((h for k, h in _FATAL_HINTS.items() if k in detail), "check PGHOST/PGPORT (the CNPG Secret) and that the cluster is up")
+    hint = next(
+        (h for k, h in _FATAL_HINTS.items() if k in detail),
+        "check PGHOST/PGPORT (the CNPG Secret) and that the cluster is up",
+    )
     return WorkerError(f"cannot connect to PostgreSQL {target(dbname)}: {detail}", hint=hint)
 
 
-def connect(dbname: str | None = None, *, timeout: int = 10, autocommit: bool = True,
-            lock_timeout: float = 0) -> psycopg.Connection:
+def connect(
+    dbname: str | None = None, *, timeout: int = 10, autocommit: bool = True, lock_timeout: float = 0
+) -> psycopg.Connection:
     """`lock_timeout` (seconds, 0: none): a statement behind an application's lock fails instead of
     hanging the worker (fingerprinting or emptying a database an application holds)."""
-    kwargs = {"connect_timeout": timeout, "autocommit": autocommit, "application_name": "cnpg-pgdump-backup"}
+    kwargs: dict[str, Any] = {
+        "connect_timeout": timeout,
+        "autocommit": autocommit,
+        "application_name": "cnpg-pgdump-backup",
+    }
     if lock_timeout > 0:
         kwargs["options"] = f"-c lock_timeout={int(lock_timeout * 1000)}"
     if dbname:
@@ -108,9 +117,15 @@ class ServerInfo:
 
 
 def server_info(conn: psycopg.Connection) -> ServerInfo:
-    num = int(conn.execute("SHOW server_version_num").fetchone()[0])
-    version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
-    db = conn.execute("SELECT current_database()").fetchone()[0]
+    row = conn.execute("SHOW server_version_num").fetchone()
+    assert row is not None  # SHOW and this SELECT always return one row
+    num = int(row[0])
+    row = conn.execute("SHOW server_version").fetchone()
+    assert row is not None
+    version = row[0].split()[0]
+    row = conn.execute("SELECT current_database()").fetchone()
+    assert row is not None
+    db = row[0]
     return ServerInfo(version, num // 10000, db)
 
 
@@ -147,15 +162,20 @@ SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 
 
 def user_object_count(conn: psycopg.Connection) -> int:
-    return int(conn.execute(USER_OBJECTS_SQL).fetchone()[0])
+    row = conn.execute(USER_OBJECTS_SQL).fetchone()
+    assert row is not None  # an aggregate SELECT always returns one row
+    return int(row[0])
 
 
 def table_count(conn: psycopg.Connection) -> int:
-    return int(conn.execute(TABLE_COUNT_SQL).fetchone()[0])
+    row = conn.execute(TABLE_COUNT_SQL).fetchone()
+    assert row is not None  # an aggregate SELECT always returns one row
+    return int(row[0])
 
 
 # ---------------------------------------------------------------------------------------------
 # Client tools of the right major
+
 
 @dataclass(frozen=True)
 class Client:
@@ -210,8 +230,10 @@ def choose_client(at_least: int, purpose: str, clients: list[Client] | None = No
     """
     clients = installed_clients() if clients is None else clients
     if not clients:
-        raise WorkerError("no PostgreSQL client tools (pg_dump/psql) found",
-                          hint="install them, or list their bin directories in CNPG_BACKUP_PG_BIN_DIRS")
+        raise WorkerError(
+            "no PostgreSQL client tools (pg_dump/psql) found",
+            hint="install them, or list their bin directories in CNPG_BACKUP_PG_BIN_DIRS",
+        )
     fit = [c for c in clients if c.major >= at_least]
     if not fit:
         have = ", ".join(str(c.major) for c in clients)

@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
+from typing import IO, Any
 
 from . import log
 
@@ -19,7 +21,7 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 class StderrTail(threading.Thread):
     """Keeps the last lines a child wrote to stderr, for the error message, without unbounded memory."""
 
-    def __init__(self, stream) -> None:
+    def __init__(self, stream: IO[bytes]) -> None:
         super().__init__(daemon=True, name="stderr-tail")
         self.stream = stream
         self.lines: collections.deque[str] = collections.deque(maxlen=40)
@@ -36,6 +38,7 @@ class StderrTail(threading.Thread):
 
 
 _PR_SET_PDEATHSIG = 1
+_prctl: Callable[..., int] | None
 try:
     _prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved now: the child must not load anything
 except (OSError, AttributeError):  # not Linux: children are still killed on every path we see
@@ -46,12 +49,13 @@ def _die_with_parent(parent: int) -> None:
     # Runs in the child between fork and exec. If the worker dies by SIGKILL (OOM killer, kill -9)
     # the kernel kills the child too: a psql left alone would otherwise read end-of-input and act on
     # it with nobody watching. The check closes the race of a parent that died before prctl ran.
+    assert _prctl is not None  # child_options() installs this hook only when prctl resolved
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
 
 
-def child_options() -> dict:
+def child_options() -> dict[str, Any]:
     """Popen keyword arguments every child of the worker gets: it must not outlive the worker.
 
     The parent-death signal belongs to the thread that forked, so it is set only from the main
@@ -64,13 +68,13 @@ def child_options() -> dict:
     return {"preexec_fn": lambda: _die_with_parent(parent)}
 
 
-def kill(proc: subprocess.Popen | None) -> None:
+def kill(proc: subprocess.Popen[bytes] | None) -> None:
     if proc and proc.poll() is None:
         proc.kill()
         proc.wait()
 
 
-def widen_pipe(stream) -> None:
+def widen_pipe(stream: IO[bytes]) -> None:
     # A 64 KiB pipe fills in a fraction of a millisecond at pg_dump's speed: pg_dump then blocks
     # until the worker is scheduled. 1 MiB lets both run in longer stretches with fewer wake-ups.
     try:

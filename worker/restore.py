@@ -23,16 +23,18 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 
 import psycopg
 
-from . import apply, catalog, locks, log, naming, pg, target
+from . import apply, catalog, contract, locks, log, naming, pg, target
 from .dump import BackupOptions, run_backup
 from .errors import Terminated, WorkerError
 from .manifest import Manifest
 from .s3 import Bucket, utcnow
 from .sql import CREATE_MARKER, MARKER_TABLE, compat_prelude
 from .verify import Verified, sql_from_object, verify
+
 
 @dataclass
 class RestoreOptions:
@@ -46,11 +48,11 @@ class RestoreOptions:
     run_id: str | None = None
     allow_unverified: bool = False
     jobs: int = 1
-    format: str = "plain"  # of the backup taken before the restore
-    compression_level: int = 2
-    wait_timeout: float = 150
-    lock_timeout: float = 300  # seconds one lock may be waited for; 0: no limit (still reported)
-    progress_interval: float = 30
+    format: str = contract.DEFAULT_FORMAT  # of the backup taken before the restore
+    compression_level: int = contract.DEFAULT_COMPRESSION_LEVEL
+    wait_timeout: float = contract.DEFAULT_WAIT_TIMEOUT_SECONDS
+    lock_timeout: float = contract.DEFAULT_LOCK_TIMEOUT_SECONDS  # per lock; 0: no limit (still reported)
+    progress_interval: float = contract.DEFAULT_PROGRESS_INTERVAL_SECONDS
 
 
 def _ledger_key(prefix: str, run_id: str) -> str:
@@ -65,8 +67,10 @@ def resolve(bucket: Bucket, opts: RestoreOptions) -> tuple[str, Manifest | None]
     key = naming.resolve_object(opts.object, opts.prefix)
     info = bucket.head(key)
     if info is None:
-        raise WorkerError(f"restore object s3://{bucket.loc.bucket}/{key} does not exist",
-                          hint="run `cnpg-backup-worker list` and pass one of its keys, or 'latest'")
+        raise WorkerError(
+            f"restore object s3://{bucket.loc.bucket}/{key} does not exist",
+            hint="run `cnpg-backup-worker list` and pass one of its keys, or 'latest'",
+        )
     return key, catalog.load_manifest(bucket, key)
 
 
@@ -85,13 +89,14 @@ def _check_identity(bucket: Bucket, key: str, manifest: Manifest | None, opts: R
             raise WorkerError(
                 f"s3://{bucket.loc.bucket}/{key} has no manifest, so it cannot be proven complete",
                 hint="it may be an interrupted backup; for a backup made by the old Helm chart pass "
-                     "--allow-unverified (its gzip stream is still checked end to end)",
+                "--allow-unverified (its gzip stream is still checked end to end)",
             )
         log.warning("restoring an object without manifest: only its gzip integrity can be checked", key=key)
     elif not manifest.complete:
-        raise WorkerError(f"manifest of s3://{bucket.loc.bucket}/{key} does not say complete", hint="choose another backup")
+        raise WorkerError(
+            f"manifest of s3://{bucket.loc.bucket}/{key} does not say complete", hint="choose another backup"
+        )
     return fmt
-
 
 
 @dataclass(frozen=True)
@@ -111,15 +116,19 @@ def _plan(v: Verified, before: target.Fingerprint, cap: locks.Capacity, opts: Re
     if need <= cap.available:
         return Plan("transaction", need, replacing)
     if not replacing:
-        log.info("restore needs more locks than one transaction may hold here: restoring without one, "
-                 "into the empty database", need=need, available=cap.available)
+        log.info(
+            "restore needs more locks than one transaction may hold here: restoring without one, "
+            "into the empty database",
+            need=need,
+            available=cap.available,
+        )
         return Plan("pg_restore" if v.format == "custom" else "autocommit", need, 0)
     raise WorkerError(
         f"restore into {where} refused before it started: replacing {replacing} objects with this dump needs about "
         f"{need} locks in one transaction, and the server's lock table holds {cap.total} "
         f"(max_locks_per_transaction={cap.max_locks_per_transaction} x {cap.slots} slots, {cap.in_use} in use)",
         hint=f"set max_locks_per_transaction to at least {cap.setting_for(need)} (CloudNativePG: "
-             "spec.postgresql.parameters, then the cluster restarts), or restore into an empty database",
+        "spec.postgresql.parameters, then the cluster restarts), or restore into an empty database",
     )
 
 
@@ -128,8 +137,7 @@ def _fingerprint(dbname: str, lock_timeout: float) -> target.Fingerprint:
         return target.fingerprint(conn)
 
 
-def _outcome_after_failure(dbname: str, plan: Plan, before: target.Fingerprint,
-                           lock_timeout: float) -> tuple[str, str]:
+def _outcome_after_failure(dbname: str, plan: Plan, before: target.Fingerprint, lock_timeout: float) -> tuple[str, str]:
     """(what happened, what to do) — said only after looking at the database again."""
     try:
         pg.wait_ready(60, dbname)
@@ -139,31 +147,58 @@ def _outcome_after_failure(dbname: str, plan: Plan, before: target.Fingerprint,
                 target.empty_database(conn)
         after = _fingerprint(dbname, lock_timeout)
     except (WorkerError, psycopg.Error) as exc:
-        state = ("it may hold a partial restore, marked by table public." + MARKER_TABLE
-                 + "; the next restore empties it first") if plan.path != "transaction" else "its state is unknown"
-        return (f"could not check the database afterwards ({str(exc).splitlines()[0]}): {state}",
-                "check the database before you retry")
+        state = (
+            (
+                "it may hold a partial restore, marked by table public."
+                + MARKER_TABLE
+                + "; the next restore empties it first"
+            )
+            if plan.path != "transaction"
+            else "its state is unknown"
+        )
+        return (
+            f"could not check the database afterwards ({str(exc).splitlines()[0]}): {state}",
+            "check the database before you retry",
+        )
     diff = before.difference(after)
     if not diff:
         undone = "rolled back" if plan.path == "transaction" else "emptied again"
-        return (f"{undone}; the database is unchanged (verified: {after.describe()})",
-                "fix the cause and run the restore again")
-    return (f"the database is NOT as it was before: {diff}",
-            "another session may have changed it meanwhile; inspect it before you retry")
+        return (
+            f"{undone}; the database is unchanged (verified: {after.describe()})",
+            "fix the cause and run the restore again",
+        )
+    return (
+        f"the database is NOT as it was before: {diff}",
+        "another session may have changed it meanwhile; inspect it before you retry",
+    )
 
 
-def _execute(plan: Plan, v: Verified, bucket: Bucket, client: pg.Client, dbname: str, info: pg.ServerInfo,
-             opts: RestoreOptions) -> None:
+def _execute(
+    plan: Plan, v: Verified, bucket: Bucket, client: pg.Client, dbname: str, info: pg.ServerInfo, opts: RestoreOptions
+) -> None:
     monitor = apply.Monitor(dbname, opts.progress_interval)
     monitor.start()
     try:
         if plan.path == "pg_restore":
+            assert v.staged is not None  # only a custom archive takes this path, and verify() staged it
             apply.run_pg_restore(client, dbname, v.staged, max(1, opts.jobs))
             return
-        sql = apply.pg_restore_sql(client, v.staged, v.key) if v.format == "custom" else sql_from_object(bucket, v)
-        apply.run_psql(client, dbname, compat_prelude(sql, info.major, opts.lock_timeout),
-                       transaction=plan.path == "transaction", force=bool(plan.replacing),
-                       server_major=info.major, monitor=monitor, lock_timeout=opts.lock_timeout)
+        # custom: verify() staged the archive, so `staged` is set
+        sql = (
+            apply.pg_restore_sql(client, cast(str, v.staged), v.key)
+            if v.format == "custom"
+            else sql_from_object(bucket, v)
+        )
+        apply.run_psql(
+            client,
+            dbname,
+            compat_prelude(sql, info.major, opts.lock_timeout),
+            transaction=plan.path == "transaction",
+            force=bool(plan.replacing),
+            server_major=info.major,
+            monitor=monitor,
+            lock_timeout=opts.lock_timeout,
+        )
     finally:
         monitor.stop()
 
@@ -175,8 +210,12 @@ def _restore_into(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db: 
         info = pg.server_info(conn)
         before = target.fingerprint(conn)
         if before.has_marker:
-            log.warning("the database holds an interrupted restore of this tool (it was empty before it): "
-                        "emptying it again first", database=target_db, marker=f"public.{MARKER_TABLE}")
+            log.warning(
+                "the database holds an interrupted restore of this tool (it was empty before it): "
+                "emptying it again first",
+                database=target_db,
+                marker=f"public.{MARKER_TABLE}",
+            )
             target.empty_database(conn)
             before = target.fingerprint(conn)
         cap = locks.capacity(conn)
@@ -187,17 +226,31 @@ def _restore_into(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db: 
         )
     client = pg.choose_client(max(v.dump_major, 1), f"restoring a dump made by pg_dump {v.dump_major or '?'}")
     if v.format == "custom":
+        assert v.staged is not None  # verify() staged the archive
         v.entries, v.large_objects = locks.archive_entries(client.tool("pg_restore"), v.staged, pg.client_env())
     plan = _plan(v, before, cap, opts, where)
     if opts.backup_before_restore:
         log.info("backup before restore", database=target_db, format=opts.format)
         try:
-            run_backup(bucket, BackupOptions(prefix=opts.prefix, database=target_db, format=opts.format,
-                                             compression_level=opts.compression_level))
+            run_backup(
+                bucket,
+                BackupOptions(
+                    prefix=opts.prefix, database=target_db, format=opts.format, compression_level=opts.compression_level
+                ),
+            )
         except WorkerError as exc:
             raise WorkerError(f"backup before restore failed, restore not started: {exc}") from None
-    log.info("restore starting", key=v.key, database=target_db, server=info.version, psql=client.version,
-             path=plan.path, replacing_objects=plan.replacing, locks_needed=plan.need, locks_available=cap.available)
+    log.info(
+        "restore starting",
+        key=v.key,
+        database=target_db,
+        server=info.version,
+        psql=client.version,
+        path=plan.path,
+        replacing_objects=plan.replacing,
+        locks_needed=plan.need,
+        locks_available=cap.available,
+    )
     if plan.path != "transaction":
         with pg.connect(target_db) as conn:
             conn.execute(CREATE_MARKER)
@@ -214,7 +267,7 @@ def _restore_into(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db: 
         return pg.table_count(conn)
 
 
-def run_restore(bucket: Bucket, opts: RestoreOptions) -> dict:
+def run_restore(bucket: Bucket, opts: RestoreOptions) -> dict[str, Any]:
     t0 = time.monotonic()
     target_db = opts.target_database or opts.database
     key, manifest = resolve(bucket, opts)
@@ -223,8 +276,12 @@ def run_restore(bucket: Bucket, opts: RestoreOptions) -> dict:
     if ledger and not opts.dry_run:
         done = bucket.get_json(ledger)
         if done:
-            log.info("restore already done for this run id; not restoring again", run_id=opts.run_id,
-                     key=done.get("key"), finished_at=done.get("finished_at"))
+            log.info(
+                "restore already done for this run id; not restoring again",
+                run_id=opts.run_id,
+                key=done.get("key"),
+                finished_at=done.get("finished_at"),
+            )
             return {"skipped": True, **done}
     v = verify(bucket, key, manifest, fmt, stage_dir=os.environ.get("TMPDIR"))
     try:
@@ -236,11 +293,25 @@ def run_restore(bucket: Bucket, opts: RestoreOptions) -> dict:
         if v.staged and os.path.exists(v.staged):
             os.unlink(v.staged)
     el = time.monotonic() - t0
-    report = {"key": key, "database": target_db, "bytes": v.object_bytes, "raw_bytes": v.raw_bytes,
-              "tables": tables, "duration_s": round(el, 1), "finished_at": utcnow().isoformat(),
-              "run_id": opts.run_id}
+    report = {
+        "key": key,
+        "database": target_db,
+        "bytes": v.object_bytes,
+        "raw_bytes": v.raw_bytes,
+        "tables": tables,
+        "duration_s": round(el, 1),
+        "finished_at": utcnow().isoformat(),
+        "run_id": opts.run_id,
+    }
     if ledger:
         bucket.put_bytes(ledger, json.dumps(report).encode())
-    log.info("restore complete", key=key, database=target_db, bytes=v.object_bytes, tables=tables,
-             duration=f"{el:.1f}s", rate=log.rate(v.raw_bytes, el))
+    log.info(
+        "restore complete",
+        key=key,
+        database=target_db,
+        bytes=v.object_bytes,
+        tables=tables,
+        duration=f"{el:.1f}s",
+        rate=log.rate(v.raw_bytes, el),
+    )
     return report

@@ -6,14 +6,16 @@ or is aborted, so no partial object can ever appear under a backup's key.
 
 from __future__ import annotations
 
+import builtins
 import json
 import queue
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Iterator
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import boto3
 import botocore.exceptions
@@ -38,14 +40,14 @@ class S3Location:
     storage_class: str | None = None
 
 
-def make_client(loc: S3Location):
+def make_client(loc: S3Location) -> Any:
     """A client that works against AWS and S3-compatible servers alike.
 
     Custom endpoints get path-style addressing (MinIO and most on-prem servers have no wildcard DNS)
     and checksums only when an operation requires them: botocore >= 1.36 sends CRC32 trailers by
     default, which several S3-compatible servers reject.
     """
-    opts: dict = {
+    opts: dict[str, Any] = {
         "retries": {"max_attempts": 8, "mode": "standard"},
         "connect_timeout": 10,
         "read_timeout": 120,
@@ -73,7 +75,9 @@ def describe(exc: BaseException, *, bucket: str, key: str | None = None) -> Work
             hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (s3.secretName) or give the ServiceAccount an IAM role",
         )
     if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError)):
-        return WorkerError(f"cannot reach S3 for {where}: {exc}", hint="check s3.endpoint / s3.region and network policies")
+        return WorkerError(
+            f"cannot reach S3 for {where}: {exc}", hint="check s3.endpoint / s3.region and network policies"
+        )
     if isinstance(exc, botocore.exceptions.ClientError):
         err = exc.response.get("Error", {})
         code = err.get("Code", "Unknown")
@@ -104,8 +108,16 @@ class MultipartUpload:
     estimate stays under S3's 10,000-part limit.
     """
 
-    def __init__(self, client, loc: S3Location, key: str, *, part_size: int = MIN_PART,
-                 concurrency: int = 2, metadata: dict | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        loc: S3Location,
+        key: str,
+        *,
+        part_size: int = MIN_PART,
+        concurrency: int = 2,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         self.client, self.loc, self.key = client, loc, key
         self.part_size = max(MIN_PART, min(part_size, MAX_PART))
         self._concurrency = concurrency
@@ -113,7 +125,7 @@ class MultipartUpload:
         self._buf = bytearray()
         self._parts: dict[int, str] = {}
         self._next_part = 1
-        self._queue: queue.Queue = queue.Queue(maxsize=concurrency)
+        self._queue: queue.Queue[tuple[int, bytes | bytearray] | None] = queue.Queue(maxsize=concurrency)
         self._threads: list[threading.Thread] = []
         self._error: BaseException | None = None
         self._lock = threading.Lock()
@@ -121,7 +133,7 @@ class MultipartUpload:
         self.bytes_sent = 0
         self.finished = False
 
-    def start(self) -> "MultipartUpload":
+    def start(self) -> MultipartUpload:
         args = {"Bucket": self.loc.bucket, "Key": self.key, "Metadata": self._metadata}
         if self.loc.storage_class:
             args["StorageClass"] = self.loc.storage_class
@@ -144,9 +156,12 @@ class MultipartUpload:
             try:
                 if self._error is None:
                     resp = self.client.upload_part(
-                        Bucket=self.loc.bucket, Key=self.key, UploadId=self.upload_id,
+                        Bucket=self.loc.bucket,
+                        Key=self.key,
+                        UploadId=self.upload_id,
                         # `data` is already this part's own buffer: no copy (8 MiB less per part in flight).
-                        PartNumber=number, Body=data,
+                        PartNumber=number,
+                        Body=data,
                     )
                     with self._lock:
                         self._parts[number] = resp["ETag"]
@@ -202,8 +217,12 @@ class MultipartUpload:
         self._drain()
         self._check()
         parts = [{"PartNumber": n, "ETag": self._parts[n]} for n in sorted(self._parts)]
-        args = {"Bucket": self.loc.bucket, "Key": self.key, "UploadId": self.upload_id,
-                "MultipartUpload": {"Parts": parts}}
+        args = {
+            "Bucket": self.loc.bucket,
+            "Key": self.key,
+            "UploadId": self.upload_id,
+            "MultipartUpload": {"Parts": parts},
+        }
         if if_none_match:
             # Never replace an existing backup: two runs in the same second must not lose one.
             args["IfNoneMatch"] = "*"
@@ -241,8 +260,11 @@ class MultipartUpload:
                 return
             except Exception as exc:  # noqa: BLE001
                 if attempt == 2:
-                    log.warning("could not abort multipart upload; the next backup or prune removes it",
-                                key=self.key, error=str(describe(exc, bucket=self.loc.bucket, key=self.key)))
+                    log.warning(
+                        "could not abort multipart upload; the next backup or prune removes it",
+                        key=self.key,
+                        error=str(describe(exc, bucket=self.loc.bucket, key=self.key)),
+                    )
                 time.sleep(1 + attempt)
 
 
@@ -260,7 +282,7 @@ def _not_found(exc: botocore.exceptions.ClientError) -> bool:
 class Bucket:
     """The few object operations the worker needs, each failing with one clear line."""
 
-    def __init__(self, loc: S3Location, client=None) -> None:
+    def __init__(self, loc: S3Location, client: Any = None) -> None:
         self.loc = loc
         self.client = client or make_client(loc)
 
@@ -273,7 +295,10 @@ class Bucket:
         try:
             self.client.list_objects_v2(Bucket=self.loc.bucket, Prefix=prefix, MaxKeys=1)
         except Exception as exc:  # noqa: BLE001
-            if isinstance(exc, botocore.exceptions.ClientError) and exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            if (
+                isinstance(exc, botocore.exceptions.ClientError)
+                and exc.response.get("Error", {}).get("Code") == "NoSuchBucket"
+            ):
                 raise WorkerError(f"S3 bucket {self.loc.bucket!r} does not exist", hint="check s3.bucket") from None
             raise self._fail(exc) from None
 
@@ -301,8 +326,9 @@ class Bucket:
     def get_bytes(self, key: str) -> bytes:
         data = self.get_if_exists(key)
         if data is None:
-            raise WorkerError(f"s3://{self.loc.bucket}/{key} does not exist",
-                              hint="list the backups with `cnpg-backup-worker list`")
+            raise WorkerError(
+                f"s3://{self.loc.bucket}/{key} does not exist", hint="list the backups with `cnpg-backup-worker list`"
+            )
         return data
 
     def get_if_exists(self, key: str) -> bytes | None:
@@ -310,7 +336,7 @@ class Bucket:
         (throttling, 5xx after retries, access denied) raises: callers must not mistake "could not
         read" for "not there" (a manifest read that failed would make a good backup look untrusted)."""
         try:
-            return self.client.get_object(Bucket=self.loc.bucket, Key=key)["Body"].read()
+            return cast(bytes, self.client.get_object(Bucket=self.loc.bucket, Key=key)["Body"].read())
         except botocore.exceptions.ClientError as exc:
             if _not_found(exc):
                 return None
@@ -318,22 +344,22 @@ class Bucket:
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc, key) from None
 
-    def get_json(self, key: str) -> dict | None:
+    def get_json(self, key: str) -> dict[str, Any] | None:
         data = self.get_if_exists(key)
         return None if data is None else json.loads(data)
 
     def stream(self, key: str, chunk: int = 1 * MiB) -> Iterator[bytes]:
         try:
             body = self.client.get_object(Bucket=self.loc.bucket, Key=key)["Body"]
-            for data in body.iter_chunks(chunk):
-                yield data
+            yield from body.iter_chunks(chunk)
         except WorkerError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc, key) from None
 
-    def put_bytes(self, key: str, data: bytes, *, if_none_match: bool = False,
-                  content_type: str = "application/json") -> None:
+    def put_bytes(
+        self, key: str, data: bytes, *, if_none_match: bool = False, content_type: str = "application/json"
+    ) -> None:
         args = {"Bucket": self.loc.bucket, "Key": key, "Body": data, "ContentType": content_type}
         if if_none_match:
             args["IfNoneMatch"] = "*"
@@ -354,7 +380,7 @@ class Bucket:
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc, key) from None
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: builtins.list[str]) -> None:
         for i in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[i : i + 1000]]
             try:
@@ -363,7 +389,9 @@ class Bucket:
                 raise self._fail(exc, batch[0]["Key"]) from None
             if resp.get("Errors"):
                 e = resp["Errors"][0]
-                raise WorkerError(f"S3 refused to delete s3://{self.loc.bucket}/{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}")
+                raise WorkerError(
+                    f"S3 refused to delete s3://{self.loc.bucket}/{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}"
+                )
 
     def open_uploads(self, prefix: str) -> Iterator[tuple[str, str, datetime]]:
         """(key, upload id, initiated) of every unfinished multipart upload under `prefix`."""
@@ -383,7 +411,7 @@ class Bucket:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def hostname() -> str:

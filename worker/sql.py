@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 # `force` replaces the database's contents: inside the restore's own transaction, everything the
 # dump could collide with is dropped first — large objects, every user schema, and in `public` its
 # relations, routines, types, operators, collations and text-search objects. Extension members and
@@ -83,7 +85,7 @@ _PRELUDE_BYTES = 64 * 1024
 _NEWER_SETTINGS = {b"transaction_timeout": 17}
 
 
-def compat_prelude(chunks, server_major: int, lock_timeout_s: float = 0):
+def compat_prelude(chunks: Iterable[bytes], server_major: int, lock_timeout_s: float = 0) -> Iterator[bytes]:
     """Comment out prelude SET lines the target server does not know; apply our lock timeout.
 
     pg_dump 17+ writes `SET transaction_timeout = 0;` whatever server it dumped, so its dump of a
@@ -100,7 +102,9 @@ def compat_prelude(chunks, server_major: int, lock_timeout_s: float = 0):
         if len(head) >= _PRELUDE_BYTES:
             break
     if lock_timeout_s > 0:
-        head = head.replace(b"\nSET lock_timeout = 0;\n", b"\nSET lock_timeout = '%dms';\n" % int(lock_timeout_s * 1000), 1)
+        head = head.replace(
+            b"\nSET lock_timeout = 0;\n", b"\nSET lock_timeout = '%dms';\n" % int(lock_timeout_s * 1000), 1
+        )
     for name in drop:
         head = head.replace(b"\nSET " + name + b" = ", b"\n-- (not supported by this server) SET " + name + b" = ")
     yield head
@@ -148,5 +152,6 @@ def session_settings(server_major: int, lock_timeout_s: float = 0) -> str:
 # database first, committed: a worker killed mid-way leaves the marker, and the next restore knows
 # the contents are a partial restore of an empty database, which it may empty again.
 MARKER_TABLE = "cnpg_pgdump_backup_restore_incomplete"
-CREATE_MARKER = (f"CREATE TABLE public.{MARKER_TABLE} (started_at timestamptz NOT NULL DEFAULT now(), "
-                 "object text NOT NULL)")
+CREATE_MARKER = (
+    f"CREATE TABLE public.{MARKER_TABLE} (started_at timestamptz NOT NULL DEFAULT now(), object text NOT NULL)"
+)

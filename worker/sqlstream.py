@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 
 _TOP, _COPY, _LO_HEAD, _LO_BODY = range(4)
 _TOP_LINE = re.compile(
@@ -84,7 +84,7 @@ class DumpScanner:
             yield from self.feed(chunk)
         yield from self.finish()
 
-    def _top(self, buf: bytes, pos: int):
+    def _top(self, buf: bytes, pos: int) -> Generator[bytes, None, int]:
         """From a line start: pass DDL through up to the next line that changes state."""
         last_nl = buf.rfind(b"\n", pos) + 1  # only whole lines are looked at
         for m in _TOP_LINE.finditer(buf, pos, last_nl):
@@ -119,7 +119,7 @@ class DumpScanner:
             self._carry = buf[last_nl:]
         return len(buf)
 
-    def _copy(self, buf: bytes, pos: int):
+    def _copy(self, buf: bytes, pos: int) -> Generator[bytes, None, int]:
         """COPY data ends at a line `\\.`; no data row can be that line (COPY escapes backslashes)."""
         if self._bol and buf.startswith(b"\\.\n", pos):
             stop = pos

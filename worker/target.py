@@ -61,8 +61,9 @@ class Fingerprint:
     @property
     def user_objects(self) -> int:
         """Objects a restore collides with: relations except indexes/row types, and the rest."""
-        return sum(1 for kind, _, name in self.objects
-                   if kind in _COUNTED and not name.endswith((" (i)", " (I)", " (c)")))
+        return sum(
+            1 for kind, _, name in self.objects if kind in _COUNTED and not name.endswith((" (i)", " (I)", " (c)"))
+        )
 
     @property
     def large_objects(self) -> int:
@@ -73,8 +74,10 @@ class Fingerprint:
         return any(kind == "relation" and name == f"public.{MARKER_TABLE} (r)" for kind, _, name in self.objects)
 
     def describe(self) -> str:
-        return (f"{self.user_objects} user objects ({self.large_objects} large objects), "
-                f"row counts of {len(self.row_counts)} small tables")
+        return (
+            f"{self.user_objects} user objects ({self.large_objects} large objects), "
+            f"row counts of {len(self.row_counts)} small tables"
+        )
 
     def difference(self, after: Fingerprint) -> str:
         """What changed, in a few words a human can act on ('' when nothing did)."""
@@ -97,7 +100,9 @@ def fingerprint(conn: psycopg.Connection) -> Fingerprint:
     counts = []
     for oid, qualified in conn.execute(SMALL_TABLES_SQL).fetchall():
         try:
-            counts.append((int(oid), int(conn.execute(f"SELECT count(*) FROM {qualified}").fetchone()[0])))
+            row = conn.execute(f"SELECT count(*) FROM {qualified}").fetchone()
+            assert row is not None  # an aggregate SELECT always returns one row
+            counts.append((int(oid), int(row[0])))
         except psycopg.Error:
             # not readable by this role (another owner): its identity is still compared above
             if not conn.autocommit:
@@ -125,8 +130,11 @@ def empty_database(conn: psycopg.Connection, batch: int = 100) -> None:
                 conn.execute(stmt)
     while True:
         with conn.transaction():
-            n = conn.execute("SELECT count(pg_catalog.lo_unlink(oid)) FROM (SELECT oid FROM pg_largeobject_metadata"
-                             " LIMIT 1000) m").fetchone()[0]
+            row = conn.execute(
+                "SELECT count(pg_catalog.lo_unlink(oid)) FROM (SELECT oid FROM pg_largeobject_metadata LIMIT 1000) m"
+            ).fetchone()
+            assert row is not None  # an aggregate SELECT always returns one row
+            n = row[0]
         if not n:
             break
     with conn.transaction():

@@ -13,6 +13,7 @@ import json
 import os
 import threading
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from . import log, naming
 from .errors import WorkerError
@@ -39,8 +40,13 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, daemon=True, name="upload-heartbeat")
 
     def _beat(self) -> None:
-        doc = {"key": self.key, "upload_id": self.upload_id, "host": hostname(), "pid": os.getpid(),
-               "heartbeat": utcnow().isoformat()}
+        doc = {
+            "key": self.key,
+            "upload_id": self.upload_id,
+            "host": hostname(),
+            "pid": os.getpid(),
+            "heartbeat": utcnow().isoformat(),
+        }
         self.bucket.put_bytes(self.marker, json.dumps(doc).encode())
 
     def _run(self) -> None:
@@ -50,7 +56,7 @@ class Heartbeat:
             except WorkerError as exc:  # a missed beat only risks an early cleanup by another run
                 log.warning("upload heartbeat failed", key=self.key, error=str(exc))
 
-    def start(self) -> "Heartbeat":
+    def start(self) -> Heartbeat:
         self._beat()
         self._thread.start()
         return self
@@ -75,9 +81,10 @@ def abort_stale(bucket: Bucket, prefix: str, database: str, *, dry_run: bool = F
     """
     now = utcnow()
     candidates: dict[str, tuple[str, datetime | None]] = {}
+    initiated: datetime | None
     for key, upload_id, initiated in bucket.open_uploads(naming.join(prefix, database + "_")):
         candidates[upload_id] = (key, initiated)
-    markers: dict[str, dict] = {}
+    markers: dict[str, dict[str, Any]] = {}
     for obj in bucket.list(naming.state_key(prefix, "uploads") + "/"):
         try:
             doc = json.loads(bucket.get_bytes(obj.key))
@@ -105,8 +112,12 @@ def abort_stale(bucket: Bucket, prefix: str, database: str, *, dry_run: bool = F
                     raise
             if marker:
                 bucket.delete([_marker_key(prefix, upload_id)])
-        log.info("aborted abandoned multipart upload" if not dry_run else "would abort abandoned multipart upload",
-                 key=key, started=marker["heartbeat"] if marker else initiated.isoformat())
+        log.info(
+            "aborted abandoned multipart upload" if not dry_run else "would abort abandoned multipart upload",
+            # without a marker, `stale` above holds only when `initiated` is set
+            key=key,
+            started=marker["heartbeat"] if marker else cast(datetime, initiated).isoformat(),
+        )
         aborted.append(key)
     _remove_old_reservations(bucket, prefix, database, now, dry_run)
     return aborted
@@ -115,8 +126,11 @@ def abort_stale(bucket: Bucket, prefix: str, database: str, *, dry_run: bool = F
 def _remove_old_reservations(bucket: Bucket, prefix: str, database: str, now: datetime, dry_run: bool) -> None:
     # A key reservation matters only in the second it names (later backups take later seconds); one
     # left by a run that could not reach S3 at its end is removed once it is as old as a stale upload.
-    old = [o.key for o in bucket.list(naming.state_key(prefix, "keys", database + "_"))
-           if naming.parse(naming.join(prefix, o.key.rsplit("/", 1)[-1]), prefix, database)
-           and now - o.last_modified > stale_after()]
+    old = [
+        o.key
+        for o in bucket.list(naming.state_key(prefix, "keys", database + "_"))
+        if naming.parse(naming.join(prefix, o.key.rsplit("/", 1)[-1]), prefix, database)
+        and now - o.last_modified > stale_after()
+    ]
     if old and not dry_run:
         bucket.delete(old)

@@ -8,6 +8,7 @@ from app import naming
 from app.config import BackupTarget, Config
 from app.constructs.pod import S3Credentials, WorkerPodProps, pod_template
 from imports import k8s
+from worker import contract
 
 
 class BackupCronJob(Construct):
@@ -27,7 +28,7 @@ class BackupCronJob(Construct):
             cfg=cfg,
             target=target,
             container_name="backup",
-            args=["backup"],
+            args=contract.backup_args(),
             resources=backup.resources,
             credentials=credentials,
             service_account_name=naming.service_account_name(cfg),

@@ -13,9 +13,10 @@ from app import scheduling
 from app.config import BackupTarget, Config, Resources
 from app.validation import canonical_quantity
 from imports import k8s
+from worker import contract
 
-WORKER_COMMAND = "cnpg-backup-worker"
-TMP_DIR = "/tmp"
+WORKER_COMMAND = contract.COMMAND
+TMP_DIR = contract.TMP_DIR
 # The worker streams pg_dump -> compressor -> multipart upload, so scratch space stays small;
 # the limit protects the node's disk (exceeding it evicts the pod) rather than sizing a dump.
 TMP_SIZE_LIMIT = "1Gi"
@@ -73,19 +74,19 @@ def worker_env(cfg: Config, target: BackupTarget, credentials: S3Credentials) ->
     s3 = cfg.s3
     env += [
         k8s.EnvVar(name="AWS_REGION", value=s3.region),
-        k8s.EnvVar(name="CNPG_BACKUP_S3_BUCKET", value=s3.bucket),
-        k8s.EnvVar(name="CNPG_BACKUP_S3_PREFIX", value=target.prefix),
+        k8s.EnvVar(name=contract.S3_BUCKET.env, value=s3.bucket),
+        k8s.EnvVar(name=contract.S3_PREFIX.env, value=target.prefix),
     ]
     if s3.endpoint:
-        env.append(k8s.EnvVar(name="CNPG_BACKUP_S3_ENDPOINT", value=s3.endpoint))
+        env.append(k8s.EnvVar(name=contract.S3_ENDPOINT.env, value=s3.endpoint))
     if s3.storage_class:
-        env.append(k8s.EnvVar(name="CNPG_BACKUP_S3_STORAGE_CLASS", value=s3.storage_class))
+        env.append(k8s.EnvVar(name=contract.S3_STORAGE_CLASS.env, value=s3.storage_class))
     backup = cfg.backup
     env += [
-        k8s.EnvVar(name="CNPG_BACKUP_RETENTION_DAYS", value=str(backup.retention_days)),
-        k8s.EnvVar(name="CNPG_BACKUP_FORMAT", value=backup.format),
-        k8s.EnvVar(name="CNPG_BACKUP_COMPRESSION_LEVEL", value=str(backup.compression_level)),
-        k8s.EnvVar(name="CNPG_BACKUP_LOG_FORMAT", value=backup.log_format),
+        k8s.EnvVar(name=contract.RETENTION_DAYS.env, value=str(backup.retention_days)),
+        k8s.EnvVar(name=contract.FORMAT.env, value=backup.format),
+        k8s.EnvVar(name=contract.COMPRESSION_LEVEL.env, value=str(backup.compression_level)),
+        k8s.EnvVar(name=contract.LOG_FORMAT.env, value=backup.log_format),
         k8s.EnvVar(name="HOME", value=TMP_DIR),
         k8s.EnvVar(name="TMPDIR", value=TMP_DIR),
     ]
@@ -98,9 +99,7 @@ def _quantities(values: dict[str, str]) -> dict[str, k8s.Quantity] | None:
 
 
 def resource_requirements(resources: Resources) -> k8s.ResourceRequirements:
-    return k8s.ResourceRequirements(
-        requests=_quantities(resources.requests), limits=_quantities(resources.limits)
-    )
+    return k8s.ResourceRequirements(requests=_quantities(resources.requests), limits=_quantities(resources.limits))
 
 
 def container_security_context(cfg: Config) -> k8s.SecurityContext:
@@ -217,9 +216,7 @@ def worker_pod_spec(props: WorkerPodProps) -> k8s.PodSpec:
         enable_service_links=False,
         termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
         security_context=pod_security_context(cfg),
-        init_containers=[
-            container("wait-for-postgres", ["wait", "--timeout", str(cfg.backup.wait_timeout_seconds)])
-        ],
+        init_containers=[container("wait-for-postgres", contract.wait_args(cfg.backup.wait_timeout_seconds))],
         containers=[container(props.container_name, props.args)],
         volumes=volumes,
         node_selector=dict(cfg.backup.node_selector) or None,

@@ -18,19 +18,18 @@ from app import naming
 from app.config import BackupTarget, Config, Restore
 from app.constructs.pod import S3Credentials, WorkerPodProps, pod_template
 from imports import k8s
+from worker import contract
 
 
 def restore_args(object_key: str, run_id: str, request: Restore) -> list[str]:
-    args = ["restore", "--object", object_key, "--run-id", run_id]
-    if request.force:
-        args.append("--force")
-    if request.backup_before_restore:
-        args.append("--backup-before-restore")
-    if request.target_database:
-        args += ["--target-database", request.target_database]
-    if request.allow_unverified:
-        args.append("--allow-unverified")
-    return args
+    return contract.restore_args(
+        object_key,
+        run_id,
+        force=request.force,
+        backup_before_restore=request.backup_before_restore,
+        target_database=request.target_database,
+        allow_unverified=request.allow_unverified,
+    )
 
 
 class RestoreJob(Construct):

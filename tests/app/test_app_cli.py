@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from app_helpers import CDK8S_INSTALL_HINT, JSII_ENV, REPO, cdk8s_cli, render, values
 
 from app import cli
 from app.chart import synth
 from app.values import load_values
+from testsupport.app_helpers import CDK8S_INSTALL_HINT, JSII_ENV, REPO, cdk8s_cli, render, values
 
 EXAMPLE = REPO / "examples/values.yaml"
 SYNTH_COMMAND = ".venv/bin/python -m app synth -f examples/values.yaml"
@@ -127,12 +127,8 @@ BAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("text", "extra", "expected"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES]
-)
-def test_cli_errors_exit_2_one_line_no_traceback(
-    tmp_path: Path, text: str, extra: list[str], expected: str
-) -> None:
+@pytest.mark.parametrize(("text", "extra", "expected"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
+def test_cli_errors_exit_2_one_line_no_traceback(tmp_path: Path, text: str, extra: list[str], expected: str) -> None:
     vals = tmp_path / "values.yaml"
     vals.write_text(text or EXAMPLE.read_text())
     result = _run("synth", "-f", str(vals), *extra, "-o", str(tmp_path / "out"))
@@ -172,9 +168,7 @@ def test_cli_secret_never_printed(tmp_path: Path) -> None:
     text = (tmp_path / "out/cnpg-pgdump-backup.k8s.yaml").read_text()
     # only inside the Secret's data (base64: `stringData` would make every `kubectl apply` a change)
     assert secret not in text and text.count(base64.b64encode(secret.encode()).decode()) == 1
-    bad = _run(
-        "synth", "-f", str(vals), "--set", f"s3.secretAccessKey={secret}", "-o", str(tmp_path / "out2")
-    )
+    bad = _run("synth", "-f", str(vals), "--set", f"s3.secretAccessKey={secret}", "-o", str(tmp_path / "out2"))
     assert bad.returncode == 2 and secret not in bad.stderr + bad.stdout
 
 
@@ -200,9 +194,7 @@ def test_main_py_reads_values_from_env(tmp_path: Path) -> None:
         timeout=120,
         env={**os.environ, **JSII_ENV, "CNPG_BACKUP_VALUES": str(bad), "CDK8S_OUTDIR": str(tmp_path)},
     )
-    assert (
-        result.returncode == 2 and "Traceback" not in result.stderr and "bakup: unknown key" in result.stderr
-    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "bakup: unknown key" in result.stderr
 
 
 def test_rendering_is_deterministic(tmp_path: Path) -> None:

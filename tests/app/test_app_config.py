@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from app_helpers import REPO, values
 
 from app import config as C
 from app.config import Config
@@ -13,6 +12,7 @@ from app.errors import ConfigError
 from app.rules import config_warnings
 from app.validation import StrictModel
 from app.values import config_from_values, merge_values
+from testsupport.app_helpers import REPO, values
 
 # The seed chart's parameter tables (README) with their defaults; `See values.yaml` ones are
 # checked separately. backup.image is the one deliberate change (docs/configuration.md).
@@ -61,9 +61,7 @@ def _problems(vals: dict[str, Any]) -> str:
 def _field_default(dotted: str) -> Any:
     """A default as declared on the model (no values given, no required-field validation)."""
     section, _, name = dotted.partition(".")
-    section_field = next(
-        f for f in Config.model_fields.values() if (f.validation_alias or f.alias) == section
-    )
+    section_field = next(f for f in Config.model_fields.values() if (f.validation_alias or f.alias) == section)
     model = section_field.default_factory()  # type: ignore[misc]
     attr = next(n for n, f in type(model).model_fields.items() if f.alias == name)
     value = getattr(model, attr)
@@ -103,9 +101,7 @@ def test_extension_defaults() -> None:
     assert cfg.s3.access_key_id is None and cfg.s3.secret_access_key is None
     assert cfg.restore.target_database == "" and cfg.restore.database == ""
     assert (
-        cfg.service_account.create is True
-        and cfg.service_account.name == ""
-        and cfg.service_account.annotations == {}
+        cfg.service_account.create is True and cfg.service_account.name == "" and cfg.service_account.annotations == {}
     )
     assert cfg.security_context.fs_group == 999
     assert cfg.databases == []
@@ -481,9 +477,8 @@ REQUIRED = [
 
 @pytest.mark.parametrize(("field", "override"), REQUIRED, ids=[f for f, _ in REQUIRED])
 def test_required_when_backup_enabled(field: str, override: dict[str, Any]) -> None:
-    assert (
-        f"config error: {field}: required when backup.enabled is true or restore.object is set"
-        in _problems(merge_values(values(), override))
+    assert f"config error: {field}: required when backup.enabled is true or restore.object is set" in _problems(
+        merge_values(values(), override)
     )
 
 
@@ -518,10 +513,7 @@ def test_nothing_required_when_nothing_runs() -> None:
     ],
 )
 def test_valid_schedules(schedule: str) -> None:
-    assert (
-        config_from_values(merge_values(values(), {"backup": {"schedule": schedule}})).backup.schedule
-        == schedule
-    )
+    assert config_from_values(merge_values(values(), {"backup": {"schedule": schedule}})).backup.schedule == schedule
 
 
 @pytest.mark.parametrize("quantity", ["100m", "2", "1.5", "256Mi", "1Gi", "1e3", "0.5Gi", "500k", "1E", "+1"])
@@ -541,19 +533,13 @@ def test_numeric_quantities_and_names_from_yaml_become_strings() -> None:
 
 
 def test_prefix_trailing_slash_is_normalised() -> None:
-    assert (
-        config_from_values(merge_values(values(), {"s3": {"prefix": "team/appdb/"}})).s3.prefix
-        == "team/appdb"
-    )
+    assert config_from_values(merge_values(values(), {"s3": {"prefix": "team/appdb/"}})).s3.prefix == "team/appdb"
 
 
 def test_restore_object_bare_name_is_relative_to_prefix() -> None:
     target = config_from_values(values()).targets()[0]
     assert target.object_key("appdb_2024-01-21_02-00-00.sql.gz") == "appdb/appdb_2024-01-21_02-00-00.sql.gz"
-    assert (
-        target.object_key("appdb/appdb_2024-01-21_02-00-00.sql.gz")
-        == "appdb/appdb_2024-01-21_02-00-00.sql.gz"
-    )
+    assert target.object_key("appdb/appdb_2024-01-21_02-00-00.sql.gz") == "appdb/appdb_2024-01-21_02-00-00.sql.gz"
     # Like the worker: anything not already under the prefix is relative to it.
     assert target.object_key("2024/x.sql.gz") == "appdb/2024/x.sql.gz"
     assert target.object_key("latest") == "latest"

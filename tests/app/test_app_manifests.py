@@ -9,7 +9,9 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from app_helpers import (
+
+from app.config import APP_VERSION
+from testsupport.app_helpers import (
     REPO,
     VARIANTS,
     contract_env_names,
@@ -20,8 +22,6 @@ from app_helpers import (
     validate_strict,
     values,
 )
-
-from app.config import APP_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +43,7 @@ def test_every_manifest_is_schema_valid_strictly(variant: str, rendered: dict[st
 def test_committed_dist_is_schema_valid_and_restricted() -> None:
     import yaml
 
-    docs = [
-        d for p in sorted((REPO / "dist").glob("*.k8s.yaml")) for d in yaml.safe_load_all(p.read_text()) if d
-    ]
+    docs = [d for p in sorted((REPO / "dist").glob("*.k8s.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
     assert docs, "dist/ is empty"
     for doc in docs:
         validate_strict(doc)
@@ -103,9 +101,7 @@ def test_restricted_checker_flags_a_bad_pod() -> None:
 
 
 def test_weakened_security_context_warns_and_fails_restricted(tmp_path: Path) -> None:
-    out = render(
-        values({"securityContext": {"runAsNonRoot": False, "allowPrivilegeEscalation": True}}), tmp_path
-    )
+    out = render(values({"securityContext": {"runAsNonRoot": False, "allowPrivilegeEscalation": True}}), tmp_path)
     assert any("restricted" in w for w in out.warnings)
     spec = pod_specs(out.one("CronJob"))[0]
     assert restricted_violations(spec)
@@ -117,9 +113,7 @@ def test_labels_on_every_object_and_pod_template(variant: str, rendered: dict[st
     for doc in rendered[variant].docs:
         for meta in [doc["metadata"]] + [t["metadata"] for t in pod_templates(doc)]:
             labels = meta["labels"]
-            assert {
-                k.removeprefix("app.kubernetes.io/") for k in labels if k.startswith("app.kubernetes.io/")
-            } == keys
+            assert {k.removeprefix("app.kubernetes.io/") for k in labels if k.startswith("app.kubernetes.io/")} == keys
             assert labels["app.kubernetes.io/version"] == APP_VERSION
             assert labels["app.kubernetes.io/managed-by"] == "cdk8s"
 
@@ -244,8 +238,7 @@ def test_managed_secret_and_warning(rendered: dict[str, Any]) -> None:
     assert out.text.count(base64.b64encode(b"very-secret-value-42").decode()) == 1
     for container in _containers(out.one("CronJob")):
         assert (
-            _env(container)["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"]
-            == secret["metadata"]["name"]
+            _env(container)["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
         )
 
 
@@ -265,9 +258,7 @@ def test_backup_disabled_has_no_cronjob(rendered: dict[str, Any]) -> None:
 def test_service_account_annotations_and_reference(rendered: dict[str, Any]) -> None:
     out = rendered["irsa_no_secret"]
     sa = out.one("ServiceAccount")
-    assert sa["metadata"]["annotations"] == {
-        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/backup"
-    }
+    assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/backup"}
     assert pod_specs(out.one("CronJob"))[0]["serviceAccountName"] == sa["metadata"]["name"]
 
 
@@ -282,9 +273,7 @@ def test_existing_service_account(tmp_path: Path) -> None:
 def test_names_follow_helm_fullname(rendered: dict[str, Any]) -> None:
     assert rendered["defaults"].one("CronJob")["metadata"]["name"] == "cnpg-backup-cnpg-pgdump-backup"
     assert rendered["name_override"].one("CronJob")["metadata"]["name"] == "prod-pgbackup"
-    assert (
-        rendered["name_override"].one("CronJob")["metadata"]["labels"]["app.kubernetes.io/name"] == "pgbackup"
-    )
+    assert rendered["name_override"].one("CronJob")["metadata"]["labels"]["app.kubernetes.io/name"] == "pgbackup"
     assert rendered["fullname_override"].one("CronJob")["metadata"]["name"] == "appdb-backup"
     long = rendered["long_names_truncated"].one("CronJob")["metadata"]["name"]
     assert long.endswith("-orders-and-invoices-history") and len(long) <= 52
@@ -329,10 +318,7 @@ def test_scheduling_is_typed_through(rendered: dict[str, Any]) -> None:
         "effect": "NoExecute",
         "tolerationSeconds": 300,
     }
-    assert (
-        spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"]
-        == 50
-    )
+    assert spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"] == 50
     restore_resources = render(
         values(VARIANTS["scheduling_and_resources"], {"restore": {"object": "latest"}}),
         Path(pytest.importorskip("tempfile").mkdtemp()),

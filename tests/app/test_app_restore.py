@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import yaml
-from app_helpers import pod_specs, render, restricted_violations, validate_strict, values
 
 from app import cli
 from app.chart import oneoff_restore_yaml
 from app.values import config_from_values, merge_values
+from testsupport.app_helpers import pod_specs, render, restricted_violations, validate_strict, values
 
 RESTORE = {"restore": {"object": "appdb_2024-01-21_02-00-00.sql.gz"}}
 
@@ -63,9 +63,7 @@ def test_bare_name_and_full_key_are_the_same_request(tmp_path: Path) -> None:
 
 
 def test_run_once_shape(tmp_path: Path) -> None:
-    job = _job(
-        tmp_path, {"restore": {"force": True, "backupBeforeRestore": True, "targetDatabase": "scratch"}}
-    )
+    job = _job(tmp_path, {"restore": {"force": True, "backupBeforeRestore": True, "targetDatabase": "scratch"}})
     name = job["metadata"]["name"]
     assert "ttlSecondsAfterFinished" not in job["spec"]
     assert job["spec"]["backoffLimit"] == 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from app_helpers import values
 
 from app.errors import ConfigError
 from app.values import apply_set, load_values, merge_all, read_values_file
+from testsupport.app_helpers import values
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
@@ -19,9 +19,7 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 def test_set_types_values_like_helm() -> None:
     result = apply_set({}, "a.b=true,a.c=FALSE,a.d=42,a.e=007,a.f=1.5,a.g=null,a.h=,a.i=0")
-    assert result == {
-        "a": {"b": True, "c": False, "d": 42, "e": "007", "f": "1.5", "g": None, "h": "", "i": 0}
-    }
+    assert result == {"a": {"b": True, "c": False, "d": 42, "e": "007", "f": "1.5", "g": None, "h": "", "i": 0}}
 
 
 def test_set_string_keeps_strings() -> None:
@@ -129,9 +127,14 @@ def test_bad_yaml_names_file_and_line(tmp_path: Path, text: str, expected: str) 
 
 
 def test_yaml_merge_keys_work_as_in_helm(tmp_path: Path) -> None:
-    path = _write(tmp_path, "values.yaml", (
-        "backup:\n  resources: &res\n    requests: {cpu: 200m}\n"
-        "restore:\n  resources:\n    <<: *res\n    limits: {cpu: '1'}\n"))
+    path = _write(
+        tmp_path,
+        "values.yaml",
+        (
+            "backup:\n  resources: &res\n    requests: {cpu: 200m}\n"
+            "restore:\n  resources:\n    <<: *res\n    limits: {cpu: '1'}\n"
+        ),
+    )
     assert read_values_file(path)["restore"]["resources"] == {"requests": {"cpu": "200m"}, "limits": {"cpu": "1"}}
     # a key of the mapping itself overrides the merged one (not a duplicate)
     path = _write(tmp_path, "override.yaml", "base: &b {cpu: 1, memory: 2Gi}\nrequests:\n  <<: *b\n  cpu: 3\n")

@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e_helpers import BUILD_HINT, DATASET_SQL, ROOT, Env, Podman, setting_or_fail  # noqa: E402
+from testsupport.e2e_helpers import BUILD_HINT, DATASET_SQL, ROOT, Env, Podman, setting_or_fail
+from testsupport.servers import PostgresServer
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +31,12 @@ def podman() -> Podman:
     if not p.image_exists(image):
         pytest.fail(f"image {image} is not in podman storage: {BUILD_HINT}", pytrace=False)
     # An image built from older worker sources would test old code.
-    check = subprocess.run(["bash", str(ROOT / "tools/build-image.sh"), "--check"], capture_output=True, text=True,
-                           env=dict(os.environ, CNPG_IMAGE=image))
+    check = subprocess.run(
+        ["bash", str(ROOT / "tools/build-image.sh"), "--check"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, CNPG_IMAGE=image),
+    )
     if check.returncode != 0:
         pytest.fail(check.stderr.strip() or f"{image} is out of date: {BUILD_HINT}", pytrace=False)
     return p

@@ -9,16 +9,20 @@ import json
 
 import pytest
 import yaml
-from e2e_helpers import Env, app_cli, fingerprint, one
-from podrunner import PodRunner, UnsupportedField
+
+from testsupport.e2e_helpers import Env, app_cli, fingerprint, one
+from testsupport.podrunner import PodRunner, UnsupportedField
 
 pytestmark = pytest.mark.integration
 
 
 def job_of(cronjob: dict) -> dict:
     """What the CronJob controller creates at a scheduled time: a Job with the jobTemplate's spec."""
-    return {"kind": "Job", "metadata": {"name": cronjob["metadata"]["name"] + "-manual"},
-            "spec": copy.deepcopy(cronjob["spec"]["jobTemplate"]["spec"])}
+    return {
+        "kind": "Job",
+        "metadata": {"name": cronjob["metadata"]["name"] + "-manual"},
+        "spec": copy.deepcopy(cronjob["spec"]["jobTemplate"]["spec"]),
+    }
 
 
 def log_records(stderr: str) -> list[dict]:
@@ -33,12 +37,20 @@ def run_backup(env: Env, vals: dict) -> str:
     assert [c.name for c in result.containers] == ["wait-for-postgres", "backup"]
     for c in result.containers:  # the manifest's securityContext, as podman was told to enforce it
         flags = " ".join(c.argv)
-        for expected in ("--user 999:999", "--group-add 999", "--read-only --read-only-tmpfs=false",
-                         "--security-opt no-new-privileges", "--cap-drop ALL", ":/tmp "):
+        for expected in (
+            "--user 999:999",
+            "--group-add 999",
+            "--read-only --read-only-tmpfs=false",
+            "--security-opt no-new-privileges",
+            "--cap-drop ALL",
+            ":/tmp ",
+        ):
             assert expected in flags, (expected, c.argv)
         assert "--privileged" not in flags and "seccomp=unconfined" not in flags
-    assert any(r.get("msg") == "postgres ready" or "ready" in str(r.get("msg")) for r in log_records(result["wait-for-postgres"].stderr)), \
-        result["wait-for-postgres"].stderr
+    assert any(
+        r.get("msg") == "postgres ready" or "ready" in str(r.get("msg"))
+        for r in log_records(result["wait-for-postgres"].stderr)
+    ), result["wait-for-postgres"].stderr
     new = sorted(set(env.objects()) - before)
     data = [k for k in new if not k.endswith(".manifest.json")]
     assert len(data) == 1 and data[0] + ".manifest.json" in new, new
@@ -103,8 +115,9 @@ def test_oneoff_restore_job_command(make_env, pg_pool):
     env.server.create_database(fresh)
 
     values_file = env.write_values(vals)
-    p = app_cli("restore-job", "-f", str(values_file), "--object", key.split("/", 1)[1], "--force",
-                "--target-database", fresh)
+    p = app_cli(
+        "restore-job", "-f", str(values_file), "--object", key.split("/", 1)[1], "--force", "--target-database", fresh
+    )
     assert p.returncode == 0, p.stderr
     job = yaml.safe_load(p.stdout)
     assert job["kind"] == "Job"
@@ -140,24 +153,36 @@ def test_read_only_tmp_fails_with_one_clear_error(make_env, pg_pool):
     assert "Read-only file system" in text and "/tmp" in text, errors[0]
     assert "unexpected error" not in text, errors[0]
     with env.server.connect(fresh) as c:  # the database was not touched
-        assert c.execute("SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')").fetchone()[0] == 0
+        assert (
+            c.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+            ).fetchone()[0]
+            == 0
+        )
 
 
 # --------------------------------------------------------------------------------------------------
 # The runner itself: a field it does not translate is an error, never silently dropped.
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda s: s.update(hostNetwork=True), "hostNetwork"),
-    (lambda s: s.update(nodeSelector={"disk": "ssd"}), "nodeSelector"),
-    (lambda s: s["containers"][0].update(workingDir="/"), "workingDir"),
-    (lambda s: s["containers"][0]["securityContext"].update(procMount="Unmasked"), "procMount"),
-    (lambda s: s["securityContext"].update(supplementalGroups=[5]), "supplementalGroups"),
-    (lambda s: s["volumes"].append({"name": "ca", "secret": {"secretName": "x"}}), "emptyDir"),
-    (lambda s: s["containers"][0]["env"].append({"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "a"}}}), "fieldRef"),
-    (lambda s: s["volumes"][0]["emptyDir"].update(medium="HugePages"), "HugePages"),
-    (lambda s: s["containers"][0]["volumeMounts"][0].update(subPath="x"), "subPath"),
-    (lambda s: s.update(automountServiceAccountToken=True), "automountServiceAccountToken"),
-])
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda s: s.update(hostNetwork=True), "hostNetwork"),
+        (lambda s: s.update(nodeSelector={"disk": "ssd"}), "nodeSelector"),
+        (lambda s: s["containers"][0].update(workingDir="/"), "workingDir"),
+        (lambda s: s["containers"][0]["securityContext"].update(procMount="Unmasked"), "procMount"),
+        (lambda s: s["securityContext"].update(supplementalGroups=[5]), "supplementalGroups"),
+        (lambda s: s["volumes"].append({"name": "ca", "secret": {"secretName": "x"}}), "emptyDir"),
+        (
+            lambda s: s["containers"][0]["env"].append({"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "a"}}}),
+            "fieldRef",
+        ),
+        (lambda s: s["volumes"][0]["emptyDir"].update(medium="HugePages"), "HugePages"),
+        (lambda s: s["containers"][0]["volumeMounts"][0].update(subPath="x"), "subPath"),
+        (lambda s: s.update(automountServiceAccountToken=True), "automountServiceAccountToken"),
+    ],
+)
 def test_runner_refuses_fields_it_does_not_translate(tmp_path, mutate, field):
     from app.chart import synth
     from app.values import config_from_values
@@ -166,8 +191,10 @@ def test_runner_refuses_fields_it_does_not_translate(tmp_path, mutate, field):
     files = synth(config_from_values(vals), tmp_path, warn=lambda _m: None)
     cron = one([d for f in files for d in yaml.safe_load_all(f.read_text()) if d], "CronJob")
     template = cron["spec"]["jobTemplate"]["spec"]["template"]
-    fake = {"s": {k: "x" for k in ("host", "port", "username", "password")},
-            "s3": {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}}
+    fake = {
+        "s": {k: "x" for k in ("host", "port", "username", "password")},
+        "s3": {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"},
+    }
     runner = PodRunner(fake, "/dev/null")
     runner.plan(template)  # the synthesized template as it is: fully understood
     mutate(template["spec"])

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from servers import MINIO_SECRET, PG_PASSWORD
+from testsupport.servers import MINIO_SECRET, PG_PASSWORD
 
-_RESULTS: list["FaultCase"] = []
+_RESULTS: list[FaultCase] = []
 
 
 @dataclass
@@ -34,8 +34,9 @@ class FaultCase:
                 if t and secret in t:
                     self.leaks += 1
 
-    def check_store(self, minio, bucket: str, worker, *, expect_complete: int | None = None,
-                    open_uploads_allowed: bool = False) -> list[dict]:
+    def check_store(
+        self, minio, bucket: str, worker, *, expect_complete: int | None = None, open_uploads_allowed: bool = False
+    ) -> list[dict]:
         """Every entry `list` calls complete must verify; count what does not."""
         r = worker.run("list", "--json")
         self.scan_for_secrets(r.stdout, r.stderr)
@@ -86,5 +87,7 @@ def pytest_terminal_summary(terminalreporter):
     for c in _RESULTS:
         tr.write_line(f"{c.name[:58]:<58} {c.outcome:<7} {c.lost_or_corrupt:>12} {c.leaks:>6}")
     passed = sum(c.outcome == "passed" for c in _RESULTS)
-    tr.write_line(f"cases tried: {len(_RESULTS)}, passed: {passed}, objects lost or corrupted: "
-                  f"{sum(c.lost_or_corrupt for c in _RESULTS)}, leaks: {sum(c.leaks for c in _RESULTS)}")
+    tr.write_line(
+        f"cases tried: {len(_RESULTS)}, passed: {passed}, objects lost or corrupted: "
+        f"{sum(c.lost_or_corrupt for c in _RESULTS)}, leaks: {sum(c.leaks for c in _RESULTS)}"
+    )

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from faults.proxy import ThrottledProxy
-from servers import MinioServer
-from worker.helpers import load_bulk, open_uploads, proc_cmdlines_of, wait_for
+from testsupport.helpers import load_bulk, open_uploads, proc_cmdlines_of, wait_for
+from testsupport.proxy import ThrottledProxy
+from testsupport.servers import MinioServer
 
 pytestmark = pytest.mark.integration
 

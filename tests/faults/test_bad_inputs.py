@@ -13,30 +13,68 @@ from hypothesis import strategies as st
 from app.errors import ConfigError
 from app.values import apply_set, config_from_values
 
-BASE = {"cnpg": {"secretName": "appdb-app", "database": "appdb"},
-        "s3": {"bucket": "my-backups-bucket", "prefix": "appdb", "secretName": "s3-backup-creds"}}
+BASE = {
+    "cnpg": {"secretName": "appdb-app", "database": "appdb"},
+    "s3": {"bucket": "my-backups-bucket", "prefix": "appdb", "secretName": "s3-backup-creds"},
+}
 
 SECTIONS = {
     "global": ["fullnameOverride", "nameOverride", "releaseName"],
-    "backup": ["enabled", "schedule", "image", "imagePullPolicy", "retentionDays", "resources", "nodeSelector",
-               "tolerations", "affinity", "successfulJobsHistoryLimit", "failedJobsHistoryLimit",
-               "concurrencyPolicy", "format", "compressionLevel", "timeZone"],
+    "backup": [
+        "enabled",
+        "schedule",
+        "image",
+        "imagePullPolicy",
+        "retentionDays",
+        "resources",
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "successfulJobsHistoryLimit",
+        "failedJobsHistoryLimit",
+        "concurrencyPolicy",
+        "format",
+        "compressionLevel",
+        "timeZone",
+    ],
     "cnpg": ["secretName", "database", "serviceName", "sslMode"],
-    "s3": ["bucket", "prefix", "region", "endpoint", "secretName", "useExistingSecret", "storageClass",
-           "accessKeyId", "secretAccessKey"],
+    "s3": [
+        "bucket",
+        "prefix",
+        "region",
+        "endpoint",
+        "secretName",
+        "useExistingSecret",
+        "storageClass",
+        "accessKeyId",
+        "secretAccessKey",
+    ],
     "restore": ["enabled", "object", "force", "backupBeforeRestore", "resources", "targetDatabase"],
-    "securityContext": ["runAsNonRoot", "runAsUser", "runAsGroup", "readOnlyRootFilesystem", "allowPrivilegeEscalation"],
+    "securityContext": [
+        "runAsNonRoot",
+        "runAsUser",
+        "runAsGroup",
+        "readOnlyRootFilesystem",
+        "allowPrivilegeEscalation",
+    ],
     "monitoring": ["annotations"],
     "databases": [],
     "bogusSection": [],
 }
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
-                    st.text(max_size=40), st.sampled_from(["", "0 2 * * *", "* * *", "1Gi", "-1", "Always",
-                                                           "http://", "s3://x", "a..b", "UPPER", "@daily"]))
-values_tree = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                              st.dictionaries(st.text(max_size=12), inner, max_size=3)),
-                           max_leaves=8)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=40),
+    st.sampled_from(["", "0 2 * * *", "* * *", "1Gi", "-1", "Always", "http://", "s3://x", "a..b", "UPPER", "@daily"]),
+)
+values_tree = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=12), inner, max_size=3)),
+    max_leaves=8,
+)
 
 
 @st.composite
@@ -85,8 +123,18 @@ def test_malformed_set(expr):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("obj", ["backups/ä ö ü_2024-01-01_00-00-00.sql.gz", "backups/x?y#z.sql.gz", "../../etc/passwd",
-                                 "backups/" + "a" * 1100, "backups/nul\x01char.sql.gz", "  ", "latest/"])
+@pytest.mark.parametrize(
+    "obj",
+    [
+        "backups/ä ö ü_2024-01-01_00-00-00.sql.gz",
+        "backups/x?y#z.sql.gz",
+        "../../etc/passwd",
+        "backups/" + "a" * 1100,
+        "backups/nul\x01char.sql.gz",
+        "  ",
+        "latest/",
+    ],
+)
 def test_odd_restore_keys_give_one_clear_line(obj, pg, minio, bucket, make_worker):
     w = make_worker(pg, minio, bucket, "postgres")
     r = w.run("restore", "--object", obj)

@@ -8,8 +8,8 @@ import tempfile
 
 import pytest
 
-from worker.dataset import fingerprint, load
-from worker.helpers import wait_for
+from testsupport.dataset import fingerprint, load
+from testsupport.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +18,8 @@ def _objects(conn):
     return conn.execute(
         """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-           ORDER BY 1, 2""").fetchall()
+           ORDER BY 1, 2"""
+    ).fetchall()
 
 
 @pytest.fixture
@@ -32,7 +33,9 @@ def small_tmp():
 def test_tmp_full_while_staging_a_custom_restore(case, pg, minio, bucket, make_worker, small_tmp):
     load(pg, "staged")
     with pg.connect("staged") as c:
-        c.execute("CREATE TABLE filler AS SELECT g, md5(g::text) || md5((g*7)::text) AS h FROM generate_series(1, 40000) g")
+        c.execute(
+            "CREATE TABLE filler AS SELECT g, md5(g::text) || md5((g*7)::text) AS h FROM generate_series(1, 40000) g"
+        )
     w = make_worker(pg, minio, bucket, "staged", CNPG_BACKUP_FORMAT="custom")
     assert w.run("backup").returncode == 0
     pg.create_database("staged_target")
@@ -61,7 +64,9 @@ def test_database_restarted_mid_restore_rolls_back(case, pg_pool, minio, bucket,
         c.execute("DROP TABLE big; CREATE TABLE survivor (x int); INSERT INTO survivor VALUES (42)")
         before = fingerprint(c), _objects(c)
     proc = w.popen("restore", "--object", "latest", "--force")
-    wait_for(lambda: proc.poll() is not None or _restoring(server), timeout=120, interval=0.02, what="the restore to start")
+    wait_for(
+        lambda: proc.poll() is not None or _restoring(server), timeout=120, interval=0.02, what="the restore to start"
+    )
     server.restart()
     _, err = proc.communicate(timeout=120)
     case.scan_for_secrets(err)
@@ -73,24 +78,34 @@ def test_database_restarted_mid_restore_rolls_back(case, pg_pool, minio, bucket,
 def _restoring(server) -> bool:
     with server.connect() as c:
         # the worker's children run as application_name cnpg-pgdump-backup; COPY means data is flowing
-        return bool(c.execute("SELECT 1 FROM pg_stat_activity WHERE datname = 'victim' AND state = 'active'"
-                              " AND query ILIKE 'COPY%'").fetchone())
+        return bool(
+            c.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = 'victim' AND state = 'active' AND query ILIKE 'COPY%'"
+            ).fetchone()
+        )
 
 
 # --- The restore's own transaction cannot be committed by anything but the worker's final word ---
 
+
 def _plain_dump(server, db: str) -> bytes:
     from worker import pg as wpg
+
     # (the caller put the test's client directories into CNPG_BACKUP_PG_BIN_DIRS)
     client = wpg.choose_client(server.major, "the test's dump")
-    return subprocess.run([client.tool("pg_dump"), "--no-password", "-d", db], env={**wpg.client_env(), **server.env(db)},
-                          check=True, capture_output=True).stdout
+    return subprocess.run(
+        [client.tool("pg_dump"), "--no-password", "-d", db],
+        env={**wpg.client_env(), **server.env(db)},
+        check=True,
+        capture_output=True,
+    ).stdout
 
 
 def _cut_after_large_objects(dump: bytes) -> bytes:
     """The dump up to just after its large-object section's `COMMIT;`: tables replaced, data and
     large objects restored, indexes and constraints still to come."""
     import re
+
     # the real TOC header (a function body of the source holds the same text, without the BEGIN)
     blobs = re.search(rb"\n-- [^\n]*Type: BLOBS;[^\n]*\n--\n\nBEGIN;\n", dump).end()
     end = dump.index(b"\nCOMMIT;\n", blobs) + len(b"\nCOMMIT;\n")
@@ -103,12 +118,12 @@ def test_psql_left_running_reads_end_of_input_and_rolls_back(case, pg_pool, majo
     """The worker dies (SIGKILL, OOM) but its psql does not: psql reads end of input after the dump's
     large-object COMMIT. The old `psql --single-transaction` committed what it had (the force
     preamble's DROPs included); the worker's psql must roll back."""
-    from worker import apply, pg as wpg
+    from testsupport.safety_data import PRECIOUS_SQL, full_fingerprint, load_source
+    from testsupport.servers import client_bin_dirs
+    from worker import apply
+    from worker import pg as wpg
     from worker.sql import COMMIT_GUARD, FORCE_PREAMBLE, session_settings
     from worker.sqlstream import DumpScanner
-    from worker.safety_data import PRECIOUS_SQL, full_fingerprint, load_source
-
-    from servers import client_bin_dirs
 
     monkeypatch.setenv("CNPG_BACKUP_PG_BIN_DIRS", os.pathsep.join(client_bin_dirs()))
     server = pg_pool.get(major)
@@ -124,9 +139,12 @@ def test_psql_left_running_reads_end_of_input_and_rolls_back(case, pg_pool, majo
     # Control: what the old chart and the first version did. It must lose `precious`, or this test
     # proves nothing about the cut.
     client = wpg.choose_client(server.major, "the test's restore")
-    old = subprocess.run([client.tool("psql"), "-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1",
-                          "-d", "eof_control"], input=FORCE_PREAMBLE.encode() + partial, capture_output=True,
-                         env={**wpg.client_env(), **server.env("eof_control")})
+    old = subprocess.run(
+        [client.tool("psql"), "-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1", "-d", "eof_control"],
+        input=FORCE_PREAMBLE.encode() + partial,
+        capture_output=True,
+        env={**wpg.client_env(), **server.env("eof_control")},
+    )
     assert old.returncode == 0, old.stderr
     with server.connect("eof_control") as c:
         assert not c.execute("SELECT to_regclass('public.precious')").fetchone()[0]
@@ -154,7 +172,7 @@ def test_sigkill_of_the_worker_mid_forced_restore_with_large_objects(case, pg_po
     """`kill -9` of the worker alone while the forced restore copies data: nothing committed."""
     import signal
 
-    from worker.safety_data import PRECIOUS_SQL, full_fingerprint, load_source
+    from testsupport.safety_data import PRECIOUS_SQL, arm_pause, full_fingerprint, load_source, paused
 
     server = pg_pool.get(15)
     load_source(server, "k9_src")
@@ -163,15 +181,20 @@ def test_sigkill_of_the_worker_mid_forced_restore_with_large_objects(case, pg_po
     server.create_database("k9_target")
     with server.connect("k9_target") as c:
         c.execute(PRECIOUS_SQL)
+    arm_pause(server, "k9_target")
+    with server.connect("k9_target") as c:
         before = full_fingerprint(c)
     proc = w.popen("restore", "--object", "latest", "--target-database", "k9_target", "--force")
-    wait_for(lambda: proc.poll() is not None or _copying_into(server, "k9_target"), timeout=120, interval=0.01,
-             what="table data to flow")
+    wait_for(
+        lambda: proc.poll() is not None or paused(server, "k9_target"),
+        timeout=120,
+        interval=0.02,
+        what="the restore to reach its indexes (after data and large objects)",
+    )
     assert proc.poll() is None
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
-    wait_for(lambda: not _copying_into(server, "k9_target", any_state=True), timeout=60,
-             what="the restore's session to end")
+    wait_for(lambda: not _restore_sessions(server, "k9_target"), timeout=60, what="the restore's session to end")
     with server.connect("k9_target") as c:
         after = full_fingerprint(c)
     if after != before:
@@ -180,10 +203,12 @@ def test_sigkill_of_the_worker_mid_forced_restore_with_large_objects(case, pg_po
     case.check_store(minio, bucket, w, expect_complete=1)
 
 
-def _copying_into(server, db: str, any_state: bool = False) -> bool:
+def _restore_sessions(server, db: str) -> bool:
     with server.connect() as c:
-        if any_state:
-            return bool(c.execute("SELECT 1 FROM pg_stat_activity WHERE datname = %s"
-                                  " AND application_name LIKE 'cnpg-pgdump-backup-restore-%%'", (db,)).fetchone())
-        return bool(c.execute("SELECT 1 FROM pg_stat_activity WHERE datname = %s AND state = 'active'"
-                              " AND query ILIKE 'COPY public.bulk%%'", (db,)).fetchone())
+        return bool(
+            c.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = %s"
+                " AND application_name LIKE 'cnpg-pgdump-backup-restore-%%'",
+                (db,),
+            ).fetchone()
+        )

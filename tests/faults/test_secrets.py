@@ -13,8 +13,8 @@ import psutil
 import pytest
 import yaml
 
-from servers import MINIO_SECRET, PG_PASSWORD
-from worker.dataset import load
+from testsupport.dataset import load
+from testsupport.servers import MINIO_SECRET, PG_PASSWORD
 
 pytestmark = pytest.mark.integration
 
@@ -49,9 +49,15 @@ def test_no_secret_in_argv_or_logs_during_backup_and_restore(case, pg, minio, bu
     scanner.start()
     children: set[str] = set()
     try:
-        for args in (["backup"], ["list"], ["restore", "--object", "latest", "--force"],
-                     ["backup", "--format", "custom"], ["restore", "--object", "latest", "--force", "--jobs", "2"],
-                     ["prune", "--retention-days", "1", "--dry-run"], ["backup", "-v", "--bucket", "nope-nope"]):
+        for args in (
+            ["backup"],
+            ["list"],
+            ["restore", "--object", "latest", "--force"],
+            ["backup", "--format", "custom"],
+            ["restore", "--object", "latest", "--force", "--jobs", "2"],
+            ["prune", "--retention-days", "1", "--dry-run"],
+            ["backup", "-v", "--bucket", "nope-nope"],
+        ):
             proc = w.popen(*args, CNPG_BACKUP_LOG_FORMAT="json")
             while proc.poll() is None:
                 try:
@@ -74,8 +80,10 @@ def test_dist_holds_secrets_only_inside_the_secret(tmp_path):
     from app.chart import synth
     from app.values import config_from_values
 
-    values = {"cnpg": {"secretName": "appdb-app", "database": "appdb"},
-              "s3": {"bucket": "my-backups-bucket", "accessKeyId": "AKIAEXAMPLE12345", "secretAccessKey": MINIO_SECRET}}
+    values = {
+        "cnpg": {"secretName": "appdb-app", "database": "appdb"},
+        "s3": {"bucket": "my-backups-bucket", "accessKeyId": "AKIAEXAMPLE12345", "secretAccessKey": MINIO_SECRET},
+    }
     warnings: list[str] = []
     synth(config_from_values(values), tmp_path, warn=warnings.append)
     assert warnings and all(MINIO_SECRET not in w for w in warnings)

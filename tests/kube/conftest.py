@@ -1,21 +1,13 @@
-"""One real Kubernetes API server per test session (see apiserver.py), and fresh namespaces that
+"""One real Kubernetes API server per test session (see testsupport/apiserver.py), and fresh namespaces that
 enforce PodSecurity `restricted`."""
 
 from __future__ import annotations
 
 import itertools
-import sys
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-# apiserver.py lives here; app_helpers (the synth helpers and the variant list) in tests/app.
-for p in (HERE, HERE.parent / "app"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-from apiserver import KubeAPIServer  # noqa: E402
+from testsupport.apiserver import KubeAPIServer
 
 
 @pytest.fixture(scope="session")

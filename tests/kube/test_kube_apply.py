@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from app_helpers import VARIANTS, values
-from kube_helpers import (
+
+from testsupport.app_helpers import VARIANTS, values
+from testsupport.kube_helpers import (
     ALLOWED_KINDS,
     DIST,
     apply,
@@ -137,8 +138,9 @@ def test_a_non_compliant_pod_is_refused_and_a_cronjob_warns(kube, namespace) -> 
     assert "allowPrivilegeEscalation != false" in out.stderr
 
     cronjob = next(d for d in bad if d["kind"] == "CronJob")
-    warned = kube.kubectl("apply", "-n", namespace, "--dry-run=server", "--validate=strict", "-f", "-",
-                          input=json.dumps(cronjob))
+    warned = kube.kubectl(
+        "apply", "-n", namespace, "--dry-run=server", "--validate=strict", "-f", "-", input=json.dumps(cronjob)
+    )
     assert warned.returncode == 0
     assert any('would violate PodSecurity "restricted:latest"' in w for w in warned.warnings), warned.stderr
 
@@ -153,8 +155,9 @@ def _cronjob() -> dict[str, Any]:
 def test_unknown_field_is_rejected(kube, namespace) -> None:
     doc = _cronjob()
     doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["imagePulPolicy"] = "Always"
-    out = kube.kubectl("apply", "-n", namespace, "--dry-run=server", "--validate=strict", "-f", "-",
-                       input=json.dumps(doc), check=False)
+    out = kube.kubectl(
+        "apply", "-n", namespace, "--dry-run=server", "--validate=strict", "-f", "-", input=json.dumps(doc), check=False
+    )
     assert out.returncode != 0
     assert 'unknown field "spec.jobTemplate.spec.template.spec.containers[0].imagePulPolicy"' in out.stderr
 
@@ -162,8 +165,9 @@ def test_unknown_field_is_rejected(kube, namespace) -> None:
 def test_bad_cron_schedule_is_rejected(kube, namespace) -> None:
     doc = _cronjob()
     doc["spec"]["schedule"] = "0 2 * *"
-    out = kube.kubectl("apply", "-n", namespace, "--dry-run=server", "--validate=strict", "-f", "-",
-                       input=json.dumps(doc), check=False)
+    out = kube.kubectl(
+        "apply", "-n", namespace, "--dry-run=server", "--validate=strict", "-f", "-", input=json.dumps(doc), check=False
+    )
     assert out.returncode != 0
     assert "spec.schedule" in out.stderr and "Invalid value" in out.stderr
 
@@ -171,8 +175,9 @@ def test_bad_cron_schedule_is_rejected(kube, namespace) -> None:
 def test_bad_time_zone_is_rejected(kube, namespace) -> None:
     doc = _cronjob()
     doc["spec"]["timeZone"] = "Mars/Olympus_Mons"
-    out = kube.kubectl("apply", "-n", namespace, "--dry-run=server", "--validate=strict", "-f", "-",
-                       input=json.dumps(doc), check=False)
+    out = kube.kubectl(
+        "apply", "-n", namespace, "--dry-run=server", "--validate=strict", "-f", "-", input=json.dumps(doc), check=False
+    )
     assert out.returncode != 0 and "spec.timeZone" in out.stderr
 
 
@@ -185,9 +190,38 @@ def test_canonical_quantity_is_what_the_server_stores(kube, namespace) -> None:
     says must come back from the server unchanged, and mean the same as the user's spelling."""
     from app.validation import canonical_quantity
 
-    spellings = ["2000m", "0.5Gi", "1024Ki", "1.5", "1000k", "1Gi", "256Mi", "100m", "0.1", "1500000",
-                 "0.5Ki", "1e3", "1E6", "1000Ki", "1.0001Ki", "2", "1000Mi", "1.5Gi", "12e2", "1000", "1000M",
-                 "0.1n", "1.2345678901", "3e-3", "4096", "1048576", "7Ti", "0.25", "64M", "0"]
+    spellings = [
+        "2000m",
+        "0.5Gi",
+        "1024Ki",
+        "1.5",
+        "1000k",
+        "1Gi",
+        "256Mi",
+        "100m",
+        "0.1",
+        "1500000",
+        "0.5Ki",
+        "1e3",
+        "1E6",
+        "1000Ki",
+        "1.0001Ki",
+        "2",
+        "1000Mi",
+        "1.5Gi",
+        "12e2",
+        "1000",
+        "1000M",
+        "0.1n",
+        "1.2345678901",
+        "3e-3",
+        "4096",
+        "1048576",
+        "7Ti",
+        "0.25",
+        "64M",
+        "0",
+    ]
     apply(kube, namespace, DIST)  # the ServiceAccount
     pod = pods_from_templates(dist_docs())[0]
     base = pod["spec"]["containers"][0]
@@ -199,7 +233,9 @@ def test_canonical_quantity_is_what_the_server_stores(kube, namespace) -> None:
             for i, q in enumerate(quantities)
         ]
         containers = json_stream(dry_run_pods(kube, namespace, [pod]).stdout)[0]["spec"]["containers"]
-        assert [c["resources"]["requests"]["cpu"] for c in containers] == [c["resources"]["limits"]["cpu"] for c in containers]
+        assert [c["resources"]["requests"]["cpu"] for c in containers] == [
+            c["resources"]["limits"]["cpu"] for c in containers
+        ]
         return [c["resources"]["limits"]["cpu"] for c in containers]
 
     canonical = [canonical_quantity(s) for s in spellings]
@@ -207,5 +243,5 @@ def test_canonical_quantity_is_what_the_server_stores(kube, namespace) -> None:
     assert stored(canonical) == canonical
     # And it is the server's own form of the user's spelling (the server keeps a few spellings
     # verbatim when it considers them canonical already, such as `1E6`).
-    for spelling, server, ours in zip(spellings, stored(spellings), canonical):
+    for spelling, server, ours in zip(spellings, stored(spellings), canonical, strict=True):
         assert server in (ours, spelling), spelling

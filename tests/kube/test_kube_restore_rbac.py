@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from app_helpers import VARIANTS, values
-from kube_helpers import ALLOWED_KINDS, DIST, apply, dist_docs, objects, resource_versions, synth
+
+from testsupport.app_helpers import VARIANTS, values
+from testsupport.kube_helpers import ALLOWED_KINDS, DIST, apply, dist_docs, objects, resource_versions, synth
 
 pytestmark = pytest.mark.integration
 
@@ -18,10 +19,10 @@ OBJECT_B = "appdb_2024-01-22_02-00-00.sql.gz"
 
 def _restore_jobs(kube, ns: str) -> dict[str, str]:
     """Job name → restored object, for the restore Jobs in the namespace."""
-    items = json.loads(kube.kubectl("get", "jobs", "-n", ns, "-l", "app.kubernetes.io/component=restore",
-                                    "-o", "json").stdout)["items"]
-    return {j["metadata"]["name"]: j["metadata"]["annotations"]["cnpg-pgdump-backup/restore-object"]
-            for j in items}
+    items = json.loads(
+        kube.kubectl("get", "jobs", "-n", ns, "-l", "app.kubernetes.io/component=restore", "-o", "json").stdout
+    )["items"]
+    return {j["metadata"]["name"]: j["metadata"]["annotations"]["cnpg-pgdump-backup/restore-object"] for j in items}
 
 
 def _lines(text: str) -> list[str]:
@@ -87,10 +88,20 @@ def test_the_service_account_can_do_nothing(kube, namespace) -> None:
     assert sa["automountServiceAccountToken"] is False
     who = f"system:serviceaccount:{namespace}:{sa['metadata']['name']}"
     checks = [
-        ("get", "secrets"), ("list", "secrets"), ("watch", "secrets"), ("get", "configmaps"),
-        ("list", "pods"), ("get", "pods/log"), ("create", "pods/exec"), ("create", "jobs.batch"),
-        ("delete", "jobs.batch"), ("patch", "cronjobs.batch"), ("list", "namespaces"),
-        ("create", "serviceaccounts/token"), ("get", "serviceaccounts"), ("*", "*"),
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("watch", "secrets"),
+        ("get", "configmaps"),
+        ("list", "pods"),
+        ("get", "pods/log"),
+        ("create", "pods/exec"),
+        ("create", "jobs.batch"),
+        ("delete", "jobs.batch"),
+        ("patch", "cronjobs.batch"),
+        ("list", "namespaces"),
+        ("create", "serviceaccounts/token"),
+        ("get", "serviceaccounts"),
+        ("*", "*"),
     ]
     for verb, resource in checks:
         out = kube.kubectl("auth", "can-i", verb, resource, "-n", namespace, f"--as={who}", check=False)
@@ -102,6 +113,8 @@ def test_the_service_account_can_do_nothing(kube, namespace) -> None:
     listed = kube.kubectl("auth", "can-i", "--list", "-n", namespace, f"--as={who}").stdout
     resources = [line.split()[0] for line in listed.splitlines()[1:] if line.strip() and not line.startswith(" ")]
     named = [r for r in resources if not r.startswith("[")]  # non-resource URLs are shown as []
-    assert set(named) <= {"selfsubjectreviews.authentication.k8s.io",
-                          "selfsubjectaccessreviews.authorization.k8s.io",
-                          "selfsubjectrulesreviews.authorization.k8s.io"}, listed
+    assert set(named) <= {
+        "selfsubjectreviews.authentication.k8s.io",
+        "selfsubjectaccessreviews.authorization.k8s.io",
+        "selfsubjectrulesreviews.authorization.k8s.io",
+    }, listed

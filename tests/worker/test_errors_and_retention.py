@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from servers import MINIO_SECRET, PG_PASSWORD, free_port
-from worker.dataset import load
-from worker.helpers import keys
+from testsupport.dataset import load
+from testsupport.helpers import keys
+from testsupport.servers import MINIO_SECRET, PG_PASSWORD, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -60,14 +60,25 @@ def test_bad_flags_and_keys(pg, minio, bucket, make_worker):
     assert w.run("backup", "--compression-level", "12").returncode == 2
 
 
-@pytest.mark.parametrize("var,value,expected", [
-    ("CNPG_BACKUP_FORMAT", "tar", "'tar' is not one of plain, custom (from the flag or CNPG_BACKUP_FORMAT)"),
-    ("CNPG_BACKUP_COMPRESSION_LEVEL", "12", "'12' is not a gzip level 1-9 (from the flag or CNPG_BACKUP_COMPRESSION_LEVEL)"),
-    ("CNPG_BACKUP_COMPRESSION_LEVEL", "fast", "'fast' is not a gzip level 1-9"),
-    ("CNPG_BACKUP_WAIT_TIMEOUT", "soon", "'soon' is not a number of seconds (from the flag or CNPG_BACKUP_WAIT_TIMEOUT)"),
-    ("CNPG_BACKUP_LOG_FORMAT", "xml", "'xml' is not one of text, json (from the flag or CNPG_BACKUP_LOG_FORMAT)"),
-    ("CNPG_BACKUP_RETENTION_DAYS", "30d", "'30d' is not a number of days"),
-])
+@pytest.mark.parametrize(
+    "var,value,expected",
+    [
+        ("CNPG_BACKUP_FORMAT", "tar", "'tar' is not one of plain, custom (from the flag or CNPG_BACKUP_FORMAT)"),
+        (
+            "CNPG_BACKUP_COMPRESSION_LEVEL",
+            "12",
+            "'12' is not a gzip level 1-9 (from the flag or CNPG_BACKUP_COMPRESSION_LEVEL)",
+        ),
+        ("CNPG_BACKUP_COMPRESSION_LEVEL", "fast", "'fast' is not a gzip level 1-9"),
+        (
+            "CNPG_BACKUP_WAIT_TIMEOUT",
+            "soon",
+            "'soon' is not a number of seconds (from the flag or CNPG_BACKUP_WAIT_TIMEOUT)",
+        ),
+        ("CNPG_BACKUP_LOG_FORMAT", "xml", "'xml' is not one of text, json (from the flag or CNPG_BACKUP_LOG_FORMAT)"),
+        ("CNPG_BACKUP_RETENTION_DAYS", "30d", "'30d' is not a number of days"),
+    ],
+)
 def test_bad_environment_values_are_usage_errors(var, value, expected, pg, minio, bucket, make_worker):
     # argparse never checks `choices` on defaults; these come from the environment the pods set.
     w = make_worker(pg, minio, bucket, "postgres", **{var: value})
@@ -89,14 +100,26 @@ def _put_backup(s3, bucket, key, body: bytes, complete=True, database="shop"):
     if complete:
         import hashlib
 
-        m = {"database": database, "key": key, "format": "plain", "compression": "gzip", "server_version": "17.0",
-             "pg_dump_version": "18.6", "pg_dump_major": 18, "raw_bytes": 1, "object_bytes": len(body),
-             "sha256": hashlib.sha256(body).hexdigest(), "started_at": "", "finished_at": "", "status": "complete"}
+        m = {
+            "database": database,
+            "key": key,
+            "format": "plain",
+            "compression": "gzip",
+            "server_version": "17.0",
+            "pg_dump_version": "18.6",
+            "pg_dump_major": 18,
+            "raw_bytes": 1,
+            "object_bytes": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "started_at": "",
+            "finished_at": "",
+            "status": "complete",
+        }
         s3.put_object(Bucket=bucket, Key=key + ".manifest.json", Body=json.dumps(m).encode())
 
 
 def _stamp(days_ago: float) -> str:
-    return (datetime.now(timezone.utc) - timedelta(days=days_ago)).strftime("%Y-%m-%d_%H-%M-%S")
+    return (datetime.now(UTC) - timedelta(days=days_ago)).strftime("%Y-%m-%d_%H-%M-%S")
 
 
 def test_retention_deletes_exactly_the_expired(pg, minio, bucket, make_worker):
@@ -107,8 +130,13 @@ def test_retention_deletes_exactly_the_expired(pg, minio, bucket, make_worker):
         _put_backup(s3, bucket, k, b"x" * 10)
     old_incomplete = f"backups/shop_{_stamp(40)}.sql.gz"
     _put_backup(s3, bucket, old_incomplete, b"y", complete=False)
-    untouchable = [f"backups/shop2_{_stamp(30)}.sql.gz", f"backups/shopping_{_stamp(30)}.sql.gz",
-                   f"other/shop_{_stamp(30)}.sql.gz", "backups/notes.txt", f"backups/shop_{_stamp(30)}.sql.gz.bak"]
+    untouchable = [
+        f"backups/shop2_{_stamp(30)}.sql.gz",
+        f"backups/shopping_{_stamp(30)}.sql.gz",
+        f"other/shop_{_stamp(30)}.sql.gz",
+        "backups/notes.txt",
+        f"backups/shop_{_stamp(30)}.sql.gz.bak",
+    ]
     for k in untouchable:
         s3.put_object(Bucket=bucket, Key=k, Body=b"z")
     w = make_worker(pg, minio, bucket, "shop")
@@ -138,7 +166,7 @@ def test_retention_never_deletes_the_newest_complete(pg, minio, bucket, make_wor
 def test_backup_applies_retention_and_latest_beyond_1000_objects(pg, minio, bucket, make_worker):
     load(pg, "shop")
     s3 = minio.client()
-    base = datetime.now(timezone.utc) - timedelta(days=3)
+    base = datetime.now(UTC) - timedelta(days=3)
     # 1,200 older backups (complete ones interleaved) fill more than one listing page before the new one
     names = [f"backups/shop_{(base - timedelta(minutes=i)).strftime('%Y-%m-%d_%H-%M-%S')}.sql.gz" for i in range(1200)]
     with ThreadPoolExecutor(8) as ex:

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from servers import PG_PASSWORD, MinioServer
-from worker.helpers import TreeSampler, keys, load_bulk, open_uploads, wait_for
+from testsupport.helpers import TreeSampler, keys, load_bulk, open_uploads, wait_for
+from testsupport.servers import PG_PASSWORD, MinioServer
 
 pytestmark = pytest.mark.integration
 
@@ -43,8 +43,10 @@ def test_large_dump_multipart_round_trip(pg, minio, bucket, make_worker, bulk_db
     record_property("large_dump_raw_mb", manifest["raw_bytes"] / MB)
     record_property("large_dump_seconds", round(took, 1))
     record_property("worker_peak_rss_mb", sampler.peak_root / MB)
-    print(f"\nlarge dump: {manifest['raw_bytes'] / MB:.0f} MB raw -> {manifest['object_bytes'] / MB:.0f} MB stored "
-          f"in {took:.1f}s; worker peak RSS {sampler.peak_root / MB:.0f} MB, children {sampler.peak_children / MB:.0f} MB")
+    print(
+        f"\nlarge dump: {manifest['raw_bytes'] / MB:.0f} MB raw -> {manifest['object_bytes'] / MB:.0f} MB stored "
+        f"in {took:.1f}s; worker peak RSS {sampler.peak_root / MB:.0f} MB, children {sampler.peak_children / MB:.0f} MB"
+    )
 
     pg.create_database("bulk_restored")
     r = w.run("restore", "--object", entry["key"], "--target-database", "bulk_restored")

@@ -12,8 +12,8 @@ import re
 
 import pytest
 
-from worker.dataset import load
-from worker.safety_data import PRECIOUS_SQL, arm_fault, disarm_fault, full_fingerprint
+from testsupport.dataset import load
+from testsupport.safety_data import PRECIOUS_SQL, arm_fault, disarm_fault, full_fingerprint
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,8 @@ def _relations(conn) -> list:
     return conn.execute(
         """SELECT c.oid::bigint, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
-           ORDER BY 1""").fetchall()
+           ORDER BY 1"""
+    ).fetchall()
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +41,15 @@ def many(pg_pool, minio):
         with c.transaction():
             c.execute("CREATE TABLE public.events (id int, at int NOT NULL, v text) PARTITION BY RANGE (at)")
             for p in range(PARTITIONS):
-                c.execute(f"CREATE TABLE public.events_{p} PARTITION OF public.events FOR VALUES FROM ({p}) TO ({p + 1})")
+                c.execute(
+                    f"CREATE TABLE public.events_{p} PARTITION OF public.events FOR VALUES FROM ({p}) TO ({p + 1})"
+                )
         c.execute("INSERT INTO public.events SELECT g, g % 400, 'e' || g FROM generate_series(1, 4000) g")
         c.execute("CREATE INDEX events_v ON public.events (v)")
         relations = len(_relations(c))
-        settings = c.execute("SELECT current_setting('max_locks_per_transaction'), current_setting('max_connections')").fetchone()
+        settings = c.execute(
+            "SELECT current_setting('max_locks_per_transaction'), current_setting('max_connections')"
+        ).fetchone()
     assert relations > 10_000 and settings == ("64", "100")
     bucket = "many-relations"
     minio.client().create_bucket(Bucket=bucket)
@@ -61,7 +66,10 @@ def test_many_relations_restore_into_an_empty_database(many, minio, make_worker)
     assert "path=autocommit" in r.stderr
     with server.connect("many_copy") as c:
         assert len(_relations(c)) == relations  # and the in-progress marker is gone
-        assert c.execute("SELECT count(*), count(DISTINCT tableoid) FROM public.events").fetchone() == (4000, PARTITIONS)
+        assert c.execute("SELECT count(*), count(DISTINCT tableoid) FROM public.events").fetchone() == (
+            4000,
+            PARTITIONS,
+        )
 
 
 def test_many_relations_failed_restore_into_an_empty_database_is_emptied_and_retry_works(many, minio, make_worker):
@@ -117,8 +125,18 @@ def test_lock_wait_is_reported_and_bounded(pg, minio, bucket, make_worker):
     try:
         with pg.connect("busy") as c:
             before = full_fingerprint(c)
-        r = w.run("restore", "--object", "latest", "--target-database", "busy", "--force",
-                  "--lock-timeout", "4", "--progress-interval", "1")
+        r = w.run(
+            "restore",
+            "--object",
+            "latest",
+            "--target-database",
+            "busy",
+            "--force",
+            "--lock-timeout",
+            "4",
+            "--progress-interval",
+            "1",
+        )
         assert r.returncode == 1
         waits = [ln for ln in r.stderr.splitlines() if "restore waiting for a lock" in ln]
         assert waits and "the-app" in waits[0] and "idle in transaction" in waits[0], r.stderr

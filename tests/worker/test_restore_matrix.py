@@ -14,14 +14,25 @@ import uuid
 import psutil
 import pytest
 
-from worker.helpers import wait_for
-from worker.safety_data import FAULT_TAGS, PRECIOUS_SQL, arm_fault, full_fingerprint, load_source
+from testsupport.helpers import wait_for
+from testsupport.safety_data import (
+    FAULT_TAGS,
+    PRECIOUS_SQL,
+    arm_fault,
+    arm_pause,
+    full_fingerprint,
+    load_source,
+    paused,
+)
 
 pytestmark = pytest.mark.integration
 
 MAJORS = [13, 18]
-FORMATS = {"plain": ({}, []), "custom": ({"CNPG_BACKUP_FORMAT": "custom"}, []),
-           "parallel": ({"CNPG_BACKUP_FORMAT": "custom"}, ["--jobs", "2"])}
+FORMATS = {
+    "plain": ({}, []),
+    "custom": ({"CNPG_BACKUP_FORMAT": "custom"}, []),
+    "parallel": ({"CNPG_BACKUP_FORMAT": "custom"}, ["--jobs", "2"]),
+}
 TARGETS = ["empty", "force", "source"]
 FAULTS = ["none", *FAULT_TAGS, "sigterm", "sigkill"]
 _BACKUPS: dict = {}
@@ -65,16 +76,13 @@ def _prepare_target(server, name: str, kind: str) -> None:
             c.execute(PRECIOUS_SQL)
 
 
-def _copying(server, db: str) -> bool:
-    with server.connect() as c:
-        return bool(c.execute("SELECT 1 FROM pg_stat_activity WHERE datname = %s AND state = 'active'"
-                              " AND query ILIKE 'COPY public.bulk%%'", (db,)).fetchone())
-
-
 def _sessions_left(server, db: str) -> int:
     with server.connect() as c:
-        return c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
-                         " AND application_name LIKE 'cnpg-pgdump-backup-restore-%%'", (db,)).fetchone()[0]
+        return c.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+            " AND application_name LIKE 'cnpg-pgdump-backup-restore-%%'",
+            (db,),
+        ).fetchone()[0]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -87,6 +95,8 @@ def test_restore_matrix(pg_pool, minio, matrix_bucket, make_worker, major, fmt, 
     _prepare_target(server, db, target)
     if fault in FAULT_TAGS:
         arm_fault(server, db, fault)
+    elif fault in ("sigterm", "sigkill"):
+        arm_pause(server, db)
     with server.connect(db) as c:
         before = full_fingerprint(c)
     args = ["restore", "--object", key, "--target-database", db, *FORMATS[fmt][1]]
@@ -110,8 +120,12 @@ def test_restore_matrix(pg_pool, minio, matrix_bucket, make_worker, major, fmt, 
         assert "unchanged (verified" in line, line
     else:
         proc = w.popen(*args)
-        wait_for(lambda: proc.poll() is not None or _copying(server, db), timeout=120, interval=0.01,
-                 what="table data to flow")
+        wait_for(
+            lambda: proc.poll() is not None or paused(server, db),
+            timeout=120,
+            interval=0.02,
+            what="the restore to reach its indexes (after data and large objects)",
+        )
         assert proc.poll() is None, proc.communicate()[1]
         children = psutil.Process(proc.pid).children(recursive=True)
         if fault == "sigterm":
@@ -122,8 +136,11 @@ def test_restore_matrix(pg_pool, minio, matrix_bucket, make_worker, major, fmt, 
         else:
             os.kill(proc.pid, signal.SIGKILL)  # the worker alone: its psql/pg_restore is not signalled
             proc.communicate(timeout=60)
-            wait_for(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children),
-                     timeout=10, what="the worker's children to die with it")
+            wait_for(
+                lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children),
+                timeout=10,
+                what="the worker's children to die with it",
+            )
         wait_for(lambda: _sessions_left(server, db) == 0, timeout=60, what="the restore's sessions to end")
 
     with server.connect(db) as c:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from worker.dataset import fingerprint, load
+from testsupport.dataset import fingerprint, load
 
 pytestmark = pytest.mark.integration
 
@@ -24,16 +24,22 @@ def backed_up(pg, minio, bucket, make_worker):
 def _target_with_data(pg, name="target"):
     pg.create_database(name)
     with pg.connect(name) as c:
-        c.execute("CREATE TABLE keep_me (id int PRIMARY KEY, v text); INSERT INTO keep_me SELECT g, 'v' || g FROM generate_series(1, 50) g")
+        c.execute(
+            "CREATE TABLE keep_me (id int PRIMARY KEY, v text); INSERT INTO keep_me SELECT g, 'v' || g FROM generate_series(1, 50) g"
+        )
         c.execute("CREATE SCHEMA other; CREATE TABLE other.t (x int); INSERT INTO other.t VALUES (1), (2)")
         return fingerprint_all(c)
 
 
 def fingerprint_all(conn) -> list:
-    return conn.execute(
-        """SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    return (
+        conn.execute(
+            """SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-           ORDER BY 1, 2""").fetchall() + conn.execute("SELECT count(*), sum(id) FROM keep_me").fetchall()
+           ORDER BY 1, 2"""
+        ).fetchall()
+        + conn.execute("SELECT count(*), sum(id) FROM keep_me").fetchall()
+    )
 
 
 def test_non_empty_database_refused_without_force(pg, backed_up):
@@ -57,7 +63,9 @@ def test_force_replaces_contents_atomically(pg, backed_up):
         assert b.execute("SELECT to_regclass('public.keep_me'), to_regnamespace('other')").fetchone() == (None, None)
 
 
-@pytest.mark.parametrize("damage", ["flipped_byte", "truncated_with_manifest", "truncated_no_manifest", "not_gzip", "empty"])
+@pytest.mark.parametrize(
+    "damage", ["flipped_byte", "truncated_with_manifest", "truncated_no_manifest", "not_gzip", "empty"]
+)
 def test_damaged_object_refused_before_database_touched(pg, minio, bucket, backed_up, damage):
     w, key = backed_up
     s3 = minio.client()
@@ -135,8 +143,17 @@ def test_backup_before_restore_must_succeed_first(pg, minio, bucket, backed_up):
     w, key = backed_up
     before = _target_with_data(pg)
     # S3 refuses the pre-restore backup (bad storage class): the restore must not start.
-    r = w.run("restore", "--object", key, "--target-database", "target", "--force", "--backup-before-restore",
-              "--storage-class", "NO_SUCH_CLASS")
+    r = w.run(
+        "restore",
+        "--object",
+        key,
+        "--target-database",
+        "target",
+        "--force",
+        "--backup-before-restore",
+        "--storage-class",
+        "NO_SUCH_CLASS",
+    )
     assert r.returncode == 1
     assert "backup before restore failed" in r.error_lines[0]
     with pg.connect("target") as c:
@@ -170,7 +187,10 @@ def test_run_id_restores_once(pg, backed_up):
     assert r.returncode == 0, r.stderr
     assert "already done" in r.stderr
     with pg.connect("target") as c:
-        assert c.execute("SELECT count(*) FROM sales.customers WHERE name = 'written after the restore'").fetchone()[0] == 1
+        assert (
+            c.execute("SELECT count(*) FROM sales.customers WHERE name = 'written after the restore'").fetchone()[0]
+            == 1
+        )
 
 
 def test_database_holding_only_types_is_not_empty(pg, backed_up):
@@ -185,4 +205,6 @@ def test_database_holding_only_types_is_not_empty(pg, backed_up):
     [line] = r.error_lines
     assert "not empty (2 user objects)" in line
     with pg.connect("typed") as c:
-        assert c.execute("SELECT to_regtype('public.mood') IS NOT NULL, to_regtype('public.posint') IS NOT NULL").fetchone() == (True, True)
+        assert c.execute(
+            "SELECT to_regtype('public.mood') IS NOT NULL, to_regtype('public.posint') IS NOT NULL"
+        ).fetchone() == (True, True)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from worker.dataset import fingerprint, load
+from testsupport.dataset import fingerprint, load
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from worker.safety_data import full_fingerprint
+from testsupport.safety_data import full_fingerprint
 from worker.sqlstream import BEGIN_REPLACEMENT, COMMIT_REPLACEMENT, DumpScanner
 
 DUMP = b"""--
@@ -82,7 +82,7 @@ def _expected() -> bytes:
 def test_only_the_large_object_sections_change_whatever_the_chunking(seed):
     rnd = random.Random(seed)
     cuts = sorted(rnd.sample(range(1, len(DUMP)), rnd.randint(0, 60))) if seed else []
-    parts = [DUMP[a:b] for a, b in zip([0, *cuts], [*cuts, len(DUMP)])]
+    parts = [DUMP[a:b] for a, b in zip([0, *cuts], [*cuts, len(DUMP)], strict=True)]
     s = DumpScanner()
     out = b"".join(s.scan(parts))
     assert out == _expected()

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from apiserver import KubeAPIServer, Kubectl
-from app_helpers import REPO, Rendered, pod_templates, render
+
+from testsupport.apiserver import KubeAPIServer, Kubectl
+from testsupport.app_helpers import REPO, Rendered, pod_templates, render
 
 DIST = REPO / "dist"
 # Everything the project may generate. No Role, RoleBinding or ClusterRole: the pods need no API access.
@@ -42,22 +43,25 @@ def pods_from_templates(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for template in pod_templates(doc):
             meta = copy.deepcopy(template.get("metadata") or {})
             meta["name"] = f"{doc['metadata']['name'][:57]}-pod"
-            pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": meta,
-                         "spec": copy.deepcopy(template["spec"])})
+            pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": copy.deepcopy(template["spec"])})
     return pods
 
 
 def dry_run_pods(kube: KubeAPIServer, ns: str, pods: list[dict[str, Any]], check: bool = True) -> Kubectl:
     body = json.dumps({"apiVersion": "v1", "kind": "List", "items": pods})
-    return kube.kubectl("create", "-n", ns, "--dry-run=server", "--validate=strict", "-o", "json", "-f", "-",
-                        input=body, check=check)
+    return kube.kubectl(
+        "create", "-n", ns, "--dry-run=server", "--validate=strict", "-o", "json", "-f", "-", input=body, check=check
+    )
 
 
 def objects(kube: KubeAPIServer, ns: str, kinds: str = "serviceaccounts,secrets,cronjobs,jobs") -> dict[str, dict]:
     """`kind/name` → object, for everything of these kinds in the namespace (minus the default SA)."""
     items = json.loads(kube.kubectl("get", kinds, "-n", ns, "-o", "json", "--show-managed-fields").stdout)["items"]
-    return {f"{i['kind']}/{i['metadata']['name']}": i for i in items
-            if not (i["kind"] == "ServiceAccount" and i["metadata"]["name"] == "default")}
+    return {
+        f"{i['kind']}/{i['metadata']['name']}": i
+        for i in items
+        if not (i["kind"] == "ServiceAccount" and i["metadata"]["name"] == "default")
+    }
 
 
 def resource_versions(kube: KubeAPIServer, ns: str) -> dict[str, str]:

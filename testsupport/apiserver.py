@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from servers import free_port, setting
+
+from testsupport.servers import free_port, setting
 
 INSTALL_HINT = "run `bash tools/install-servers.sh kube` (builds etcd, kube-apiserver and kubectl into the cache)"
 
@@ -55,12 +56,15 @@ class KubeAPIServer:
         try:
             bindir = Path(setting("CNPG_TEST_KUBE_BIN"))
         except pytest.fail.Exception:
-            pytest.fail(f"CNPG_TEST_KUBE_BIN is not set and not recorded in the tools cache: {INSTALL_HINT}",
-                        pytrace=False)
+            pytest.fail(
+                f"CNPG_TEST_KUBE_BIN is not set and not recorded in the tools cache: {INSTALL_HINT}", pytrace=False
+            )
         self.etcd_bin, self.apiserver_bin, self.kubectl_bin = (
-            bindir / "etcd", bindir / "kube-apiserver", bindir / "kubectl")
-        missing = [str(b) for b in (self.etcd_bin, self.apiserver_bin, self.kubectl_bin)
-                   if not os.access(b, os.X_OK)]
+            bindir / "etcd",
+            bindir / "kube-apiserver",
+            bindir / "kubectl",
+        )
+        missing = [str(b) for b in (self.etcd_bin, self.apiserver_bin, self.kubectl_bin) if not os.access(b, os.X_OK)]
         if missing:
             pytest.fail(f"missing {', '.join(missing)}: {INSTALL_HINT}", pytrace=False)
         self.base = Path(tempfile.mkdtemp(prefix="cnpg-test-kube-", dir="/tmp"))
@@ -73,7 +77,7 @@ class KubeAPIServer:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def start(self, timeout: float = 60) -> "KubeAPIServer":
+    def start(self, timeout: float = 60) -> KubeAPIServer:
         try:
             self._start_etcd()
             self._start_apiserver()
@@ -88,31 +92,51 @@ class KubeAPIServer:
         client = f"http://127.0.0.1:{self.etcd_port}"
         peer = f"http://127.0.0.1:{self.etcd_peer_port}"
         self.etcd = subprocess.Popen(
-            [str(self.etcd_bin), "--name=test", f"--data-dir={self.base / 'etcd'}",
-             f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-             f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-             f"--initial-cluster=test={peer}", "--log-level=error", "--unsafe-no-fsync"],
-            stdout=subprocess.DEVNULL, stderr=open(self.base / "etcd.log", "wb"))
+            [
+                str(self.etcd_bin),
+                "--name=test",
+                f"--data-dir={self.base / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=test={peer}",
+                "--log-level=error",
+                "--unsafe-no-fsync",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.base / "etcd.log", "wb"),
+        )
 
     def _start_apiserver(self) -> None:
         sa_key, sa_pub = self.base / "sa.key", self.base / "sa.pub"
         subprocess.run(["openssl", "genrsa", "-out", str(sa_key), "2048"], check=True, capture_output=True)
-        subprocess.run(["openssl", "rsa", "-in", str(sa_key), "-pubout", "-out", str(sa_pub)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["openssl", "rsa", "-in", str(sa_key), "-pubout", "-out", str(sa_pub)], check=True, capture_output=True
+        )
         tokens = self.base / "tokens.csv"
         tokens.touch(mode=0o600)
         tokens.write_text(f"{self._token},admin,admin-uid,system:masters\n")
         self.apiserver = subprocess.Popen(
-            [str(self.apiserver_bin),
-             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-             f"--secure-port={self.port}", f"--cert-dir={self.base / 'certs'}",
-             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-             f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
-             f"--token-auth-file={tokens}", "--authorization-mode=RBAC",
-             "--service-cluster-ip-range=10.96.0.0/24", "--enable-priority-and-fairness=false",
-             "--endpoint-reconciler-type=none"],
-            stdout=subprocess.DEVNULL, stderr=open(self.base / "kube-apiserver.log", "wb"))
+            [
+                str(self.apiserver_bin),
+                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.port}",
+                f"--cert-dir={self.base / 'certs'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={sa_pub}",
+                f"--service-account-signing-key-file={sa_key}",
+                f"--token-auth-file={tokens}",
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.96.0.0/24",
+                "--enable-priority-and-fairness=false",
+                "--endpoint-reconciler-type=none",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.base / "kube-apiserver.log", "wb"),
+        )
 
     def _wait_ready(self, timeout: float) -> None:
         ctx = ssl.create_default_context()
@@ -142,7 +166,9 @@ class KubeAPIServer:
         else:
             cluster["insecure-skip-tls-verify"] = True
         config = {
-            "apiVersion": "v1", "kind": "Config", "preferences": {},
+            "apiVersion": "v1",
+            "kind": "Config",
+            "preferences": {},
             "clusters": [{"name": "test", "cluster": cluster}],
             "users": [{"name": "admin", "user": {"token": self._token}}],
             "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
@@ -171,10 +197,10 @@ class KubeAPIServer:
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> Kubectl:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
-        env.update(KUBECONFIG=str(self.kubeconfig), KUBECACHEDIR=str(self.base / "kubectl-cache"),
-                   HOME=str(self.base))
-        p = subprocess.run([str(self.kubectl_bin), *args], input=input, capture_output=True, text=True,
-                           env=env, timeout=timeout)
+        env.update(KUBECONFIG=str(self.kubeconfig), KUBECACHEDIR=str(self.base / "kubectl-cache"), HOME=str(self.base))
+        p = subprocess.run(
+            [str(self.kubectl_bin), *args], input=input, capture_output=True, text=True, env=env, timeout=timeout
+        )
         out = Kubectl(p.returncode, p.stdout, p.stderr.replace(self._token, "<token>"))
         if check and p.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({p.returncode}):\n{out.stderr}{out.stdout}")
@@ -184,13 +210,17 @@ class KubeAPIServer:
         """A real namespace enforcing PodSecurity `restricted`, with the `default` ServiceAccount
         a controller-manager would have created."""
         ns = {
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "labels": {
-                "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/enforce-version": "latest",
-                "pod-security.kubernetes.io/warn": "restricted",
-                "pod-security.kubernetes.io/audit": "restricted",
-            }},
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                },
+            },
         }
         self.kubectl("create", "-f", "-", input=json.dumps(ns))
         self.kubectl("create", "serviceaccount", "default", "-n", name)

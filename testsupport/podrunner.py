@@ -63,18 +63,37 @@ class UnsupportedField(AssertionError):
 POD_TEMPLATE_FIELDS = {"metadata", "spec"}
 POD_METADATA_FIELDS = {"labels", "annotations"}
 POD_SPEC_FIELDS = {
-    "initContainers", "containers", "restartPolicy", "volumes", "securityContext",
-    "automountServiceAccountToken", "enableServiceLinks", "serviceAccountName",
+    "initContainers",
+    "containers",
+    "restartPolicy",
+    "volumes",
+    "securityContext",
+    "automountServiceAccountToken",
+    "enableServiceLinks",
+    "serviceAccountName",
     "terminationGracePeriodSeconds",
 }
 POD_SECURITY_FIELDS = {"runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "seccompProfile"}
 CONTAINER_FIELDS = {
-    "name", "image", "imagePullPolicy", "command", "args", "env", "resources", "securityContext",
+    "name",
+    "image",
+    "imagePullPolicy",
+    "command",
+    "args",
+    "env",
+    "resources",
+    "securityContext",
     "volumeMounts",
 }
 CONTAINER_SECURITY_FIELDS = {
-    "runAsUser", "runAsGroup", "runAsNonRoot", "readOnlyRootFilesystem", "allowPrivilegeEscalation",
-    "privileged", "capabilities", "seccompProfile",
+    "runAsUser",
+    "runAsGroup",
+    "runAsNonRoot",
+    "readOnlyRootFilesystem",
+    "allowPrivilegeEscalation",
+    "privileged",
+    "capabilities",
+    "seccompProfile",
 }
 CAPABILITY_FIELDS = {"drop", "add"}
 SECCOMP_FIELDS = {"type"}
@@ -89,8 +108,17 @@ MOUNT_FIELDS = {"name", "mountPath", "readOnly"}
 JOB_SPEC_FIELDS = {"template", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"}
 
 _QUANTITY = re.compile(r"^([0-9.]+)(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
-_FACTORS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_FACTORS = {
+    None: 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
 
 
 def _check(obj: Any, allowed: set[str], where: str) -> dict:
@@ -98,8 +126,9 @@ def _check(obj: Any, allowed: set[str], where: str) -> dict:
         raise UnsupportedField(f"{where}: expected a mapping, got {type(obj).__name__}")
     unknown = sorted(set(obj) - allowed)
     if unknown:
-        raise UnsupportedField(f"{where}: field(s) {unknown} are not understood by the pod runner "
-                               f"(it translates only {sorted(allowed)})")
+        raise UnsupportedField(
+            f"{where}: field(s) {unknown} are not understood by the pod runner (it translates only {sorted(allowed)})"
+        )
     return obj
 
 
@@ -123,8 +152,11 @@ def _millicpu(q: str | int, where: str) -> int:
 
 def _expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes' $(VAR) expansion in command/args ($$ escapes; unknown names stay as written)."""
-    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
-                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
+    return re.sub(
+        r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+        lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)),
+        text,
+    )
 
 
 @dataclass
@@ -136,8 +168,11 @@ class ContainerResult:
     argv: list[str]
 
     def error_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines()
-                if '"level": "error"' in line or '"level":"error"' in line or " ERROR " in line]
+        return [
+            line
+            for line in self.stderr.splitlines()
+            if '"level": "error"' in line or '"level":"error"' in line or " ERROR " in line
+        ]
 
 
 @dataclass
@@ -156,8 +191,9 @@ class PodResult:
 
 
 class PodRunner:
-    def __init__(self, secrets: dict[str, dict[str, str]], containers_conf: str, image_exists=None,
-                 timeout: float = 300) -> None:
+    def __init__(
+        self, secrets: dict[str, dict[str, str]], containers_conf: str, image_exists=None, timeout: float = 300
+    ) -> None:
         self.secrets = secrets
         self.containers_conf = containers_conf
         self.timeout = timeout
@@ -191,20 +227,33 @@ class PodRunner:
                 subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(opts), "tmpfs", str(d)], check=True)
                 mounts[name] = d
             for c in plan["containers"]:
-                argv = ["podman", "run", "--rm", "--name", f"{pod_id}-{c['name']}", "--network", "host",
-                        *plan["pod_flags"], *c["flags"]]
+                argv = [
+                    "podman",
+                    "run",
+                    "--rm",
+                    "--name",
+                    f"{pod_id}-{c['name']}",
+                    "--network",
+                    "host",
+                    *plan["pod_flags"],
+                    *c["flags"],
+                ]
                 for vol, path, ro in c["mounts"]:
                     argv += ["-v", f"{mounts[vol]}:{path}{':ro' if ro else ''}"]
-                argv += ["--entrypoint", json.dumps(c["command"]), c["image"], *c["args"]] if c["command"] \
+                argv += (
+                    ["--entrypoint", json.dumps(c["command"]), c["image"], *c["args"]]
+                    if c["command"]
                     else [c["image"], *c["args"]]
+                )
                 env = dict(os.environ, CONTAINERS_CONF=self.containers_conf, **c["env"])
                 try:
                     p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout or self.timeout)
                     res = ContainerResult(c["name"], p.returncode, p.stdout, p.stderr, argv)
                 except subprocess.TimeoutExpired as exc:
                     subprocess.run(["podman", "rm", "-f", f"{pod_id}-{c['name']}"], env=env, capture_output=True)
-                    res = ContainerResult(c["name"], -1, exc.stdout or "", f"{exc.stderr or ''}\nactiveDeadline exceeded",
-                                          argv)
+                    res = ContainerResult(
+                        c["name"], -1, exc.stdout or "", f"{exc.stderr or ''}\nactiveDeadline exceeded", argv
+                    )
                 result.containers.append(res)
                 if res.returncode != 0:
                     break
@@ -228,10 +277,13 @@ class PodRunner:
         if spec.get("restartPolicy") != "Never":
             raise _refuse("spec.restartPolicy", spec.get("restartPolicy"))
         if spec.get("automountServiceAccountToken") is not False:
-            raise _refuse("spec.automountServiceAccountToken (a token would be mounted)",
-                          spec.get("automountServiceAccountToken"))
+            raise _refuse(
+                "spec.automountServiceAccountToken (a token would be mounted)", spec.get("automountServiceAccountToken")
+            )
         if spec.get("enableServiceLinks") is not False:
-            raise _refuse("spec.enableServiceLinks (service variables would be injected)", spec.get("enableServiceLinks"))
+            raise _refuse(
+                "spec.enableServiceLinks (service variables would be injected)", spec.get("enableServiceLinks")
+            )
         if "terminationGracePeriodSeconds" in spec:
             pod_flags += ["--stop-timeout", str(int(spec["terminationGracePeriodSeconds"]))]
         pod_sc = _check(spec.get("securityContext") or {}, POD_SECURITY_FIELDS, "spec.securityContext")
@@ -250,8 +302,9 @@ class PodRunner:
         volume_names = {name for name, _, _ in volumes}
 
         containers = []
-        all_containers = [("initContainers", c) for c in spec.get("initContainers") or []] + \
-                         [("containers", c) for c in spec.get("containers") or []]
+        all_containers = [("initContainers", c) for c in spec.get("initContainers") or []] + [
+            ("containers", c) for c in spec.get("containers") or []
+        ]
         if not spec.get("containers"):
             raise UnsupportedField("spec.containers: none")
         if len(spec["containers"]) != 1:
@@ -282,8 +335,10 @@ class PodRunner:
                     if ref.get("optional"):
                         continue
                     # The kubelet refuses to start the container (CreateContainerConfigError).
-                    raise AssertionError(f"{where}.env {e['name']}: Secret {ref['name']!r} key {ref['key']!r} "
-                                         "does not exist in the test Secrets")
+                    raise AssertionError(
+                        f"{where}.env {e['name']}: Secret {ref['name']!r} key {ref['key']!r} "
+                        "does not exist in the test Secrets"
+                    )
                 env[e["name"]] = secret[ref["key"]]
             else:
                 env[e["name"]] = _expand(str(e.get("value", "")), env)
@@ -298,7 +353,10 @@ class PodRunner:
         if "memory" in limits:
             flags += ["--memory", str(_bytes(limits["memory"], where + ".resources.limits.memory"))]
         if "cpu" in requests:  # the kubelet's cpu.shares for a request
-            flags += ["--cpu-shares", str(max(2, _millicpu(requests["cpu"], where + ".resources.requests.cpu") * 1024 // 1000))]
+            flags += [
+                "--cpu-shares",
+                str(max(2, _millicpu(requests["cpu"], where + ".resources.requests.cpu") * 1024 // 1000)),
+            ]
         if "memory" in requests:
             flags += ["--memory-reservation", str(_bytes(requests["memory"], where + ".resources.requests.memory"))]
 
@@ -306,7 +364,9 @@ class PodRunner:
         merged = {**{k: v for k, v in pod_sc.items() if k != "fsGroup"}, **sc}
         uid, gid = merged.get("runAsUser"), merged.get("runAsGroup")
         if uid is None:
-            raise UnsupportedField(f"{where}: no runAsUser (the image's user would apply; the runner wants it explicit)")
+            raise UnsupportedField(
+                f"{where}: no runAsUser (the image's user would apply; the runner wants it explicit)"
+            )
         if merged.get("runAsNonRoot") and int(uid) == 0:
             raise AssertionError(f"{where}: runAsNonRoot with runAsUser 0: the kubelet refuses to start it")
         flags += ["--user", f"{uid}:{gid}" if gid is not None else str(uid)]
@@ -323,8 +383,11 @@ class PodRunner:
             flags += ["--cap-drop", cap]
         for cap in caps.get("add") or []:
             flags += ["--cap-add", cap]
-        seccomp = _check(merged.get("seccompProfile") or {"type": "RuntimeDefault"}, SECCOMP_FIELDS,
-                         f"{where}.securityContext.seccompProfile")
+        seccomp = _check(
+            merged.get("seccompProfile") or {"type": "RuntimeDefault"},
+            SECCOMP_FIELDS,
+            f"{where}.securityContext.seccompProfile",
+        )
         if seccomp["type"] == "Unconfined":
             flags += ["--security-opt", "seccomp=unconfined"]
         elif seccomp["type"] != "RuntimeDefault":
@@ -340,5 +403,12 @@ class PodRunner:
 
         command = [_expand(x, env) for x in c.get("command") or []]
         args = [_expand(x, env) for x in c.get("args") or []]
-        return {"name": c["name"], "image": c["image"], "flags": flags, "env": env, "mounts": mounts,
-                "command": command, "args": args}
+        return {
+            "name": c["name"],
+            "image": c["image"],
+            "flags": flags,
+            "env": env,
+            "mounts": mounts,
+            "command": command,
+            "args": args,
+        }

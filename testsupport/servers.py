@@ -40,7 +40,9 @@ def _servers_env() -> dict[str, str]:
 def setting(name: str) -> str:
     value = os.environ.get(name) or _servers_env().get(name)
     if not value:
-        pytest.fail(f"{name} is not set and {CACHE}/env.d/ does not name it: run tools/install-servers.sh", pytrace=False)
+        pytest.fail(
+            f"{name} is not set and {CACHE}/env.d/ does not name it: run tools/install-servers.sh", pytrace=False
+        )
     return value
 
 
@@ -80,7 +82,7 @@ class PostgresServer:
         self.password = PG_PASSWORD
         self.user = "postgres"
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         os.chmod(self.base, 0o755)
         self.datadir.mkdir(mode=0o700)
         pwfile = self.base / "pw"
@@ -89,8 +91,20 @@ class PostgresServer:
             shutil.chown(self.base, "postgres")
             shutil.chown(self.datadir, "postgres")
             shutil.chown(pwfile, "postgres")
-        _run_as_postgres([str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
-                          "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"])
+        _run_as_postgres(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ]
+        )
         pwfile.unlink()
         self._pg_ctl("start")
         return self
@@ -120,9 +134,14 @@ class PostgresServer:
 
     def env(self, database: str = "postgres", password: str | None = None) -> dict[str, str]:
         """What the manifests set from the CNPG Secret."""
-        return {"PGHOST": "127.0.0.1", "PGPORT": str(self.port), "PGUSER": self.user,
-                "PGPASSWORD": self.password if password is None else password, "PGDATABASE": database,
-                "PGSSLMODE": "disable"}
+        return {
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(self.port),
+            "PGUSER": self.user,
+            "PGPASSWORD": self.password if password is None else password,
+            "PGDATABASE": database,
+            "PGSSLMODE": "disable",
+        }
 
     def conninfo(self, database: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} user={self.user} dbname={database}"
@@ -151,13 +170,29 @@ class MinioServer:
         self.access_key = access_key
         self.secret_key = secret_key
 
-    def start(self) -> "MinioServer":
-        env = dict(os.environ, MINIO_ROOT_USER=self.access_key, MINIO_ROOT_PASSWORD=self.secret_key,
-                   MINIO_BROWSER="off", MINIO_UPDATE="off")
+    def start(self) -> MinioServer:
+        env = dict(
+            os.environ,
+            MINIO_ROOT_USER=self.access_key,
+            MINIO_ROOT_PASSWORD=self.secret_key,
+            MINIO_BROWSER="off",
+            MINIO_UPDATE="off",
+        )
         self.proc = subprocess.Popen(
-            [self.binary, "server", "--quiet", "--address", f"127.0.0.1:{self.port}",
-             "--console-address", f"127.0.0.1:{self.console}", str(self.datadir)],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(self.datadir.parent / f"minio-{self.port}.log", "ab"))
+            [
+                self.binary,
+                "server",
+                "--quiet",
+                "--address",
+                f"127.0.0.1:{self.port}",
+                "--console-address",
+                f"127.0.0.1:{self.console}",
+                str(self.datadir),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.datadir.parent / f"minio-{self.port}.log", "ab"),
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -186,11 +221,21 @@ class MinioServer:
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-                            aws_secret_access_key=self.secret_key, region_name="us-east-1",
-                            config=Config(s3={"addressing_style": "path"}))
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}),
+        )
 
     def env(self, bucket: str, prefix: str = "") -> dict[str, str]:
-        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
-                "AWS_REGION": "us-east-1", "CNPG_BACKUP_S3_BUCKET": bucket, "CNPG_BACKUP_S3_PREFIX": prefix,
-                "CNPG_BACKUP_S3_ENDPOINT": self.endpoint}
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_REGION": "us-east-1",
+            "CNPG_BACKUP_S3_BUCKET": bucket,
+            "CNPG_BACKUP_S3_PREFIX": prefix,
+            "CNPG_BACKUP_S3_ENDPOINT": self.endpoint,
+        }

@@ -16,7 +16,7 @@ from app.chart import synth
 from app.config import Config
 from app.values import config_from_values, merge_values
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 K8S_VERSION = "1.33.0"
 CDK8S_INSTALL_HINT = "install it with `bash tools/install-servers.sh cdk8s`"
 
@@ -87,9 +87,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "irsa_no_secret": values(
         {
             "s3": {"secretName": ""},
-            "serviceAccount": {
-                "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/backup"}
-            },
+            "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/backup"}},
         }
     ),
     "restore_force_backup_first": values(
@@ -264,9 +262,7 @@ def restricted_violations(spec: dict[str, Any]) -> list[str]:
         elif not kinds <= _RESTRICTED_VOLUME_TYPES:
             problems.append(f"volume {volume['name']}: type {sorted(kinds)} not allowed")
     containers = (
-        (spec.get("initContainers") or [])
-        + (spec.get("containers") or [])
-        + (spec.get("ephemeralContainers") or [])
+        (spec.get("initContainers") or []) + (spec.get("containers") or []) + (spec.get("ephemeralContainers") or [])
     )
     for c in containers:
         sc = c.get("securityContext") or {}
@@ -297,7 +293,7 @@ def restricted_violations(spec: dict[str, Any]) -> list[str]:
 def contract_env_names() -> list[str]:
     """Env var names of the table in docs/worker-contract.md."""
     text = (REPO / "docs/worker-contract.md").read_text()
-    section = text.split("## Environment", 1)[1]
+    section = text.split("## Environment", 1)[1].split("\n## ", 1)[0]
     names: list[str] = []
     for line in section.splitlines():
         if line.startswith("| `"):

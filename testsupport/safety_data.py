@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from worker.dataset import SCHEMA_SQL
+from testsupport.dataset import SCHEMA_SQL
 
 TRAPS_SQL = r"""
 CREATE TABLE public.bulk (id bigint PRIMARY KEY, label text);
@@ -60,25 +60,32 @@ def full_fingerprint(conn, *, with_oids: bool = True) -> dict:
     rels = conn.execute(
         f"""SELECT n.nspname, c.relname, c.relkind::text, {oid} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
-            ORDER BY 1, 2""").fetchall()
+            ORDER BY 1, 2"""
+    ).fetchall()
     out: dict = {"relations": rels}
     for nsp, rel, kind, _ in rels:
         q = f'"{nsp}"."{rel}"'
-        if kind == "m" and not conn.execute(f"SELECT relispopulated FROM pg_class WHERE oid = '{q}'::regclass").fetchone()[0]:
+        if (
+            kind == "m"
+            and not conn.execute(f"SELECT relispopulated FROM pg_class WHERE oid = '{q}'::regclass").fetchone()[0]
+        ):
             out[f"data {nsp}.{rel}"] = "not populated"
         elif kind in ("r", "m"):
             rows = conn.execute(f"SELECT t::text FROM {q} t ORDER BY 1").fetchall()
             out[f"data {nsp}.{rel}"] = hashlib.sha256("\n".join(r[0] for r in rows).encode()).hexdigest()
     lo_oid = "oid::bigint" if with_oids else "0"
     out["large objects"] = conn.execute(
-        f"SELECT {lo_oid}, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY 2, 1").fetchall()
+        f"SELECT {lo_oid}, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY 2, 1"
+    ).fetchall()
     out["routines"] = conn.execute(
         """SELECT p.oid::regprocedure::text, md5(p.prosrc) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-           WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1""").fetchall()
+           WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"""
+    ).fetchall()
     out["types"] = conn.execute(
         """SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
-             AND t.typtype IN ('e', 'd') ORDER BY 1""").fetchall()
+             AND t.typtype IN ('e', 'd') ORDER BY 1"""
+    ).fetchall()
     return out
 
 
@@ -99,6 +106,29 @@ def arm_fault(server, database: str, fault: str) -> None:
             BEGIN RAISE EXCEPTION 'injected fault at %', tg_tag; END $f$;
             CREATE EVENT TRIGGER cnpg_test_fault ON ddl_command_start WHEN TAG IN ('{tag}')
               EXECUTE FUNCTION pg_catalog.cnpg_test_fault();""")
+
+
+def arm_pause(server, database: str, seconds: float = 8) -> None:
+    """Hold the restore for `seconds` at its first CREATE INDEX: after the tables, their data and
+    the large-object section, before the indexes. A signal sent while `paused` is true lands there,
+    however fast the machine (a restore of this source takes well under a second)."""
+    with server.connect(database) as c:
+        c.execute(f"""
+            CREATE FUNCTION pg_catalog.cnpg_test_pause() RETURNS event_trigger LANGUAGE plpgsql AS $f$
+            BEGIN PERFORM pg_sleep({seconds}); END $f$;
+            CREATE EVENT TRIGGER cnpg_test_pause ON ddl_command_start WHEN TAG IN ('CREATE INDEX')
+              EXECUTE FUNCTION pg_catalog.cnpg_test_pause();""")
+
+
+def paused(server, database: str) -> bool:
+    with server.connect() as c:
+        return bool(
+            c.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND wait_event = 'PgSleep'"
+                " AND application_name LIKE 'cnpg-pgdump-backup-restore-%%'",
+                (database,),
+            ).fetchone()
+        )
 
 
 def disarm_fault(server, database: str) -> None:

@@ -40,7 +40,9 @@ def load_bulk(server, database: str, megabytes: int) -> None:
         for lo in range(0, rows, step):
             c.execute(
                 "INSERT INTO bulk SELECT g, 'row ' || g || ' of the bulk table', md5(g::text) || md5((g+1)::text)"
-                " || repeat('x', 80) FROM generate_series(%s, %s) g", (lo, min(rows, lo + step) - 1))
+                " || repeat('x', 80) FROM generate_series(%s, %s) g",
+                (lo, min(rows, lo + step) - 1),
+            )
 
 
 class TreeSampler(threading.Thread):

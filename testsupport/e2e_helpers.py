@@ -1,4 +1,4 @@
-"""Helpers of the end-to-end tests (a plain module with a unique name: tests/e2e has no __init__.py)."""
+"""Helpers of the end-to-end tests: the worker image under podman, synthesized pods run for real."""
 
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from servers import ROOT, MinioServer, PostgresServer, setting
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from podrunner import PodRunner  # noqa: E402
+from testsupport.podrunner import PodRunner
+from testsupport.servers import ROOT, MinioServer, PostgresServer, setting
 
 BUILD_HINT = "run tools/build-image.sh (it installs podman and builds the worker image)"
 JSII_ENV = {
@@ -72,8 +70,9 @@ def fingerprint(server: PostgresServer, database: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with server.connect(database) as c:
         for t in FINGERPRINT_TABLES:
-            out[t] = c.execute(f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) "
-                               f"FROM {t} t").fetchone()
+            out[t] = c.execute(
+                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM {t} t"
+            ).fetchone()
         out["view"] = c.execute("SELECT n, total FROM item_totals").fetchone()
         out["function"] = c.execute("SELECT extra.double(21)").fetchone()
         out["sequence"] = c.execute("""SELECT last_value FROM "Mixed Case_id_seq" """).fetchone()
@@ -81,6 +80,7 @@ def fingerprint(server: PostgresServer, database: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Env:
@@ -100,18 +100,30 @@ class Env:
     @property
     def secrets(self) -> dict[str, dict[str, str]]:
         return {
-            self.CNPG_SECRET: {"host": "127.0.0.1", "port": str(self.server.port), "username": self.server.user,
-                               "password": self.server.password, "dbname": self.database},
-            self.S3_SECRET: {"AWS_ACCESS_KEY_ID": self.minio.access_key,
-                             "AWS_SECRET_ACCESS_KEY": self.minio.secret_key},
+            self.CNPG_SECRET: {
+                "host": "127.0.0.1",
+                "port": str(self.server.port),
+                "username": self.server.user,
+                "password": self.server.password,
+                "dbname": self.database,
+            },
+            self.S3_SECRET: {
+                "AWS_ACCESS_KEY_ID": self.minio.access_key,
+                "AWS_SECRET_ACCESS_KEY": self.minio.secret_key,
+            },
         }
 
     def values(self, **sections: dict) -> dict[str, Any]:
         vals: dict[str, Any] = {
             "backup": {"image": self.podman.image, "imagePullPolicy": "IfNotPresent", "logFormat": "json"},
             "cnpg": {"secretName": self.CNPG_SECRET, "database": self.database},
-            "s3": {"bucket": self.bucket, "prefix": self.PREFIX, "region": "us-east-1",
-                   "endpoint": self.minio.endpoint, "secretName": self.S3_SECRET},
+            "s3": {
+                "bucket": self.bucket,
+                "prefix": self.PREFIX,
+                "region": "us-east-1",
+                "endpoint": self.minio.endpoint,
+                "secretName": self.S3_SECRET,
+            },
         }
         for name, override in sections.items():
             vals[name] = {**vals.get(name, {}), **override}
@@ -149,5 +161,11 @@ def one(docs: list[dict], kind: str) -> dict:
 
 
 def app_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=dict(os.environ, **JSII_ENV), timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **JSII_ENV),
+        timeout=120,
+    )

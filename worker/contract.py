@@ -1,0 +1,216 @@
+"""The contract between the manifests (`app/`) and the worker (`worker/`): one module both import.
+
+Environment names, flags and defaults, the worker's commands as the manifests call them, and the
+rules both halves must agree on (the object key a `restore.object` names). Standard library only:
+the worker image carries it without cdk8s or pydantic. `docs/worker-contract.md` is generated from
+it (`python -m worker.contract > docs/worker-contract.md`) and a test fails when the two differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+COMMAND: Final = "cnpg-backup-worker"
+
+# Defaults shared by the config model (app/config.py) and the worker's flags.
+DEFAULT_FORMAT: Final = "plain"
+DEFAULT_COMPRESSION_LEVEL: Final = 2
+DEFAULT_WAIT_TIMEOUT_SECONDS: Final = 150
+DEFAULT_RETENTION_DAYS: Final = 0
+DEFAULT_LOCK_TIMEOUT_SECONDS: Final = 300
+DEFAULT_PROGRESS_INTERVAL_SECONDS: Final = 30
+FORMATS = ("plain", "custom")
+LOG_FORMATS = ("text", "json")
+COMPRESSION_LEVELS = range(1, 10)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One `CNPG_BACKUP_*` variable: the flag that overrides it and what the manifests set it from."""
+
+    env: str
+    flag: str
+    default: str | None
+    set_from: str  # the config field the manifests take it from; "" when the manifests leave it unset
+
+    def __str__(self) -> str:
+        return self.env
+
+
+S3_BUCKET = Setting("CNPG_BACKUP_S3_BUCKET", "--bucket", None, "literal `s3.bucket`")
+S3_PREFIX = Setting("CNPG_BACKUP_S3_PREFIX", "--prefix", "", "literal: the database's object prefix (may be empty)")
+S3_ENDPOINT = Setting("CNPG_BACKUP_S3_ENDPOINT", "--endpoint", None, "literal `s3.endpoint` (absent when empty)")
+S3_STORAGE_CLASS = Setting(
+    "CNPG_BACKUP_S3_STORAGE_CLASS", "--storage-class", None, "literal `s3.storageClass` (absent when empty)"
+)
+RETENTION_DAYS = Setting(
+    "CNPG_BACKUP_RETENTION_DAYS", "--retention-days", str(DEFAULT_RETENTION_DAYS), "literal `backup.retentionDays`"
+)
+FORMAT = Setting(
+    "CNPG_BACKUP_FORMAT",
+    "--format",
+    DEFAULT_FORMAT,
+    "literal `plain` or `custom` (`backup.format`); restore uses it for `--backup-before-restore`",
+)
+COMPRESSION_LEVEL = Setting(
+    "CNPG_BACKUP_COMPRESSION_LEVEL",
+    "--compression-level",
+    str(DEFAULT_COMPRESSION_LEVEL),
+    "literal `backup.compressionLevel`; restore uses it for `--backup-before-restore`",
+)
+LOG_FORMAT = Setting("CNPG_BACKUP_LOG_FORMAT", "--log-format", "text", "literal `text` or `json` (`backup.logFormat`)")
+WAIT_TIMEOUT = Setting("CNPG_BACKUP_WAIT_TIMEOUT", "--wait-timeout", str(DEFAULT_WAIT_TIMEOUT_SECONDS), "")
+LOCK_TIMEOUT = Setting("CNPG_BACKUP_LOCK_TIMEOUT", "--lock-timeout", str(DEFAULT_LOCK_TIMEOUT_SECONDS), "")
+PROGRESS_INTERVAL = Setting(
+    "CNPG_BACKUP_PROGRESS_INTERVAL", "--progress-interval", str(DEFAULT_PROGRESS_INTERVAL_SECONDS), ""
+)
+RESTORE_OBJECT = Setting("CNPG_BACKUP_RESTORE_OBJECT", "--object", None, "")
+TARGET_DATABASE = Setting("CNPG_BACKUP_TARGET_DATABASE", "--target-database", None, "")
+RUN_ID = Setting("CNPG_BACKUP_RUN_ID", "--run-id", None, "")
+RESTORE_JOBS = Setting("CNPG_BACKUP_RESTORE_JOBS", "--jobs", "1", "")
+
+SETTINGS = (
+    S3_BUCKET,
+    S3_PREFIX,
+    S3_ENDPOINT,
+    S3_STORAGE_CLASS,
+    RETENTION_DAYS,
+    FORMAT,
+    COMPRESSION_LEVEL,
+    LOG_FORMAT,
+    WAIT_TIMEOUT,
+    LOCK_TIMEOUT,
+    PROGRESS_INTERVAL,
+    RESTORE_OBJECT,
+    TARGET_DATABASE,
+    RUN_ID,
+    RESTORE_JOBS,
+)
+
+# Where the pods may write (an emptyDir): HOME and TMPDIR point there.
+TMP_DIR = "/tmp"
+
+
+# --- The worker's commands, as the manifests call them ---------------------------------------
+
+
+def wait_args(timeout_seconds: int) -> list[str]:
+    return ["wait", "--timeout", str(timeout_seconds)]
+
+
+def backup_args() -> list[str]:
+    return ["backup"]
+
+
+def restore_args(
+    object_key: str,
+    run_id: str,
+    *,
+    force: bool = False,
+    backup_before_restore: bool = False,
+    target_database: str = "",
+    allow_unverified: bool = False,
+) -> list[str]:
+    args = ["restore", "--object", object_key, "--run-id", run_id]
+    if force:
+        args.append("--force")
+    if backup_before_restore:
+        args.append("--backup-before-restore")
+    if target_database:
+        args += ["--target-database", target_database]
+    if allow_unverified:
+        args.append("--allow-unverified")
+    return args
+
+
+# --- Rules both halves apply ------------------------------------------------------------------
+
+
+def normalize_prefix(prefix: str) -> str:
+    return prefix.strip("/")
+
+
+def join(prefix: str, name: str) -> str:
+    prefix = normalize_prefix(prefix)
+    return f"{prefix}/{name}" if prefix else name
+
+
+def object_key(obj: str, prefix: str) -> str:
+    """The key `restore.object` names (or `latest`). The chart's README used bare file names,
+    relative to the prefix; a key already under the prefix is kept as it is. The Job's annotation
+    (app/) and the object the worker restores come from this one function."""
+    obj = obj.strip()
+    prefix = normalize_prefix(prefix)
+    if obj == "latest" or not prefix or obj.startswith(prefix + "/"):
+        return obj
+    return join(prefix, obj)
+
+
+# --- docs/worker-contract.md --------------------------------------------------------------------
+
+_LIBPQ_AND_AWS = [
+    ("PGHOST", "CNPG Secret key `host` (secretKeyRef); literal `cnpg.serviceName` when that is set"),
+    ("PGPORT", "CNPG Secret key `port` (secretKeyRef)"),
+    ("PGUSER", "CNPG Secret key `username` (secretKeyRef)"),
+    (
+        "PGPASSWORD",
+        "CNPG Secret key `password` (secretKeyRef) — libpq reads it from the environment; it never reaches argv",
+    ),
+    ("PGDATABASE", "literal: the database to back up / restore into"),
+    ("PGSSLMODE", "literal `cnpg.sslMode`"),
+    ("PGSSLROOTCERT", "`/etc/cnpg-backup/ca/<key>` when `cnpg.sslRootCertSecret` is set (Secret volume, read-only)"),
+    (
+        "AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY",
+        "S3 Secret keys of the same names (secretKeyRef); absent when no Secret is used (IRSA / web identity)",
+    ),
+    ("AWS_REGION", "literal `s3.region`"),
+]
+
+
+def render_markdown() -> str:
+    set_by_manifests = [s for s in SETTINGS if s.set_from]
+    worker_only = [s for s in SETTINGS if not s.set_from]
+    lines = [
+        "# Contract between the manifests (`app/`) and the worker (`worker/`)",
+        "",
+        "Generated from `worker/contract.py` (`python -m worker.contract > docs/worker-contract.md`); the",
+        "constructs in `app/` and the worker CLI both import that module, and a test fails when this file",
+        "differs from it.",
+        "",
+        "## Command",
+        f"Every container of the image runs `{COMMAND}` (the image's entry point is not relied on:",
+        f'manifests always set `command: ["{COMMAND}"]`).',
+        "",
+        "| container | args |",
+        "| --- | --- |",
+        f"| init `wait-for-postgres` | `wait --timeout <backup.waitTimeoutSeconds>` (default {DEFAULT_WAIT_TIMEOUT_SECONDS}) |",
+        f"| backup | `{' '.join(backup_args())}` |",
+        "| restore | `restore --object <KEY or latest> --run-id <job name> [--force] [--backup-before-restore]"
+        " [--target-database <name>] [--allow-unverified]` |",
+        "",
+        "`<KEY>` is `restore.object` resolved against the database's prefix: a bare file name is relative to",
+        "the prefix, a key already under it is kept, `latest` stays `latest`.",
+        "",
+        "## Environment (set on every container of a pod)",
+        "| variable | source |",
+        "| --- | --- |",
+        *[f"| `{name}` | {source} |" for name, source in _LIBPQ_AND_AWS],
+        *[f"| `{s.env}` | {s.set_from} |" for s in set_by_manifests],
+        f"| `HOME`, `TMPDIR` | `{TMP_DIR}` (the only writable path: an emptyDir) |",
+        "",
+        "## Worker settings the manifests leave at their defaults",
+        "| variable | flag | default |",
+        "| --- | --- | --- |",
+        *[f"| `{s.env}` | `{s.flag}` | {s.default if s.default is not None else '(none)'} |" for s in worker_only],
+        "",
+        "Every flag of the worker also reads its `CNPG_BACKUP_*` variable; a flag given on the command line wins.",
+        "A variable's value is checked like the flag's, by the command that uses it: a bad one (say",
+        "`CNPG_BACKUP_FORMAT=tar`) stops that command with one line naming the flag and the variable, exit 2,",
+        "before anything runs; other commands and `--help` are not affected.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")
