@@ -12,13 +12,15 @@ from cdk8s import App, Chart
 from constructs import Construct
 
 import app  # noqa: F401 - sets the jsii environment before cdk8s is imported
-from app import naming
-from app.config import CHART_NAME, Config
+from app import naming, props
+from app.config import Config
 from app.constructs.backup import BackupCronJob
 from app.constructs.restore import RestoreJob
 from app.constructs.secrets import ManagedS3Secret, s3_credentials
 from app.constructs.service_account import WorkerServiceAccount
+from app.identity import CHART_NAME
 from app.rules import config_warnings
+from app.targets import backup_targets, restore_target
 
 OUTPUT_SUFFIX = ".k8s.yaml"
 Warn = Callable[[str], None]
@@ -36,30 +38,18 @@ class BackupChart(Chart):
         super().__init__(scope, id, disable_resource_name_hashes=True)
         credentials = s3_credentials(cfg)
         if cfg.service_account.create:
-            WorkerServiceAccount(self, "service-account", cfg=cfg)
+            WorkerServiceAccount(self, "service-account", props=props.service_account(cfg))
         if credentials.managed and credentials.secret_name:
-            ManagedS3Secret(self, "s3-secret", cfg=cfg, name=credentials.secret_name)
+            ManagedS3Secret(self, "s3-secret", props=props.managed_s3_secret(cfg, credentials.secret_name))
         if cfg.backup.enabled:
-            for target in cfg.targets():
+            for target in backup_targets(cfg):
                 BackupCronJob(
-                    self,
-                    f"backup-{target.name or 'default'}",
-                    cfg=cfg,
-                    target=target,
-                    credentials=credentials,
+                    self, f"backup-{target.name or 'default'}", props=props.backup_cronjob(cfg, target, credentials)
                 )
         if cfg.restore_requested:
-            target = cfg.restore_target()
-            RestoreJob(
-                self,
-                "restore",
-                cfg=cfg,
-                target=target,
-                name=naming.restore_job_name(cfg, target),
-                object_key=target.object_key(cfg.restore.object),
-                request=cfg.restore,
-                credentials=credentials,
-            )
+            target = restore_target(cfg)
+            name = naming.restore_job_name(cfg, target)
+            RestoreJob(self, "restore", props=props.restore_job(cfg, target, name, credentials))
 
 
 def synth(cfg: Config, outdir: str | Path = "dist", warn: Warn = warn_stderr) -> list[Path]:
@@ -87,17 +77,9 @@ def oneoff_restore_yaml(cfg: Config, now: datetime | None = None, warn: Warn = w
         if "literal credentials" not in message:  # the Secret itself is not part of this output
             warn(message)
     now = now or datetime.now(UTC)
-    target = cfg.restore_target()
+    target = restore_target(cfg)
     application = App()
     chart = Chart(application, "oneoff-restore", disable_resource_name_hashes=True)
-    RestoreJob(
-        chart,
-        "restore",
-        cfg=cfg,
-        target=target,
-        name=naming.oneoff_restore_job_name(cfg, now.astimezone(UTC)),
-        object_key=target.object_key(cfg.restore.object),
-        request=cfg.restore,
-        credentials=s3_credentials(cfg),
-    )
+    name = naming.oneoff_restore_job_name(cfg, now.astimezone(UTC))
+    RestoreJob(chart, "restore", props=props.restore_job(cfg, target, name, s3_credentials(cfg)))
     return application.synth_yaml()

@@ -12,13 +12,14 @@ Field-level rules live in ``app.validation``; rules spanning several fields are 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from app.cron import Cron, TimeZone
 from app.errors import ConfigError
+from app.identity import DEFAULT_IMAGE
+from app.rules import cross_field_problems
 from app.s3_rules import RestoreObject, S3Bucket, S3Endpoint, S3Prefix, S3Region, S3StorageClass
 from app.scheduling import Affinity, Toleration
 from app.validation import (
@@ -36,10 +37,6 @@ from app.validation import (
     StrictModel,
 )
 from worker import contract
-
-CHART_NAME = "cnpg-pgdump-backup"
-APP_VERSION = "0.1.0"
-DEFAULT_IMAGE = f"localhost/cnpg-pgdump-backup-worker:{APP_VERSION}"
 
 # Requests/limits both backup and restore start from; a values file overrides key by key (below).
 DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
@@ -214,23 +211,6 @@ class DatabaseEntry(StrictModel):
     schedule: Cron | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class BackupTarget:
-    """One database to back up / restore into, with every default resolved."""
-
-    name: str | None  # None for the single-database case (no suffix in object names)
-    database: str
-    secret_name: str
-    service_name: str
-    prefix: str
-    schedule: str
-
-    def object_key(self, obj: str) -> str:
-        """restore.object as a full key (or ``latest``): the contract's rule, which the worker
-        applies too, so the Job's annotation shows the key that gets restored."""
-        return contract.object_key(obj, self.prefix)
-
-
 class Config(StrictModel):
     global_: Global = Field(default_factory=Global, validation_alias="global", serialization_alias="global")
     backup: Backup = Field(default_factory=Backup)
@@ -247,43 +227,8 @@ class Config(StrictModel):
     def restore_requested(self) -> bool:
         return self.restore.enabled and bool(self.restore.object)
 
-    def targets(self) -> list[BackupTarget]:
-        if not self.databases:
-            return [
-                BackupTarget(
-                    name=None,
-                    database=self.cnpg.database,
-                    secret_name=self.cnpg.secret_name,
-                    service_name=self.cnpg.service_name,
-                    prefix=self.s3.prefix,
-                    schedule=self.backup.schedule,
-                )
-            ]
-        return [
-            BackupTarget(
-                name=entry.name,
-                database=entry.database,
-                secret_name=entry.secret_name or self.cnpg.secret_name,
-                service_name=entry.service_name or self.cnpg.service_name,
-                prefix=entry.prefix
-                if entry.prefix is not None
-                else (f"{self.s3.prefix}/{entry.name}" if self.s3.prefix else entry.name),
-                schedule=entry.schedule or self.backup.schedule,
-            )
-            for entry in self.databases
-        ]
-
-    def restore_target(self) -> BackupTarget:
-        """The database restore.object is restored into (validated to exist)."""
-        targets = self.targets()
-        if self.restore.database:
-            return next(t for t in targets if t.name == self.restore.database)
-        return targets[0]
-
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Config:
-        from app.rules import cross_field_problems  # the rules need the finished model classes
-
         problems = cross_field_problems(self)
         if problems:
             raise ConfigError(problems)

@@ -6,8 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from app.config import APP_VERSION, CHART_NAME, BackupTarget, Config
+from app.identity import APP_VERSION, CHART_NAME
+from app.targets import BackupTarget
+
+if TYPE_CHECKING:
+    from app.config import Config
 
 MAX_NAME = 63
 # The CronJob controller appends "-<11 digits>" to name its Jobs, and Job names must stay

@@ -3,8 +3,14 @@ warnings printed at synth time for configurations that are allowed but risky."""
 
 from __future__ import annotations
 
-from app.config import DEFAULT_IMAGE, Config, Resources
+from typing import TYPE_CHECKING
+
+from app.identity import DEFAULT_IMAGE
 from app.naming import cronjob_name
+from app.targets import backup_targets
+
+if TYPE_CHECKING:  # the model calls these rules from its own validator: no import back at run time
+    from app.config import Config, Resources
 from app.validation import parse_quantity
 
 
@@ -80,7 +86,7 @@ def _database_list_problems(cfg: Config) -> list[str]:
         seen_names.setdefault(entry.name, i)
     # Names are shortened to fit Kubernetes' limits, so two long, different names can still end up
     # as one CronJob name, and the second would silently replace the first on apply.
-    targets = cfg.targets()
+    targets = backup_targets(cfg)
     seen_jobs: dict[str, int] = {}
     for i, target in enumerate(targets):
         job = cronjob_name(cfg, target)

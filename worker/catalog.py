@@ -39,7 +39,7 @@ def scan(bucket: Bucket, prefix: str, database: str, *, load_manifests: bool = T
     search = naming.join(prefix, database + "_")
     objects: dict[str, int] = {}
     manifests: set[str] = set()
-    for obj in bucket.list(search):
+    for obj in bucket.list_objects(search):
         if obj.key.endswith(naming.MANIFEST_SUFFIX):
             manifests.add(obj.key[: -len(naming.MANIFEST_SUFFIX)])
         elif naming.parse(obj.key, prefix, database):

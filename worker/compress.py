@@ -53,8 +53,3 @@ class GunzipStream:
     def finish(self) -> None:
         if self.members == 0 or self._in_member:
             raise ValueError("gzip stream is truncated (it ends inside a member)")
-
-
-def check_gzip_bytes(first: bytes) -> None:
-    if not first.startswith(b"\x1f\x8b"):
-        raise ValueError("not a gzip stream (bad magic bytes)")

@@ -129,42 +129,11 @@ def server_info(conn: psycopg.Connection) -> ServerInfo:
     return ServerInfo(version, num // 10000, db)
 
 
-USER_OBJECTS_SQL = """
-SELECT
-  (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%%'
-      AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
-      AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                      AND d.objid = c.oid AND d.deptype = 'e'))
-  + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                      AND d.objid = p.oid AND d.deptype = 'e'))
-  + (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
-      AND (t.typtype IN ('e', 'd', 'r')
-           OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
-                      AND d.objid = t.oid AND d.deptype = 'e'))
-  + (SELECT count(*) FROM pg_namespace n
-    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'public')
-      AND n.nspname NOT LIKE 'pg\\_%%'
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
-                      AND d.objid = n.oid AND d.deptype = 'e'))
-"""
-
 TABLE_COUNT_SQL = """
 SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname NOT LIKE 'pg\\_toast%%'
 """
-
-
-def user_object_count(conn: psycopg.Connection) -> int:
-    row = conn.execute(USER_OBJECTS_SQL).fetchone()
-    assert row is not None  # an aggregate SELECT always returns one row
-    return int(row[0])
 
 
 def table_count(conn: psycopg.Connection) -> int:

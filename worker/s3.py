@@ -6,7 +6,6 @@ or is aborted, so no partial object can ever appear under a backup's key.
 
 from __future__ import annotations
 
-import builtins
 import json
 import queue
 import socket
@@ -302,7 +301,7 @@ class Bucket:
                 raise WorkerError(f"S3 bucket {self.loc.bucket!r} does not exist", hint="check s3.bucket") from None
             raise self._fail(exc) from None
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object under `prefix`, across as many pages as S3 returns (no 1,000-object cap)."""
         paginator = self.client.get_paginator("list_objects_v2")
         try:
@@ -380,7 +379,7 @@ class Bucket:
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc, key) from None
 
-    def delete(self, keys: builtins.list[str]) -> None:
+    def delete(self, keys: list[str]) -> None:
         for i in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[i : i + 1000]]
             try:

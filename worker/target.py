@@ -49,7 +49,7 @@ SELECT c.oid::bigint, quote_ident(n.nspname) || '.' || quote_ident(c.relname)
    AND {_NOT_EXT.format(cat="pg_class", oid="c.oid")}
  ORDER BY c.relpages LIMIT 200
 """
-# What `pg.user_object_count` calls user objects: what a restore would collide with.
+# User objects: what a restore would collide with (indexes and row types come with their tables).
 _COUNTED = {"relation", "routine", "type", "schema", "large object"}
 
 

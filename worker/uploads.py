@@ -85,7 +85,7 @@ def abort_stale(bucket: Bucket, prefix: str, database: str, *, dry_run: bool = F
     for key, upload_id, initiated in bucket.open_uploads(naming.join(prefix, database + "_")):
         candidates[upload_id] = (key, initiated)
     markers: dict[str, dict[str, Any]] = {}
-    for obj in bucket.list(naming.state_key(prefix, "uploads") + "/"):
+    for obj in bucket.list_objects(naming.state_key(prefix, "uploads") + "/"):
         try:
             doc = json.loads(bucket.get_bytes(obj.key))
         except (WorkerError, ValueError):
@@ -128,7 +128,7 @@ def _remove_old_reservations(bucket: Bucket, prefix: str, database: str, now: da
     # left by a run that could not reach S3 at its end is removed once it is as old as a stale upload.
     old = [
         o.key
-        for o in bucket.list(naming.state_key(prefix, "keys", database + "_"))
+        for o in bucket.list_objects(naming.state_key(prefix, "keys", database + "_"))
         if naming.parse(naming.join(prefix, o.key.rsplit("/", 1)[-1]), prefix, database)
         and now - o.last_modified > stale_after()
     ]

@@ -2,44 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from constructs import Construct
 
-from app import naming
-from app.config import BackupTarget, Config
-from app.constructs.pod import S3Credentials, WorkerPodProps, pod_template
+from app.config import Backup
+from app.constructs.pod import WorkerPodProps, pod_template
 from imports import k8s
-from worker import contract
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupCronJobProps:
+    name: str  # at most 52 characters (app/naming.py)
+    labels: dict[str, str]
+    schedule: str
+    backup: Backup  # history limits, concurrency, deadlines, time zone, backoff
+    pod: WorkerPodProps
 
 
 class BackupCronJob(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        cfg: Config,
-        target: BackupTarget,
-        credentials: S3Credentials,
-    ) -> None:
+    def __init__(self, scope: Construct, id: str, *, props: BackupCronJobProps) -> None:
         super().__init__(scope, id)
-        backup = cfg.backup
-        labels = naming.labels(cfg, "backup", target)
-        props = WorkerPodProps(
-            cfg=cfg,
-            target=target,
-            container_name="backup",
-            args=contract.backup_args(),
-            resources=backup.resources,
-            credentials=credentials,
-            service_account_name=naming.service_account_name(cfg),
-        )
-        self.name = naming.cronjob_name(cfg, target)
+        backup, labels = props.backup, props.labels
+        self.name = props.name
         self.cron_job = k8s.KubeCronJob(
             self,
             "cronjob",
             metadata=k8s.ObjectMeta(name=self.name, labels=labels),
             spec=k8s.CronJobSpec(
-                schedule=target.schedule,
+                schedule=props.schedule,
                 time_zone=backup.time_zone,
                 concurrency_policy=backup.concurrency_policy,
                 successful_jobs_history_limit=backup.successful_jobs_history_limit,
@@ -52,7 +43,7 @@ class BackupCronJob(Construct):
                     spec=k8s.JobSpec(
                         backoff_limit=backup.backoff_limit,
                         active_deadline_seconds=backup.active_deadline_seconds,
-                        template=pod_template(props, labels),
+                        template=pod_template(props.pod, labels),
                     ),
                 ),
             ),

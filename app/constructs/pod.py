@@ -10,7 +10,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from app import scheduling
-from app.config import BackupTarget, Config, Resources
+from app.config import S3, Backup, Cnpg, Resources, SecretKeySelector, SecurityContext
+from app.targets import BackupTarget
 from app.validation import canonical_quantity
 from imports import k8s
 from worker import contract
@@ -37,13 +38,19 @@ class S3Credentials:
 
 @dataclasses.dataclass(frozen=True)
 class WorkerPodProps:
-    cfg: Config
-    target: BackupTarget
+    """What a worker pod is made of, and nothing more: the config sections it reads, typed."""
+
+    target: BackupTarget  # which database (connection Secret, prefix)
     container_name: str
-    args: list[str]
+    args: list[str]  # the worker command line (worker/contract.py)
     resources: Resources
     credentials: S3Credentials
     service_account_name: str
+    backup: Backup  # image, pull policy, wait timeout, scheduling, format/level/retention/log format
+    cnpg: Cnpg  # TLS mode and CA
+    s3: S3  # bucket, region, endpoint, storage class
+    security_context: SecurityContext
+    annotations: dict[str, str] = dataclasses.field(default_factory=dict)  # pod annotations (monitoring)
 
 
 def _secret_env(name: str, secret: str, key: str) -> k8s.EnvVar:
@@ -52,8 +59,9 @@ def _secret_env(name: str, secret: str, key: str) -> k8s.EnvVar:
     )
 
 
-def worker_env(cfg: Config, target: BackupTarget, credentials: S3Credentials) -> list[k8s.EnvVar]:
+def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
     """The environment of docs/worker-contract.md. Passwords only ever as secretKeyRef."""
+    target, credentials, cnpg = props.target, props.credentials, props.cnpg
     env = [
         k8s.EnvVar(name="PGHOST", value=target.service_name)
         if target.service_name
@@ -62,16 +70,16 @@ def worker_env(cfg: Config, target: BackupTarget, credentials: S3Credentials) ->
         _secret_env("PGUSER", target.secret_name, "username"),
         _secret_env("PGPASSWORD", target.secret_name, "password"),
         k8s.EnvVar(name="PGDATABASE", value=target.database),
-        k8s.EnvVar(name="PGSSLMODE", value=cfg.cnpg.ssl_mode),
+        k8s.EnvVar(name="PGSSLMODE", value=cnpg.ssl_mode),
     ]
-    if cfg.cnpg.ssl_root_cert_secret is not None:
-        env.append(k8s.EnvVar(name="PGSSLROOTCERT", value=f"{CA_DIR}/{cfg.cnpg.ssl_root_cert_secret.key}"))
+    if cnpg.ssl_root_cert_secret is not None:
+        env.append(k8s.EnvVar(name="PGSSLROOTCERT", value=f"{CA_DIR}/{cnpg.ssl_root_cert_secret.key}"))
     if credentials.secret_name:
         env += [
             _secret_env("AWS_ACCESS_KEY_ID", credentials.secret_name, "AWS_ACCESS_KEY_ID"),
             _secret_env("AWS_SECRET_ACCESS_KEY", credentials.secret_name, "AWS_SECRET_ACCESS_KEY"),
         ]
-    s3 = cfg.s3
+    s3 = props.s3
     env += [
         k8s.EnvVar(name="AWS_REGION", value=s3.region),
         k8s.EnvVar(name=contract.S3_BUCKET.env, value=s3.bucket),
@@ -81,7 +89,7 @@ def worker_env(cfg: Config, target: BackupTarget, credentials: S3Credentials) ->
         env.append(k8s.EnvVar(name=contract.S3_ENDPOINT.env, value=s3.endpoint))
     if s3.storage_class:
         env.append(k8s.EnvVar(name=contract.S3_STORAGE_CLASS.env, value=s3.storage_class))
-    backup = cfg.backup
+    backup = props.backup
     env += [
         k8s.EnvVar(name=contract.RETENTION_DAYS.env, value=str(backup.retention_days)),
         k8s.EnvVar(name=contract.FORMAT.env, value=backup.format),
@@ -102,8 +110,7 @@ def resource_requirements(resources: Resources) -> k8s.ResourceRequirements:
     return k8s.ResourceRequirements(requests=_quantities(resources.requests), limits=_quantities(resources.limits))
 
 
-def container_security_context(cfg: Config) -> k8s.SecurityContext:
-    sc = cfg.security_context
+def container_security_context(sc: SecurityContext) -> k8s.SecurityContext:
     return k8s.SecurityContext(
         run_as_non_root=sc.run_as_non_root,
         run_as_user=sc.run_as_user,
@@ -116,8 +123,7 @@ def container_security_context(cfg: Config) -> k8s.SecurityContext:
     )
 
 
-def pod_security_context(cfg: Config) -> k8s.PodSecurityContext:
-    sc = cfg.security_context
+def pod_security_context(sc: SecurityContext) -> k8s.PodSecurityContext:
     return k8s.PodSecurityContext(
         run_as_non_root=sc.run_as_non_root,
         run_as_user=sc.run_as_user,
@@ -127,7 +133,7 @@ def pod_security_context(cfg: Config) -> k8s.PodSecurityContext:
     )
 
 
-def _volumes(cfg: Config) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
+def _volumes(ca: SecretKeySelector | None) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
     volumes = [
         k8s.Volume(
             name="tmp",
@@ -135,7 +141,6 @@ def _volumes(cfg: Config) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
         )
     ]
     mounts = [k8s.VolumeMount(name="tmp", mount_path=TMP_DIR)]
-    ca = cfg.cnpg.ssl_root_cert_secret
     if ca is not None:
         volumes.append(
             k8s.Volume(
@@ -186,25 +191,25 @@ def affinity(value: scheduling.Affinity) -> k8s.Affinity | None:
     return None if value.is_empty else to_k8s(value)
 
 
-def tolerations(cfg: Config) -> list[k8s.Toleration] | None:
-    return [to_k8s(t) for t in cfg.backup.tolerations] or None
+def tolerations(backup: Backup) -> list[k8s.Toleration] | None:
+    return [to_k8s(t) for t in backup.tolerations] or None
 
 
 def worker_pod_spec(props: WorkerPodProps) -> k8s.PodSpec:
-    cfg = props.cfg
-    volumes, mounts = _volumes(cfg)
-    env = worker_env(cfg, props.target, props.credentials)
+    backup = props.backup
+    volumes, mounts = _volumes(props.cnpg.ssl_root_cert_secret)
+    env = worker_env(props)
 
     def container(name: str, args: list[str]) -> k8s.Container:
         return k8s.Container(
             name=name,
-            image=cfg.backup.image,
-            image_pull_policy=cfg.backup.image_pull_policy,
+            image=backup.image,
+            image_pull_policy=backup.image_pull_policy,
             command=[WORKER_COMMAND],
             args=args,
             env=env,
             resources=resource_requirements(props.resources),
-            security_context=container_security_context(cfg),
+            security_context=container_security_context(props.security_context),
             volume_mounts=mounts,
         )
 
@@ -215,18 +220,18 @@ def worker_pod_spec(props: WorkerPodProps) -> k8s.PodSpec:
         automount_service_account_token=False,
         enable_service_links=False,
         termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
-        security_context=pod_security_context(cfg),
-        init_containers=[container("wait-for-postgres", contract.wait_args(cfg.backup.wait_timeout_seconds))],
+        security_context=pod_security_context(props.security_context),
+        init_containers=[container("wait-for-postgres", contract.wait_args(backup.wait_timeout_seconds))],
         containers=[container(props.container_name, props.args)],
         volumes=volumes,
-        node_selector=dict(cfg.backup.node_selector) or None,
-        tolerations=tolerations(cfg),
-        affinity=affinity(cfg.backup.affinity),
+        node_selector=dict(backup.node_selector) or None,
+        tolerations=tolerations(backup),
+        affinity=affinity(backup.affinity),
     )
 
 
 def pod_template(props: WorkerPodProps, labels: dict[str, str]) -> k8s.PodTemplateSpec:
     return k8s.PodTemplateSpec(
-        metadata=k8s.ObjectMeta(labels=labels, annotations=dict(props.cfg.monitoring.annotations) or None),
+        metadata=k8s.ObjectMeta(labels=labels, annotations=dict(props.annotations) or None),
         spec=worker_pod_spec(props),
     )

@@ -12,11 +12,13 @@ Run-once by design: a restore overwrites a database, so it must never happen aga
 
 from __future__ import annotations
 
+import dataclasses
+
 from constructs import Construct
 
-from app import naming
-from app.config import BackupTarget, Config, Restore
-from app.constructs.pod import S3Credentials, WorkerPodProps, pod_template
+from app.config import Restore
+from app.constructs.pod import WorkerPodProps, pod_template
+from app.naming import RESTORE_OBJECT_ANNOTATION
 from imports import k8s
 from worker import contract
 
@@ -32,38 +34,25 @@ def restore_args(object_key: str, run_id: str, request: Restore) -> list[str]:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class RestoreJobProps:
+    name: str  # also the worker's run id
+    labels: dict[str, str]
+    object_key: str  # shown as an annotation: what this Job restores
+    pod: WorkerPodProps  # its args come from restore_args(object_key, name, request)
+
+
 class RestoreJob(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        id: str,
-        *,
-        cfg: Config,
-        target: BackupTarget,
-        name: str,
-        object_key: str,
-        request: Restore,
-        credentials: S3Credentials,
-    ) -> None:
+    def __init__(self, scope: Construct, id: str, *, props: RestoreJobProps) -> None:
         super().__init__(scope, id)
-        labels = naming.labels(cfg, "restore", target)
-        props = WorkerPodProps(
-            cfg=cfg,
-            target=target,
-            container_name="restore",
-            args=restore_args(object_key, name, request),
-            resources=cfg.restore.resources,
-            credentials=credentials,
-            service_account_name=naming.service_account_name(cfg),
-        )
-        self.name = name
+        self.name = props.name
         self.job = k8s.KubeJob(
             self,
             "job",
             metadata=k8s.ObjectMeta(
-                name=name,
-                labels=labels,
-                annotations={naming.RESTORE_OBJECT_ANNOTATION: object_key},
+                name=props.name,
+                labels=props.labels,
+                annotations={RESTORE_OBJECT_ANNOTATION: props.object_key},
             ),
-            spec=k8s.JobSpec(backoff_limit=0, template=pod_template(props, labels)),
+            spec=k8s.JobSpec(backoff_limit=0, template=pod_template(props.pod, props.labels)),
         )

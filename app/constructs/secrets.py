@@ -4,8 +4,10 @@ literal keys."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 from constructs import Construct
+from pydantic import SecretStr
 
 from app import naming
 from app.config import Config
@@ -30,21 +32,26 @@ def _b64(value: str) -> str:
     return base64.b64encode(value.encode()).decode()
 
 
+@dataclasses.dataclass(frozen=True)
+class ManagedS3SecretProps:
+    name: str
+    labels: dict[str, str]
+    access_key_id: SecretStr
+    secret_access_key: SecretStr
+
+
 class ManagedS3Secret(Construct):
-    def __init__(self, scope: Construct, id: str, *, cfg: Config, name: str) -> None:
+    def __init__(self, scope: Construct, id: str, *, props: ManagedS3SecretProps) -> None:
         super().__init__(scope, id)
-        s3 = cfg.s3
-        if s3.access_key_id is None or s3.secret_access_key is None:
-            raise ValueError("ManagedS3Secret needs s3.accessKeyId and s3.secretAccessKey")
         self.secret = k8s.KubeSecret(
             self,
             "secret",
-            metadata=k8s.ObjectMeta(name=name, labels=naming.labels(cfg, "s3-credentials")),
+            metadata=k8s.ObjectMeta(name=props.name, labels=props.labels),
             type="Opaque",
             # `data`, not `stringData`: the server stores only `data`, so with `stringData`
             # every `kubectl apply` finds a difference, reports `configured` and patches again.
             data={
-                "AWS_ACCESS_KEY_ID": _b64(s3.access_key_id.get_secret_value()),
-                "AWS_SECRET_ACCESS_KEY": _b64(s3.secret_access_key.get_secret_value()),
+                "AWS_ACCESS_KEY_ID": _b64(props.access_key_id.get_secret_value()),
+                "AWS_SECRET_ACCESS_KEY": _b64(props.secret_access_key.get_secret_value()),
             },
         )

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from constructs import Construct
 
-from app import naming
-from app.config import Config
 from imports import k8s
 
 
+@dataclasses.dataclass(frozen=True)
+class ServiceAccountProps:
+    name: str
+    labels: dict[str, str]
+    annotations: dict[str, str] = dataclasses.field(default_factory=dict)  # e.g. IRSA's role-arn
+
+
 class WorkerServiceAccount(Construct):
-    def __init__(self, scope: Construct, id: str, *, cfg: Config) -> None:
+    def __init__(self, scope: Construct, id: str, *, props: ServiceAccountProps) -> None:
         super().__init__(scope, id)
-        self.name = naming.service_account_name(cfg)
+        self.name = props.name
         self.service_account = k8s.KubeServiceAccount(
             self,
             "serviceaccount",
-            metadata=k8s.ObjectMeta(
-                name=self.name,
-                labels=naming.labels(cfg, "service-account"),
-                annotations=dict(cfg.service_account.annotations) or None,
-            ),
+            metadata=k8s.ObjectMeta(name=props.name, labels=props.labels, annotations=props.annotations or None),
             # The worker never calls the Kubernetes API; token projection for IRSA is separate.
             automount_service_account_token=False,
         )

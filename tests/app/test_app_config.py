@@ -10,6 +10,7 @@ from app import config as C
 from app.config import Config
 from app.errors import ConfigError
 from app.rules import config_warnings
+from app.targets import backup_targets
 from app.validation import StrictModel
 from app.values import config_from_values, merge_values
 from testsupport.app_helpers import REPO, values
@@ -537,13 +538,13 @@ def test_prefix_trailing_slash_is_normalised() -> None:
 
 
 def test_restore_object_bare_name_is_relative_to_prefix() -> None:
-    target = config_from_values(values()).targets()[0]
+    target = backup_targets(config_from_values(values()))[0]
     assert target.object_key("appdb_2024-01-21_02-00-00.sql.gz") == "appdb/appdb_2024-01-21_02-00-00.sql.gz"
     assert target.object_key("appdb/appdb_2024-01-21_02-00-00.sql.gz") == "appdb/appdb_2024-01-21_02-00-00.sql.gz"
     # Like the worker: anything not already under the prefix is relative to it.
     assert target.object_key("2024/x.sql.gz") == "appdb/2024/x.sql.gz"
     assert target.object_key("latest") == "latest"
-    no_prefix = config_from_values(merge_values(values(), {"s3": {"prefix": ""}})).targets()[0]
+    no_prefix = backup_targets(config_from_values(merge_values(values(), {"s3": {"prefix": ""}})))[0]
     assert no_prefix.object_key("x.sql.gz") == "x.sql.gz"
 
 
@@ -567,7 +568,7 @@ def test_database_entries_inherit_defaults() -> None:
             },
         )
     )
-    a, b = cfg.targets()
+    a, b = backup_targets(cfg)
     assert (a.secret_name, a.service_name, a.prefix, a.schedule) == (
         "appdb-app",
         "shared-rw",
@@ -581,7 +582,7 @@ def test_database_entries_inherit_defaults() -> None:
             {"s3": {"prefix": ""}, "cnpg": {"database": ""}, "databases": [{"name": "a", "database": "a"}]},
         )
     )
-    assert no_prefix.targets()[0].prefix == "a"
+    assert backup_targets(no_prefix)[0].prefix == "a"
 
 
 # --- secrets never leak -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from app.config import APP_VERSION
+from app.identity import APP_VERSION
 from testsupport.app_helpers import (
     REPO,
     VARIANTS,

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.config import BackupTarget, Restore
+from app.config import Restore
 from app.constructs.restore import restore_args as app_restore_args
+from app.targets import BackupTarget
 from worker import contract, naming
 from worker.cli import build_parser
 

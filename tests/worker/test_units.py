@@ -209,7 +209,7 @@ def test_termination_is_never_turned_into_an_ordinary_failure():
         lambda: bucket.get_bytes("k"),
         lambda: bucket.head("k"),
         lambda: bucket.put_bytes("k", b""),
-        lambda: list(bucket.list("p/")),
+        lambda: list(bucket.list_objects("p/")),
         lambda: bucket.check("p/"),
     ):
         with pytest.raises(Terminated):

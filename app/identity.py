@@ -1,0 +1,8 @@
+"""What the generated objects are called and which image they run: constants with no dependencies,
+so every module (config, naming, rules) can import them without importing each other."""
+
+from __future__ import annotations
+
+CHART_NAME = "cnpg-pgdump-backup"
+APP_VERSION = "0.1.0"
+DEFAULT_IMAGE = f"localhost/cnpg-pgdump-backup-worker:{APP_VERSION}"

@@ -1,0 +1,93 @@
+"""From one Config to each construct's props: the only place that reads the whole config for the
+constructs. Each construct sees just its typed props (cdk8s-plus style), so it can be built and
+tested on its own (tests/app/test_constructs.py)."""
+
+from __future__ import annotations
+
+from app import naming
+from app.config import Config, Resources
+from app.constructs.backup import BackupCronJobProps
+from app.constructs.pod import S3Credentials, WorkerPodProps
+from app.constructs.restore import RestoreJobProps, restore_args
+from app.constructs.secrets import ManagedS3SecretProps
+from app.constructs.service_account import ServiceAccountProps
+from app.targets import BackupTarget
+from worker import contract
+
+
+def service_account(cfg: Config) -> ServiceAccountProps:
+    return ServiceAccountProps(
+        name=naming.service_account_name(cfg),
+        labels=naming.labels(cfg, "service-account"),
+        annotations=dict(cfg.service_account.annotations),
+    )
+
+
+def managed_s3_secret(cfg: Config, name: str) -> ManagedS3SecretProps:
+    s3 = cfg.s3
+    if s3.access_key_id is None or s3.secret_access_key is None:
+        raise ValueError("a managed S3 Secret needs s3.accessKeyId and s3.secretAccessKey")
+    return ManagedS3SecretProps(
+        name=name,
+        labels=naming.labels(cfg, "s3-credentials"),
+        access_key_id=s3.access_key_id,
+        secret_access_key=s3.secret_access_key,
+    )
+
+
+def worker_pod(
+    cfg: Config,
+    target: BackupTarget,
+    *,
+    container_name: str,
+    args: list[str],
+    resources: Resources,
+    credentials: S3Credentials,
+) -> WorkerPodProps:
+    return WorkerPodProps(
+        target=target,
+        container_name=container_name,
+        args=args,
+        resources=resources,
+        credentials=credentials,
+        service_account_name=naming.service_account_name(cfg),
+        backup=cfg.backup,
+        cnpg=cfg.cnpg,
+        s3=cfg.s3,
+        security_context=cfg.security_context,
+        annotations=dict(cfg.monitoring.annotations),
+    )
+
+
+def backup_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials) -> BackupCronJobProps:
+    return BackupCronJobProps(
+        name=naming.cronjob_name(cfg, target),
+        labels=naming.labels(cfg, "backup", target),
+        schedule=target.schedule,
+        backup=cfg.backup,
+        pod=worker_pod(
+            cfg,
+            target,
+            container_name="backup",
+            args=contract.backup_args(),
+            resources=cfg.backup.resources,
+            credentials=credentials,
+        ),
+    )
+
+
+def restore_job(cfg: Config, target: BackupTarget, name: str, credentials: S3Credentials) -> RestoreJobProps:
+    object_key = target.object_key(cfg.restore.object)
+    return RestoreJobProps(
+        name=name,
+        labels=naming.labels(cfg, "restore", target),
+        object_key=object_key,
+        pod=worker_pod(
+            cfg,
+            target,
+            container_name="restore",
+            args=restore_args(object_key, name, cfg.restore),
+            resources=cfg.restore.resources,
+            credentials=credentials,
+        ),
+    )

@@ -1,0 +1,109 @@
+"""Each construct on its own, from its typed props only (cdk8s `Testing`), besides the whole-chart
+snapshots: what a construct writes follows from its props, and nothing else reaches it."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import cdk8s
+from pydantic import SecretStr
+
+from app.config import S3, Backup, Cnpg, Resources, SecretKeySelector, SecurityContext
+from app.constructs.backup import BackupCronJob, BackupCronJobProps
+from app.constructs.pod import S3Credentials, WorkerPodProps
+from app.constructs.restore import RestoreJob, RestoreJobProps
+from app.constructs.secrets import ManagedS3Secret, ManagedS3SecretProps
+from app.constructs.service_account import ServiceAccountProps, WorkerServiceAccount
+from app.targets import BackupTarget
+from testsupport.app_helpers import validate_strict
+from worker import contract
+
+LABELS = {"app.kubernetes.io/name": "cnpg-pgdump-backup"}
+TARGET = BackupTarget(
+    name=None, database="orders", secret_name="orders-app", service_name="", prefix="orders", schedule="15 3 * * *"
+)
+
+
+def _pod(args: list[str], **overrides: Any) -> WorkerPodProps:
+    fields: dict[str, Any] = {
+        "target": TARGET,
+        "container_name": "worker",
+        "args": args,
+        "resources": Resources(),
+        "credentials": S3Credentials(secret_name="s3-creds", managed=False),
+        "service_account_name": "backup-sa",
+        "backup": Backup(format="custom", compression_level=6, wait_timeout_seconds=42),
+        "cnpg": Cnpg(ssl_mode="verify-full", ssl_root_cert_secret=SecretKeySelector(name="ca", key="ca.crt")),
+        "s3": S3(bucket="bkt", region="eu-west-1", endpoint="https://s3.example"),
+        "security_context": SecurityContext(run_as_user=1234),
+        "annotations": {"prometheus.io/scrape": "false"},
+    }
+    fields.update(overrides)
+    return WorkerPodProps(**fields)
+
+
+def _synth(build: Any) -> list[dict[str, Any]]:
+    chart = cdk8s.Testing.chart()
+    build(chart)
+    docs = [d for d in cdk8s.Testing.synth(chart) if d]
+    for d in docs:
+        validate_strict(d)
+    return docs
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_service_account_from_its_props() -> None:
+    props = ServiceAccountProps(name="sa-1", labels=LABELS, annotations={"eks.amazonaws.com/role-arn": "arn:x"})
+    [doc] = _synth(lambda c: WorkerServiceAccount(c, "sa", props=props))
+    assert doc["kind"] == "ServiceAccount" and doc["metadata"]["name"] == "sa-1"
+    assert doc["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:x"}
+    assert doc["automountServiceAccountToken"] is False
+
+
+def test_managed_secret_holds_the_keys_base64_in_data_only() -> None:
+    props = ManagedS3SecretProps(
+        name="s3", labels=LABELS, access_key_id=SecretStr("AKIAEXAMPLE"), secret_access_key=SecretStr("s3cr3t/key")
+    )
+    [doc] = _synth(lambda c: ManagedS3Secret(c, "secret", props=props))
+    assert "stringData" not in doc
+    decoded = {k: base64.b64decode(v).decode() for k, v in doc["data"].items()}
+    assert decoded == {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t/key"}
+
+
+def test_backup_cronjob_from_its_props() -> None:
+    props = BackupCronJobProps(
+        name="orders-backup",
+        labels=LABELS,
+        schedule=TARGET.schedule,
+        backup=Backup(concurrency_policy="Replace", backoff_limit=4),
+        pod=_pod(contract.backup_args()),
+    )
+    [doc] = _synth(lambda c: BackupCronJob(c, "backup", props=props))
+    spec = doc["spec"]
+    assert (doc["kind"], doc["metadata"]["name"], spec["schedule"]) == ("CronJob", "orders-backup", "15 3 * * *")
+    assert spec["concurrencyPolicy"] == "Replace" and spec["jobTemplate"]["spec"]["backoffLimit"] == 4
+    pod = spec["jobTemplate"]["spec"]["template"]
+    assert pod["metadata"]["annotations"] == {"prometheus.io/scrape": "false"}
+    [init], [main] = pod["spec"]["initContainers"], pod["spec"]["containers"]
+    assert init["args"] == ["wait", "--timeout", "42"] and main["args"] == ["backup"]
+    env = _env(main)
+    # the pod's own props, not the CronJob's `backup` section, decide the worker's settings
+    assert (env["CNPG_BACKUP_FORMAT"], env["CNPG_BACKUP_COMPRESSION_LEVEL"]) == ("custom", "6")
+    assert env["PGSSLROOTCERT"] == "/etc/cnpg-backup/ca/ca.crt" and env["CNPG_BACKUP_S3_PREFIX"] == "orders"
+    assert env["PGPASSWORD"] == {"secretKeyRef": {"name": "orders-app", "key": "password"}}
+    assert pod["spec"]["securityContext"]["runAsUser"] == 1234
+
+
+def test_restore_job_from_its_props() -> None:
+    key = "orders/orders_2024-01-21_02-00-00.sql.gz"
+    args = contract.restore_args(key, "restore-1", force=True)
+    props = RestoreJobProps(name="restore-1", labels=LABELS, object_key=key, pod=_pod(args, annotations={}))
+    [doc] = _synth(lambda c: RestoreJob(c, "restore", props=props))
+    assert doc["kind"] == "Job" and doc["metadata"]["annotations"] == {"cnpg-pgdump-backup/restore-object": key}
+    assert doc["spec"]["backoffLimit"] == 0 and "ttlSecondsAfterFinished" not in doc["spec"]
+    assert doc["spec"]["template"]["spec"]["containers"][0]["args"] == args
+    assert "annotations" not in doc["spec"]["template"]["metadata"]
