@@ -108,7 +108,7 @@ def arm_fault(server, database: str, fault: str) -> None:
               EXECUTE FUNCTION pg_catalog.cnpg_test_fault();""")
 
 
-def arm_pause(server, database: str, seconds: float = 8) -> None:
+def arm_pause(server, database: str, seconds: float = 3) -> None:
     """Hold the restore for `seconds` at its first CREATE INDEX: after the tables, their data and
     the large-object section, before the indexes. A signal sent while `paused` is true lands there,
     however fast the machine (a restore of this source takes well under a second)."""

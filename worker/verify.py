@@ -16,11 +16,11 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 from . import log
 from .compress import GunzipStream
-from .dump import PLAIN_TRAILER
+from .dumpstream import PLAIN_TRAILER
 from .errors import WorkerError
 from .manifest import Manifest
 from .s3 import Bucket
@@ -45,6 +45,100 @@ class Verified:
     large_objects: int = 0
 
 
+class _PlainCheck:
+    """A plain dump: every gzip CRC, the trailer, and a scan of the SQL it will run."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.gz = GunzipStream()
+        self.scanner = DumpScanner()
+        self.first = self.last = b""
+
+    def feed(self, chunk: bytes) -> None:
+        try:
+            out = self.gz.feed(chunk)
+        except Exception as exc:  # noqa: BLE001 - any decoder error means corrupt
+            raise WorkerError(
+                f"{self.where} is not a valid gzip stream: {exc}", hint="the object is corrupt; choose another backup"
+            ) from None
+        if len(self.first) < 4096:
+            self.first += out[: 4096 - len(self.first)]
+        for _ in self.scanner.feed(out):
+            pass
+        if out:
+            self.last = (self.last + out)[-1024:]
+
+    def finish(self) -> None:
+        try:
+            self.gz.finish()
+        except ValueError as exc:
+            raise WorkerError(f"{self.where}: {exc}", hint="the object is truncated; choose another backup") from None
+        if PLAIN_TRAILER not in self.last:
+            raise WorkerError(
+                f"{self.where} does not end with pg_dump's dump-complete trailer",
+                hint="the dump was cut short when it was taken; choose another backup",
+            )
+        for _ in self.scanner.finish():
+            pass
+        if self.scanner.connects:
+            raise WorkerError(
+                f"{self.where} contains \\connect: it would switch databases in the middle of the restore",
+                hint="it was not made by this tool or the chart (pg_dump --create); restore it by hand",
+            )
+
+    def dumped_by(self) -> int:
+        m = _DUMPED_BY.search(self.first)
+        return int(m.group(1)) if m else 0
+
+    def discard(self) -> None:
+        pass
+
+
+class _CustomCheck:
+    """A custom archive: its magic, staged on local disk for pg_restore (which needs to seek)."""
+
+    def __init__(self, where: str, stage_dir: str | None) -> None:
+        self.where = where
+        self.first = b""
+        try:
+            fd, self.staged = tempfile.mkstemp(prefix="restore-", suffix=".dump", dir=stage_dir)
+        except OSError as exc:
+            raise WorkerError(
+                f"cannot stage {where} in {stage_dir or tempfile.gettempdir()}: {exc.strerror}",
+                hint="a custom-format restore needs a writable TMPDIR: the pod's /tmp emptyDir volume",
+            ) from None
+        self.fh: BinaryIO | None = os.fdopen(fd, "wb")
+
+    def feed(self, chunk: bytes) -> None:
+        if len(self.first) < 8:
+            self.first += chunk[:8]
+        try:
+            assert self.fh is not None
+            self.fh.write(chunk)
+        except OSError as exc:
+            raise WorkerError(
+                f"cannot stage {self.where} in {os.path.dirname(self.staged)}: {exc.strerror}",
+                hint="give the pod a larger /tmp (emptyDir sizeLimit) or use the plain format",
+            ) from None
+
+    def finish(self) -> None:
+        if self.fh:
+            self.fh.close()
+            self.fh = None
+        if not self.first.startswith(b"PGDMP"):
+            raise WorkerError(f"{self.where} is not a pg_dump custom-format archive")
+
+    def dumped_by(self) -> int:
+        return 0
+
+    def discard(self) -> None:
+        if self.fh:
+            self.fh.close()
+            self.fh = None
+        if os.path.exists(self.staged):
+            os.unlink(self.staged)
+
+
 def verify(bucket: Bucket, key: str, manifest: Manifest | None, fmt: str, stage_dir: str | None = None) -> Verified:
     """Read the object end to end and prove it intact, touching no database."""
     t0 = time.monotonic()
@@ -59,108 +153,44 @@ def verify(bucket: Bucket, key: str, manifest: Manifest | None, fmt: str, stage_
         )
     if head.size == 0:
         raise WorkerError(f"{where} is empty", hint="choose another backup")
+    check: _PlainCheck | _CustomCheck = _PlainCheck(where) if fmt == "plain" else _CustomCheck(where, stage_dir)
     sha = hashlib.sha256()
     size = 0
-    staged = None
-    first = b""
-    last = b""
-    gz = GunzipStream() if fmt == "plain" else None
-    scanner = DumpScanner() if gz else None
-    fh = None
     try:
-        if fmt == "custom":
-            try:
-                fd, staged = tempfile.mkstemp(prefix="restore-", suffix=".dump", dir=stage_dir)
-            except OSError as exc:
-                raise WorkerError(
-                    f"cannot stage {where} in {stage_dir or tempfile.gettempdir()}: {exc.strerror}",
-                    hint="a custom-format restore needs a writable TMPDIR: the pod's /tmp emptyDir volume",
-                ) from None
-            fh = os.fdopen(fd, "wb")
         for chunk in bucket.stream(key):
             sha.update(chunk)
             size += len(chunk)
-            if gz:
-                try:
-                    out = gz.feed(chunk)
-                except Exception as exc:  # noqa: BLE001 - any decoder error means corrupt
-                    raise WorkerError(
-                        f"{where} is not a valid gzip stream: {exc}",
-                        hint="the object is corrupt; choose another backup",
-                    ) from None
-                if len(first) < 4096:
-                    first += out[: 4096 - len(first)]
-                assert scanner is not None  # there is a scanner whenever there is a gzip stream
-                for _ in scanner.feed(out):
-                    pass
-                if out:
-                    last = (last + out)[-1024:]
-            else:
-                if len(first) < 8:
-                    first += chunk[:8]
-                try:
-                    # custom: `fh` is open (a cast, not an assert: an unknown format fails here as before)
-                    cast(BinaryIO, fh).write(chunk)
-                except OSError as exc:
-                    assert staged is not None  # `fh` was opened on it
-                    raise WorkerError(
-                        f"cannot stage {where} in {os.path.dirname(staged)}: {exc.strerror}",
-                        hint="give the pod a larger /tmp (emptyDir sizeLimit) or use the plain format",
-                    ) from None
-        if fh:
-            fh.close()
-            fh = None
-        if gz:
-            try:
-                gz.finish()
-            except ValueError as exc:
-                raise WorkerError(f"{where}: {exc}", hint="the object is truncated; choose another backup") from None
-            assert scanner is not None  # there is a scanner whenever there is a gzip stream
-            if PLAIN_TRAILER not in last:
-                raise WorkerError(
-                    f"{where} does not end with pg_dump's dump-complete trailer",
-                    hint="the dump was cut short when it was taken; choose another backup",
-                )
-            for _ in scanner.finish():
-                pass
-            if scanner.connects:
-                raise WorkerError(
-                    f"{where} contains \\connect: it would switch databases in the middle of the restore",
-                    hint="it was not made by this tool or the chart (pg_dump --create); restore it by hand",
-                )
-        elif not first.startswith(b"PGDMP"):
-            raise WorkerError(f"{where} is not a pg_dump custom-format archive")
+            check.feed(chunk)
+        check.finish()
         digest = sha.hexdigest()
         if manifest and (digest != manifest.sha256 or size != manifest.object_bytes):
             raise WorkerError(
                 f"{where} fails its checksum (SHA-256 {digest[:12]}…, manifest {manifest.sha256[:12]}…)",
                 hint="the object is corrupt; choose another backup",
             )
-        if manifest:
-            dump_major = manifest.pg_dump_major
-        else:
-            m = _DUMPED_BY.search(first)
-            dump_major = int(m.group(1)) if m else 0
     except BaseException:
-        if fh:
-            fh.close()
-        if staged and os.path.exists(staged):
-            os.unlink(staged)
+        check.discard()
         raise
-    el = time.monotonic() - t0
-    raw = gz.raw_bytes if gz else size
+    plain = isinstance(check, _PlainCheck)
+    raw = check.gz.raw_bytes if isinstance(check, _PlainCheck) else size
     log.info(
         "object verified",
         key=key,
         bytes=size,
         raw=log.human_bytes(raw),
         sha256=digest,
-        duration=f"{el:.1f}s",
-        checked="size,sha256,gzip,trailer" if (gz and manifest) else "gzip,trailer" if gz else "size,sha256,archive",
+        duration=f"{time.monotonic() - t0:.1f}s",
+        checked="size,sha256,gzip,trailer"
+        if (plain and manifest)
+        else "gzip,trailer"
+        if plain
+        else "size,sha256,archive",
     )
-    verified = Verified(key, fmt, size, raw, digest, dump_major, manifest, staged)
-    if scanner:
-        verified.entries, verified.large_objects = scanner.types, scanner.large_objects
+    dump_major = manifest.pg_dump_major if manifest else check.dumped_by()
+    if isinstance(check, _CustomCheck):
+        return Verified(key, fmt, size, raw, digest, dump_major, manifest, check.staged)
+    verified = Verified(key, fmt, size, raw, digest, dump_major, manifest)
+    verified.entries, verified.large_objects = check.scanner.types, check.scanner.large_objects
     return verified
 
 

@@ -1,0 +1,112 @@
+"""One pg_dump run as a stream of the bytes to store: `pg_dump` stdout → (gzip) → chunks, hashed
+and counted on the way, judged complete only at the end (exit 0, output present, the plain dump's
+trailer or the custom archive's magic)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Iterator
+from io import BufferedReader
+from typing import cast
+
+from . import pg
+from .compress import compressor
+from .errors import WorkerError
+from .procs import StderrTail, child_options, kill, widen_pipe
+from .s3 import MiB
+
+READ_CHUNK = 1 * MiB
+# A plain dump that finished ends with this comment (followed, from 17.6 on, by `\unrestrict`).
+PLAIN_TRAILER = b"-- PostgreSQL database dump complete"
+CUSTOM_MAGIC = b"PGDMP"
+
+
+def dump_command(client: pg.Client, fmt: str) -> list[str]:
+    # The database name comes from PGDATABASE and the password from PGPASSWORD: neither on argv.
+    cmd = [client.tool("pg_dump"), "--no-password"]
+    cmd += ["--format=custom"] if fmt == "custom" else ["--format=plain"]
+    return cmd
+
+
+class DumpStream:
+    """`with DumpStream(...) as dump: for data in dump.chunks(): ...; dump.finish()`.
+
+    Leaving the block without `finish()` (an error, a signal) kills pg_dump."""
+
+    def __init__(self, client: pg.Client, database: str, fmt: str, compression_level: int) -> None:
+        self.client, self.database, self.format = client, database, fmt
+        self.compression_level = compression_level if fmt == "plain" else None
+        self.raw_bytes = self.stored_bytes = 0
+        self._sha = hashlib.sha256()
+        self._head = self._last = b""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tail: StderrTail | None = None
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    def __enter__(self) -> DumpStream:
+        env = pg.client_env()
+        env["PGDATABASE"] = self.database
+        self._proc = subprocess.Popen(
+            dump_command(self.client, self.format),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            **child_options(),
+        )
+        assert self._proc.stdout is not None and self._proc.stderr is not None  # both are PIPEs
+        widen_pipe(self._proc.stdout)
+        self._tail = StderrTail(self._proc.stderr)
+        self._tail.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        kill(self._proc)
+
+    def _stored(self, data: bytes) -> bytes:
+        self._sha.update(data)
+        self.stored_bytes += len(data)
+        return data
+
+    def chunks(self) -> Iterator[bytes]:
+        """The bytes to store, as pg_dump produces them (memory: one read, one compressed block)."""
+        assert self._proc is not None and self._proc.stdout is not None
+        comp = compressor(self.compression_level) if self.compression_level is not None else None
+        while chunk := cast(BufferedReader, self._proc.stdout).read1(READ_CHUNK):  # typeshed: IO[bytes]
+            if len(self._head) < 8:
+                self._head += chunk[:8]
+            self.raw_bytes += len(chunk)
+            self._last = (self._last + chunk)[-1024:]
+            data = comp.compress(chunk) if comp else chunk
+            if data:
+                yield self._stored(data)
+        if comp:
+            yield self._stored(comp.flush())
+
+    def finish(self) -> None:
+        """Raise unless pg_dump exited 0 and its output is a whole dump."""
+        assert self._proc is not None and self._tail is not None
+        rc = self._proc.wait()
+        self._tail.join(timeout=10)
+        where = pg.target(self.database)
+        if rc != 0:
+            raise WorkerError(
+                f"pg_dump of {where} failed (exit {rc}): {self._tail.summary()}",
+                hint="nothing was stored; see the pg_dump message",
+            )
+        if self.raw_bytes == 0:
+            raise WorkerError(
+                f"pg_dump of {where} produced no output although it exited 0",
+                hint="nothing was stored; an empty dump is not a backup",
+            )
+        if self.format == "plain" and PLAIN_TRAILER not in self._last:
+            raise WorkerError(
+                f"pg_dump output for {where} lacks the dump-complete trailer",
+                hint="nothing was stored; the dump was cut short",
+            )
+        if self.format == "custom" and not self._head.startswith(CUSTOM_MAGIC):
+            raise WorkerError(f"pg_dump output for {where} is not a custom-format archive")
