@@ -108,11 +108,21 @@ class Backup(StrictModel):
     starting_deadline_seconds: int | None = Field(default=3600, ge=10)
     time_zone: TimeZone | None = None
     log_format: Literal["text", "json"] = "json"
+    # Secrets (type kubernetes.io/dockerconfigjson) to pull `image` from a private registry; used by
+    # every worker pod (backup, restore, one-off restore). Helm's `[{name: x}]` shape or plain names.
+    image_pull_secrets: list[ObjectName] = Field(default_factory=list)
 
     @field_validator("time_zone", "active_deadline_seconds", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("image_pull_secrets", mode="before")
+    @classmethod
+    def _names_of_references(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [v["name"] if isinstance(v, dict) and set(v) == {"name"} else v for v in value]
+        return value
 
 
 class SecretKeySelector(StrictModel):

@@ -224,6 +224,7 @@ def worker_pod_spec(props: WorkerPodProps) -> k8s.PodSpec:
         init_containers=[container("wait-for-postgres", contract.wait_args(backup.wait_timeout_seconds))],
         containers=[container(props.container_name, props.args)],
         volumes=volumes,
+        image_pull_secrets=[k8s.LocalObjectReference(name=n) for n in backup.image_pull_secrets] or None,
         node_selector=dict(backup.node_selector) or None,
         tolerations=tolerations(backup),
         affinity=affinity(backup.affinity),

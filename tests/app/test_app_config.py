@@ -180,6 +180,11 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "backup.imagePullPolicy: Input should be 'Always', 'IfNotPresent' or 'Never'",
     ),
     (
+        "pull-secret",
+        {"backup": {"imagePullSecrets": [{"name": "Reg_Cred"}]}},
+        "backup.imagePullSecrets[0]: 'Reg_Cred' is not a valid",
+    ),
+    (
         "quantity",
         {"backup": {"resources": {"limits": {"memory": "1GB"}}}},
         "backup.resources.limits.memory: '1GB' is not a Kubernetes quantity",

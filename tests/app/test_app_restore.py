@@ -233,3 +233,22 @@ def test_restore_job_rejects_empty_or_padded_object(
     code, out, err = _restore_job_cli(capsys, monkeypatch, datetime.now(UTC), "-f", str(vals), "--object", obj)
     assert code == 2 and out == ""
     assert expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_image_pull_secrets_reach_every_worker_pod(tmp_path: Path) -> None:
+    vals = values(
+        {"backup": {"imagePullSecrets": [{"name": "regcred"}, "mirror-cred"]}},
+        {"restore": {"object": "latest"}},
+    )
+    out = render(vals, tmp_path)
+    oneoff = yaml.safe_load(oneoff_restore_yaml(config_from_values(vals), warn=lambda _: None))
+    docs = [out.one("CronJob"), out.one("Job"), oneoff]
+    for doc in docs:
+        validate_strict(doc)
+        [spec] = pod_specs(doc)
+        assert spec["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror-cred"}], doc["kind"]
+    # the pull secret is how the image is fetched, not what is restored: same request, same Job name
+    assert (
+        out.one("Job")["metadata"]["name"]
+        == render(values({"restore": {"object": "latest"}}), tmp_path / "b").one("Job")["metadata"]["name"]
+    )
