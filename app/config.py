@@ -103,6 +103,7 @@ class Backup(StrictModel):
     # ISA-L level 2: measured by bench/ as fast as level 1 end to end, 1% smaller (docs/configuration.md)
     compression_level: int = Field(default=contract.DEFAULT_COMPRESSION_LEVEL, ge=1, le=9)
     wait_timeout_seconds: int = Field(default=contract.DEFAULT_WAIT_TIMEOUT_SECONDS, ge=1)
+    lock_wait_timeout_seconds: int = Field(default=contract.DEFAULT_DUMP_LOCK_WAIT_SECONDS, ge=0)
     backoff_limit: int = Field(default=1, ge=0)
     active_deadline_seconds: int | None = Field(default=None, ge=1)
     starting_deadline_seconds: int | None = Field(default=3600, ge=10)

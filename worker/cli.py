@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     format_and_level(sp)
     _add(sp, c.RETENTION_DAYS, type=retention_type)
     _add(sp, c.WAIT_TIMEOUT, type=wait_type)
+    _add(
+        sp,
+        c.DUMP_LOCK_WAIT,
+        "seconds pg_dump waits for a table's lock before the backup fails (0 waits for ever)",
+        type=_typed(c.DUMP_LOCK_WAIT.env, float, "a number of seconds"),
+    )
 
     sp = sub.add_parser("restore", help="verify a backup, then restore it so that a failure changes nothing")
     s3_args(sp)
@@ -202,7 +208,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
     run_backup(
         bucket,
         BackupOptions(
-            prefix=args.prefix, database=args.database, format=args.format, compression_level=args.compression_level
+            prefix=args.prefix,
+            database=args.database,
+            format=args.format,
+            compression_level=args.compression_level,
+            lock_wait_timeout=max(0.0, args.lock_wait_timeout),
         ),
     )
     if args.retention_days > 0:

@@ -20,6 +20,9 @@ DEFAULT_WAIT_TIMEOUT_SECONDS: Final = 150
 DEFAULT_RETENTION_DAYS: Final = 0
 DEFAULT_LOCK_TIMEOUT_SECONDS: Final = 300
 DEFAULT_PROGRESS_INTERVAL_SECONDS: Final = 30
+# pg_dump waits at most this long for each table's share lock at its start (an ALTER TABLE or LOCK
+# TABLE in progress): a blocked dump fails instead of holding the CronJob (concurrencyPolicy Forbid).
+DEFAULT_DUMP_LOCK_WAIT_SECONDS: Final = 300
 FORMATS = ("plain", "custom")
 LOG_FORMATS = ("text", "json")
 COMPRESSION_LEVELS = range(1, 10)
@@ -59,6 +62,12 @@ COMPRESSION_LEVEL = Setting(
     str(DEFAULT_COMPRESSION_LEVEL),
     "literal `backup.compressionLevel`; restore uses it for `--backup-before-restore`",
 )
+DUMP_LOCK_WAIT = Setting(
+    "CNPG_BACKUP_LOCK_WAIT_TIMEOUT",
+    "--lock-wait-timeout",
+    str(DEFAULT_DUMP_LOCK_WAIT_SECONDS),
+    "literal `backup.lockWaitTimeoutSeconds` (pg_dump `--lock-wait-timeout`; 0 = wait for ever)",
+)
 LOG_FORMAT = Setting("CNPG_BACKUP_LOG_FORMAT", "--log-format", "text", "literal `text` or `json` (`backup.logFormat`)")
 WAIT_TIMEOUT = Setting("CNPG_BACKUP_WAIT_TIMEOUT", "--wait-timeout", str(DEFAULT_WAIT_TIMEOUT_SECONDS), "")
 LOCK_TIMEOUT = Setting("CNPG_BACKUP_LOCK_TIMEOUT", "--lock-timeout", str(DEFAULT_LOCK_TIMEOUT_SECONDS), "")
@@ -78,6 +87,7 @@ SETTINGS = (
     RETENTION_DAYS,
     FORMAT,
     COMPRESSION_LEVEL,
+    DUMP_LOCK_WAIT,
     LOG_FORMAT,
     WAIT_TIMEOUT,
     LOCK_TIMEOUT,

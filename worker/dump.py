@@ -30,6 +30,7 @@ class BackupOptions:
     format: str = contract.DEFAULT_FORMAT
     compression_level: int = contract.DEFAULT_COMPRESSION_LEVEL
     upload_concurrency: int = 2
+    lock_wait_timeout: float = contract.DEFAULT_DUMP_LOCK_WAIT_SECONDS  # seconds; 0: wait for ever
 
 
 def _part_size(estimate: int) -> int:
@@ -70,7 +71,10 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         format=opts.format,
         db_size=log.human_bytes(estimate),
     )
-    with session, DumpStream(client, opts.database, opts.format, opts.compression_level) as dump:
+    with (
+        session,
+        DumpStream(client, opts.database, opts.format, opts.compression_level, opts.lock_wait_timeout) as dump,
+    ):
         next_progress = time.monotonic() + PROGRESS_EVERY
         for data in dump.chunks():
             session.write(data)

@@ -22,10 +22,12 @@ PLAIN_TRAILER = b"-- PostgreSQL database dump complete"
 CUSTOM_MAGIC = b"PGDMP"
 
 
-def dump_command(client: pg.Client, fmt: str) -> list[str]:
+def dump_command(client: pg.Client, fmt: str, lock_wait_s: float = 0) -> list[str]:
     # The database name comes from PGDATABASE and the password from PGPASSWORD: neither on argv.
     cmd = [client.tool("pg_dump"), "--no-password"]
     cmd += ["--format=custom"] if fmt == "custom" else ["--format=plain"]
+    if lock_wait_s > 0:
+        cmd.append(f"--lock-wait-timeout={int(lock_wait_s * 1000)}")  # milliseconds
     return cmd
 
 
@@ -34,8 +36,10 @@ class DumpStream:
 
     Leaving the block without `finish()` (an error, a signal) kills pg_dump."""
 
-    def __init__(self, client: pg.Client, database: str, fmt: str, compression_level: int) -> None:
-        self.client, self.database, self.format = client, database, fmt
+    def __init__(
+        self, client: pg.Client, database: str, fmt: str, compression_level: int, lock_wait_s: float = 0
+    ) -> None:
+        self.client, self.database, self.format, self.lock_wait_s = client, database, fmt, lock_wait_s
         self.compression_level = compression_level if fmt == "plain" else None
         self.raw_bytes = self.stored_bytes = 0
         self._sha = hashlib.sha256()
@@ -51,7 +55,7 @@ class DumpStream:
         env = pg.client_env()
         env["PGDATABASE"] = self.database
         self._proc = subprocess.Popen(
-            dump_command(self.client, self.format),
+            dump_command(self.client, self.format, self.lock_wait_s),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
@@ -94,10 +98,15 @@ class DumpStream:
         self._tail.join(timeout=10)
         where = pg.target(self.database)
         if rc != 0:
-            raise WorkerError(
-                f"pg_dump of {where} failed (exit {rc}): {self._tail.summary()}",
-                hint="nothing was stored; see the pg_dump message",
-            )
+            summary = self._tail.summary()
+            hint = "nothing was stored; see the pg_dump message"
+            # pg_dump bounds its lock wait with statement_timeout, set only around LOCK TABLE
+            if self.lock_wait_s > 0 and ("statement timeout" in summary or "could not obtain lock" in summary):
+                hint = (
+                    f"nothing was stored; another session held a table lock for more than {self.lock_wait_s:g} s "
+                    "(ALTER TABLE, LOCK TABLE, VACUUM FULL...: see pg_locks), or raise backup.lockWaitTimeoutSeconds"
+                )
+            raise WorkerError(f"pg_dump of {where} failed (exit {rc}): {summary}", hint=hint)
         if self.raw_bytes == 0:
             raise WorkerError(
                 f"pg_dump of {where} produced no output although it exited 0",

@@ -64,6 +64,7 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.FORMAT: "custom",
         contract.COMPRESSION_LEVEL: "5",
         contract.LOG_FORMAT: "json",
+        contract.DUMP_LOCK_WAIT: "12",
     }
     assert set(values) == {s for s in contract.SETTINGS if s.set_from}
     ns = _parse(["backup"], {s.env: v for s, v in values.items()}, monkeypatch)
@@ -76,6 +77,7 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.FORMAT: ns.format,
         contract.COMPRESSION_LEVEL: str(ns.compression_level),
         contract.LOG_FORMAT: ns.log_format,
+        contract.DUMP_LOCK_WAIT: f"{ns.lock_wait_timeout:g}",
     }
     assert got == values
 

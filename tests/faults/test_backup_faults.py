@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from testsupport.dataset import load
 from testsupport.helpers import load_bulk, open_uploads, proc_cmdlines_of, wait_for
 from testsupport.proxy import ThrottledProxy
 from testsupport.servers import MinioServer
@@ -179,4 +180,32 @@ def test_concurrent_list_never_sees_a_partial_backup(case, pg, minio, bucket, ma
     assert len(seen) >= 3, f"only {len(seen)} listings while the backup ran: the backup was too quick"
     # while the upload ran, nothing was listed at all: the object appears only when whole
     assert all(s == [] for s in seen[:-1])
+    case.check_store(minio, bucket, w, expect_complete=1)
+
+
+def test_table_locked_by_an_application_fails_the_backup_in_bounded_time(case, pg, minio, bucket, make_worker):
+    """An ALTER TABLE / LOCK TABLE held open: pg_dump gives up after --lock-wait-timeout instead of
+    blocking the CronJob (and, with concurrencyPolicy Forbid, every later run) for ever."""
+    load(pg, "lockeddb")
+    with pg.connect("lockeddb") as c:
+        c.execute("CREATE TABLE held (x int)")
+    app = pg.connect("lockeddb")
+    app.autocommit = False
+    app.execute("LOCK TABLE held IN ACCESS EXCLUSIVE MODE")
+    try:
+        w = make_worker(pg, minio, bucket, "lockeddb", CNPG_BACKUP_LOCK_WAIT_TIMEOUT="2")
+        t0 = time.monotonic()
+        r = w.run("backup", timeout=120)
+        took = time.monotonic() - t0
+    finally:
+        app.rollback()
+        app.close()
+    assert r.returncode == 1, r.stderr
+    line = _one_error_line(case, r.stderr)
+    assert "lock" in line and "backup.lockWaitTimeoutSeconds" in line and "nothing was stored" in line
+    case.notes.append(f"failed after {took:.1f}s")
+    assert took < 60
+    case.check_store(minio, bucket, w, expect_complete=0)
+    r = w.run("backup")  # the lock is gone: the next run is whole
+    assert r.returncode == 0, r.stderr
     case.check_store(minio, bucket, w, expect_complete=1)
