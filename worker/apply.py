@@ -113,6 +113,8 @@ def end_sessions(dbname: str, timeout: float = 20) -> None:
             if not left:
                 return
             time.sleep(0.2)
+    # Checking the database now would compare it while the restore may still be changing it.
+    raise WorkerError(f"the restore's server sessions in {dbname!r} did not end within {timeout:g} s")
 
 
 def _psql(client: pg.Client, dbname: str) -> tuple[subprocess.Popen[bytes], StderrTail]:
@@ -169,7 +171,10 @@ def run_psql(
         # only now may the transaction commit.
         ok = ok and _feed(proc, [FINAL_WORD.encode()] if transaction else [], monitor)
         if ok:
-            proc.stdin.close()
+            try:
+                proc.stdin.close()  # flushes the last buffered bytes, the final word among them
+            except BrokenPipeError:
+                ok = False  # psql stopped reading: it hit an error before the end
         rc = proc.wait()
         tail.join(timeout=10)
         if rc != 0 or not ok:

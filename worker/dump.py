@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from . import contract, log, pg, uploads
 from .backup_session import BackupSession
 from .dumpstream import DumpStream
+from .errors import WorkerError
 from .manifest import Manifest
 from .s3 import MIN_PART, Bucket, utcnow
+from .sql import MARKER_TABLE
 
 PROGRESS_EVERY = 30.0  # seconds between progress lines during long dumps
 
@@ -49,6 +51,14 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
         assert row is not None  # a SELECT without FROM always returns one row
         estimate = int(row[0])
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"public.{MARKER_TABLE}",)).fetchone()
+        if row and row[0]:
+            raise WorkerError(
+                f"database {opts.database!r} on {pg.target(opts.database)} holds a partial restore "
+                f"(table public.{MARKER_TABLE}: a restore is running or was interrupted); backup refused",
+                hint="a backup now would store the partial restore as `latest`; let the restore finish, "
+                "or run it again (it empties the database first)",
+            )
     client = pg.choose_client(info.major, f"pg_dump of a PostgreSQL {info.major} server")
     uploads.abort_stale(bucket, opts.prefix, opts.database)
     session = BackupSession(

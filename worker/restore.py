@@ -203,9 +203,26 @@ def _execute(
         monitor.stop()
 
 
+# Session advisory lock (per database) held for a whole restore: a second restore into the same
+# database (the declarative Job next to a one-off) must not empty it under the first. The server
+# releases it when the worker's connection ends, even after a SIGKILL.
+RESTORE_LOCK_KEY = 0x636E7067
+
+
 def _restore_into(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db: str) -> int:
     where = pg.target(target_db)
     pg.wait_ready(opts.wait_timeout, target_db)
+    with pg.connect(target_db) as guard:
+        row = guard.execute("SELECT pg_try_advisory_lock(%s)", (RESTORE_LOCK_KEY,)).fetchone()
+        if not (row and row[0]):
+            raise WorkerError(
+                f"another restore into {target_db!r} on {where} is running; restore refused",
+                hint="wait for it to finish (kubectl get jobs), then run this one again",
+            )
+        return _restore_locked(bucket, v, opts, target_db, where)
+
+
+def _restore_locked(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db: str, where: str) -> int:
     with pg.connect(target_db, lock_timeout=opts.lock_timeout) as conn:
         info = pg.server_info(conn)
         before = target.fingerprint(conn)
@@ -252,7 +269,7 @@ def _restore_into(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db: 
         locks_available=cap.available,
     )
     if plan.path != "transaction":
-        with pg.connect(target_db) as conn:
+        with pg.connect(target_db, lock_timeout=opts.lock_timeout) as conn:
             conn.execute(CREATE_MARKER)
             conn.execute(f"INSERT INTO public.{MARKER_TABLE} (object) VALUES (%s)", (v.key,))
     try:
@@ -261,7 +278,12 @@ def _restore_into(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db: 
         cause = exc.message if isinstance(exc, WorkerError) else "the worker was told to stop (SIGTERM)"
         what, todo = _outcome_after_failure(target_db, plan, before, opts.lock_timeout)
         raise type(exc)(f"restore into {where} failed: {cause}; {what}", hint=todo) from None
-    with pg.connect(target_db) as conn:
+    except Exception as exc:  # a bug or an unforeseen error: the database is still checked
+        what, todo = _outcome_after_failure(target_db, plan, before, opts.lock_timeout)
+        raise WorkerError(
+            f"restore into {where} failed: unexpected {type(exc).__name__}: {exc}; {what}", hint=todo
+        ) from exc
+    with pg.connect(target_db, lock_timeout=opts.lock_timeout) as conn:
         if plan.path != "transaction":
             conn.execute(f"DROP TABLE public.{MARKER_TABLE}")
         return pg.table_count(conn)

@@ -40,6 +40,8 @@ SELECT 'schema', n.oid::bigint, n.nspname FROM pg_namespace n
  WHERE {_USER_NS} AND n.nspname <> 'public' AND {_NOT_EXT.format(cat="pg_namespace", oid="n.oid")}
 UNION ALL
 SELECT 'large object', m.oid::bigint, m.oid::text FROM pg_largeobject_metadata m
+UNION ALL
+SELECT 'extension', e.oid::bigint, e.extname || ' ' || e.extversion FROM pg_extension e WHERE e.extname <> 'plpgsql'
 """
 # Exact row counts cost a scan: only for tables small enough to count in passing.
 SMALL_TABLES_SQL = f"""
@@ -119,11 +121,12 @@ def empty_database(conn: psycopg.Connection, batch: int = 100) -> None:
                  ELSE 'TABLE' END, n.nspname, c.relname)
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE {_USER_NS} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+           AND NOT (n.nspname = 'public' AND c.relname = '{MARKER_TABLE}')  -- dropped last, below
            AND (c.relispartition  -- leaf first, in batches: a parent's CASCADE would lock them all at once
                 OR NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                                AND d.objid = c.oid AND d.objsubid = 0 AND d.refobjid <> c.oid
                                AND d.deptype IN ('e', 'i', 'a')))
-         ORDER BY c.relname = '{MARKER_TABLE}', c.relispartition DESC, c.relkind = 'S', c.oid DESC""").fetchall()
+         ORDER BY c.relispartition DESC, c.relkind = 'S', c.oid DESC""").fetchall()
     for i in range(0, len(rels), batch):
         with conn.transaction():
             for (stmt,) in rels[i : i + batch]:
@@ -137,6 +140,17 @@ def empty_database(conn: psycopg.Connection, batch: int = 100) -> None:
             n = row[0]
         if not n:
             break
+    # Schema by schema (a tenant schema's routines and types in one transaction each), then the
+    # rest and, in that same last transaction, the marker: until everything is gone the database
+    # stays marked as holding a partial restore.
+    schemas = conn.execute(f"""
+        SELECT format('DROP SCHEMA IF EXISTS %I CASCADE', n.nspname) FROM pg_namespace n
+         WHERE {_USER_NS} AND n.nspname <> 'public'
+           AND {_NOT_EXT.format(cat="pg_namespace", oid="n.oid")}""").fetchall()
+    for (stmt,) in schemas:
+        with conn.transaction():
+            conn.execute(stmt)
     with conn.transaction():
-        conn.execute(FORCE_PREAMBLE)  # what is left is small: routines, types, schemas
+        conn.execute(FORCE_PREAMBLE)  # what is left is small: public's routines, types, operators
+        conn.execute(f"DROP TABLE IF EXISTS public.{MARKER_TABLE}")
     log.log.debug("database emptied: %d relations", len(rels))

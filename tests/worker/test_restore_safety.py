@@ -208,3 +208,38 @@ def test_database_holding_only_types_is_not_empty(pg, backed_up):
         assert c.execute(
             "SELECT to_regtype('public.mood') IS NOT NULL, to_regtype('public.posint') IS NOT NULL"
         ).fetchone() == (True, True)
+
+
+def test_a_second_restore_into_the_same_database_is_refused(pg, backed_up):
+    """The declarative Job and a one-off restore-job at once: the second must not touch the
+    database the first is restoring (it could empty it under the first)."""
+    w, key = backed_up
+    before = _target_with_data(pg, "busy_target")
+    first = pg.connect("busy_target")  # holds the restore lock the way a running restore does
+    first.execute("SELECT pg_advisory_lock(%s)", (0x636E7067,))
+    try:
+        r = w.run("restore", "--object", key, "--target-database", "busy_target", "--force")
+    finally:
+        first.close()
+    assert r.returncode == 1
+    [line] = r.error_lines
+    assert "another restore into 'busy_target'" in line and "refused" in line
+    assert "restore starting" not in r.stderr
+    with pg.connect("busy_target") as c:
+        assert fingerprint_all(c) == before
+    r = w.run("restore", "--object", key, "--target-database", "busy_target", "--force")  # lock released
+    assert r.returncode == 0, r.stderr
+
+
+def test_backup_refuses_a_database_holding_a_partial_restore(pg, minio, bucket, make_worker):
+    """A scheduled backup during (or after an interrupted) non-transactional restore would make the
+    partial restore `latest`."""
+    load(pg, "half")
+    with pg.connect("half") as c:
+        c.execute("CREATE TABLE public.cnpg_pgdump_backup_restore_incomplete (started_at timestamptz, object text)")
+    w = make_worker(pg, minio, bucket, "half")
+    r = w.run("backup")
+    assert r.returncode == 1
+    [line] = r.error_lines
+    assert "holds a partial restore" in line and "backup refused" in line
+    assert json.loads(w.run("list", "--json").stdout) == []
