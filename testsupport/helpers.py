@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 
 import psutil
@@ -45,44 +43,6 @@ def load_bulk(server, database: str, megabytes: int) -> None:
             )
 
 
-class TreeSampler(threading.Thread):
-    """Samples a process tree: peak RSS of the root and of its children, and every child's argv."""
-
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.interval = pid, interval
-        self.peak_root = 0
-        self.peak_children = 0
-        self.cmdlines: set[str] = set()
-        self.environ_leaks: list[str] = []
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        try:
-            root = psutil.Process(self.pid)
-        except psutil.Error:
-            return
-        while not self._halt.is_set():
-            try:
-                self.peak_root = max(self.peak_root, root.memory_info().rss)
-                kids = root.children(recursive=True)
-                total = 0
-                for k in kids:
-                    try:
-                        total += k.memory_info().rss
-                        self.cmdlines.add("\0".join(k.cmdline()))
-                    except psutil.Error:
-                        pass
-                self.peak_children = max(self.peak_children, total)
-            except psutil.Error:
-                return
-            time.sleep(self.interval)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=5)
-
-
 def proc_cmdlines_of(pid: int) -> list[str]:
     out = []
     for p in psutil.Process(pid).children(recursive=True):
@@ -94,4 +54,4 @@ def proc_cmdlines_of(pid: int) -> list[str]:
     return out
 
 
-__all__ = ["open_uploads", "keys", "wait_for", "load_bulk", "TreeSampler", "proc_cmdlines_of", "os"]
+__all__ = ["open_uploads", "keys", "wait_for", "load_bulk", "proc_cmdlines_of"]

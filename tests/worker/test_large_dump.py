@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from testsupport.helpers import TreeSampler, keys, load_bulk, open_uploads
+from testsupport.helpers import keys, load_bulk, open_uploads
+from testsupport.sampling import TreeSampler
 from testsupport.servers import PG_PASSWORD
 
 pytestmark = pytest.mark.integration
