@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--database", metavar="NAME", help="databases[].name to restore (required with several databases)"
     )
     restore.add_argument("--target-database", metavar="DB", help="restore into this database instead")
+    restore.add_argument(
+        "--jobs", type=int, metavar="N", help="parallel pg_restore jobs (custom format, empty target; restore.jobs)"
+    )
     return parser
 
 
@@ -147,6 +150,8 @@ def _restore_job(args: argparse.Namespace) -> int:
     )
     if args.database is not None:
         restore["database"] = args.database
+    if args.jobs is not None:
+        restore["jobs"] = args.jobs
     values["restore"] = restore
     cfg = config_from_values(values)
 

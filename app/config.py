@@ -18,7 +18,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from app.cron import Cron, TimeZone
 from app.errors import ConfigError
-from app.identity import DEFAULT_IMAGE
+from app.identity import DEFAULT_IMAGE, DEFAULT_TMP_SIZE_LIMIT
 from app.rules import cross_field_problems
 from app.s3_rules import RestoreObject, S3Bucket, S3Endpoint, S3Prefix, S3Region, S3StorageClass
 from app.scheduling import Affinity, Toleration
@@ -183,6 +183,11 @@ class Restore(StrictModel):
     # Extensions.
     target_database: PostgresName = ""
     database: str = ""  # a databases[].name; required when several databases are configured
+    # Parallel pg_restore jobs for a custom-format backup restored into an empty database.
+    jobs: int = Field(default=1, ge=1, le=64)
+    # The restore pod's scratch space: a custom-format archive is staged there whole (pg_restore
+    # needs to seek), so it must hold the largest archive restored. Plain backups need none.
+    tmp_size_limit: Quantity = DEFAULT_TMP_SIZE_LIMIT
     # Backups made by the Helm chart have no manifest; the worker restores them only when told to
     # (their gzip stream and dump trailer are still checked end to end).
     allow_unverified: bool = False

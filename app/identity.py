@@ -6,3 +6,7 @@ from __future__ import annotations
 CHART_NAME = "cnpg-pgdump-backup"
 APP_VERSION = "0.1.0"
 DEFAULT_IMAGE = f"localhost/cnpg-pgdump-backup-worker:{APP_VERSION}"
+# The worker streams pg_dump -> compressor -> multipart upload, so scratch space stays small; the
+# limit protects the node's disk (exceeding it evicts the pod). A custom-format restore stages its
+# archive there: restore.tmpSizeLimit raises it for the restore pod.
+DEFAULT_TMP_SIZE_LIMIT = "1Gi"

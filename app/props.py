@@ -11,6 +11,7 @@ from app.constructs.pod import S3Credentials, WorkerPodProps
 from app.constructs.restore import RestoreJobProps, restore_args
 from app.constructs.secrets import ManagedS3SecretProps
 from app.constructs.service_account import ServiceAccountProps
+from app.identity import DEFAULT_TMP_SIZE_LIMIT
 from app.targets import BackupTarget
 from worker import contract
 
@@ -43,6 +44,7 @@ def worker_pod(
     args: list[str],
     resources: Resources,
     credentials: S3Credentials,
+    tmp_size_limit: str = DEFAULT_TMP_SIZE_LIMIT,
 ) -> WorkerPodProps:
     return WorkerPodProps(
         target=target,
@@ -56,6 +58,7 @@ def worker_pod(
         s3=cfg.s3,
         security_context=cfg.security_context,
         annotations=dict(cfg.monitoring.annotations),
+        tmp_size_limit=tmp_size_limit,
     )
 
 
@@ -89,5 +92,6 @@ def restore_job(cfg: Config, target: BackupTarget, name: str, credentials: S3Cre
             args=restore_args(object_key, name, cfg.restore),
             resources=cfg.restore.resources,
             credentials=credentials,
+            tmp_size_limit=cfg.restore.tmp_size_limit,
         ),
     )

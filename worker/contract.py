@@ -121,6 +121,7 @@ def restore_args(
     backup_before_restore: bool = False,
     target_database: str = "",
     allow_unverified: bool = False,
+    jobs: int = 1,
 ) -> list[str]:
     args = ["restore", "--object", object_key, "--run-id", run_id]
     if force:
@@ -131,6 +132,8 @@ def restore_args(
         args += ["--target-database", target_database]
     if allow_unverified:
         args.append("--allow-unverified")
+    if jobs > 1:
+        args += ["--jobs", str(jobs)]
     return args
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -97,9 +98,19 @@ class _PlainCheck:
 class _CustomCheck:
     """A custom archive: its magic, staged on local disk for pg_restore (which needs to seek)."""
 
-    def __init__(self, where: str, stage_dir: str | None) -> None:
+    def __init__(self, where: str, stage_dir: str | None, size: int) -> None:
         self.where = where
         self.first = b""
+        directory = stage_dir or tempfile.gettempdir()
+        try:
+            free = shutil.disk_usage(directory).free
+        except OSError:
+            free = size  # cannot tell: staging itself reports a full disk
+        if free < size:
+            raise WorkerError(
+                f"cannot stage {where} ({log.human_bytes(size)}) in {directory}: only {log.human_bytes(free)} free",
+                hint="nothing was touched; raise restore.tmpSizeLimit (the pod's /tmp) or free the space",
+            )
         try:
             fd, self.staged = tempfile.mkstemp(prefix="restore-", suffix=".dump", dir=stage_dir)
         except OSError as exc:
@@ -153,7 +164,9 @@ def verify(bucket: Bucket, key: str, manifest: Manifest | None, fmt: str, stage_
         )
     if head.size == 0:
         raise WorkerError(f"{where} is empty", hint="choose another backup")
-    check: _PlainCheck | _CustomCheck = _PlainCheck(where) if fmt == "plain" else _CustomCheck(where, stage_dir)
+    check: _PlainCheck | _CustomCheck = (
+        _PlainCheck(where) if fmt == "plain" else _CustomCheck(where, stage_dir, head.size)
+    )
     sha = hashlib.sha256()
     size = 0
     try:

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from app import scheduling
 from app.config import S3, Backup, Cnpg, Resources, SecretKeySelector, SecurityContext
+from app.identity import DEFAULT_TMP_SIZE_LIMIT
 from app.targets import BackupTarget
 from app.validation import canonical_quantity
 from imports import k8s
@@ -18,9 +19,6 @@ from worker import contract
 
 WORKER_COMMAND = contract.COMMAND
 TMP_DIR = contract.TMP_DIR
-# The worker streams pg_dump -> compressor -> multipart upload, so scratch space stays small;
-# the limit protects the node's disk (exceeding it evicts the pod) rather than sizing a dump.
-TMP_SIZE_LIMIT = "1Gi"
 CA_DIR = "/etc/cnpg-backup/ca"
 # The worker aborts an in-flight multipart upload on SIGTERM (no orphaned parts billed); this
 # gives it time to do so before the kubelet sends SIGKILL.
@@ -51,6 +49,7 @@ class WorkerPodProps:
     s3: S3  # bucket, region, endpoint, storage class
     security_context: SecurityContext
     annotations: dict[str, str] = dataclasses.field(default_factory=dict)  # pod annotations (monitoring)
+    tmp_size_limit: str = DEFAULT_TMP_SIZE_LIMIT  # the /tmp emptyDir (a custom-format restore stages its archive there)
 
 
 def _secret_env(name: str, secret: str, key: str) -> k8s.EnvVar:
@@ -134,11 +133,11 @@ def pod_security_context(sc: SecurityContext) -> k8s.PodSecurityContext:
     )
 
 
-def _volumes(ca: SecretKeySelector | None) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
+def _volumes(ca: SecretKeySelector | None, tmp_size: str) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
     volumes = [
         k8s.Volume(
             name="tmp",
-            empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string(TMP_SIZE_LIMIT)),
+            empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string(canonical_quantity(tmp_size))),
         )
     ]
     mounts = [k8s.VolumeMount(name="tmp", mount_path=TMP_DIR)]
@@ -198,7 +197,7 @@ def tolerations(backup: Backup) -> list[k8s.Toleration] | None:
 
 def worker_pod_spec(props: WorkerPodProps) -> k8s.PodSpec:
     backup = props.backup
-    volumes, mounts = _volumes(props.cnpg.ssl_root_cert_secret)
+    volumes, mounts = _volumes(props.cnpg.ssl_root_cert_secret, props.tmp_size_limit)
     env = worker_env(props)
 
     def container(name: str, args: list[str]) -> k8s.Container:

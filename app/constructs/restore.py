@@ -31,6 +31,7 @@ def restore_args(object_key: str, run_id: str, request: Restore) -> list[str]:
         backup_before_restore=request.backup_before_restore,
         target_database=request.target_database,
         allow_unverified=request.allow_unverified,
+        jobs=request.jobs,
     )
 
 

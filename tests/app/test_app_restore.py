@@ -252,3 +252,31 @@ def test_image_pull_secrets_reach_every_worker_pod(tmp_path: Path) -> None:
         out.one("Job")["metadata"]["name"]
         == render(values({"restore": {"object": "latest"}}), tmp_path / "b").one("Job")["metadata"]["name"]
     )
+
+
+def test_restore_jobs_and_scratch_size_reach_the_restore_pod_only(tmp_path: Path) -> None:
+    vals = values({"restore": {"object": "latest", "jobs": 4, "tmpSizeLimit": "20Gi"}})
+    out = render(vals, tmp_path)
+    [job_spec], [cron_spec] = pod_specs(out.one("Job")), pod_specs(out.one("CronJob"))
+    assert job_spec["containers"][0]["args"][-2:] == ["--jobs", "4"]
+    tmp = {v["name"]: v for v in job_spec["volumes"]}["tmp"]
+    assert tmp["emptyDir"]["sizeLimit"] == "20Gi"
+    assert {v["name"]: v for v in cron_spec["volumes"]}["tmp"]["emptyDir"]["sizeLimit"] == "1Gi"
+    validate_strict(out.one("Job"))
+    # neither changes what is restored: same request, same Job name
+    plain = render(values({"restore": {"object": "latest"}}), tmp_path / "plain")
+    assert out.one("Job")["metadata"]["name"] == plain.one("Job")["metadata"]["name"]
+    assert "--jobs" not in pod_specs(plain.one("Job"))[0]["containers"][0]["args"]
+
+
+def test_restore_job_command_takes_jobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vals = tmp_path / "values.yaml"
+    vals.write_text(yaml.safe_dump(values()))
+    when = datetime(2024, 1, 21, 2, 0, 0, tzinfo=UTC)
+    code, out, _ = _restore_job_cli(capsys, monkeypatch, when, "-f", str(vals), "--object", "latest", "--jobs", "3")
+    assert code == 0
+    assert pod_specs(yaml.safe_load(out))[0]["containers"][0]["args"][-2:] == ["--jobs", "3"]
+    code, _, err = _restore_job_cli(capsys, monkeypatch, when, "-f", str(vals), "--object", "latest", "--jobs", "0")
+    assert code != 0 and "restore.jobs" in err and "Traceback" not in err

@@ -101,6 +101,7 @@ def test_the_restore_args_the_app_writes_parse_in_the_worker(monkeypatch: pytest
         backup_before_restore=True,
         target_database="appdb_copy",
         allow_unverified=True,
+        jobs=3,
     )
     args = app_restore_args("appdb/appdb_2024-01-21_02-00-00.sql.gz", "restore-abc123", request)
     ns = _parse(args, {}, monkeypatch)
@@ -112,6 +113,7 @@ def test_the_restore_args_the_app_writes_parse_in_the_worker(monkeypatch: pytest
         ns.backup_before_restore,
         ns.target_database,
         ns.allow_unverified,
-    ) == ("restore", "appdb/appdb_2024-01-21_02-00-00.sql.gz", "restore-abc123", True, True, "appdb_copy", True)
+        ns.jobs,
+    ) == ("restore", "appdb/appdb_2024-01-21_02-00-00.sql.gz", "restore-abc123", True, True, "appdb_copy", True, 3)
     ns = _parse(contract.wait_args(42), {}, monkeypatch)
     assert (ns.command, ns.timeout) == ("wait", 42)

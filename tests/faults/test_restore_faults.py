@@ -46,7 +46,8 @@ def test_tmp_full_while_staging_a_custom_restore(case, pg, minio, bucket, make_w
     assert r.returncode == 1
     case.scan_for_secrets(r.stderr)
     [line] = [ln for ln in r.stderr.splitlines() if " ERROR " in ln]
-    assert "cannot stage" in line and "No space left" in line
+    # refused before the download: the archive is larger than the free space
+    assert "cannot stage" in line and "free" in line and "restore.tmpSizeLimit" in line
     with pg.connect("staged_target") as c:
         assert _objects(c) == before
     assert os.listdir(small_tmp) == []  # the partial staging file was removed
