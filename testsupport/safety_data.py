@@ -2,7 +2,8 @@
 
 The source holds what a real application database does and a restore must carry: large objects,
 partitions, a materialized view, a function whose body has a line `COMMIT;`, COPY rows that look
-like pg_dump's own headers and transaction control, and a table big enough that a signal can be
+like pg_dump's own headers and transaction control, a comment holding `$$` and a name with an
+apostrophe (quoting the dump scanner must see through), and a table big enough that a signal can be
 delivered while its data is still flowing.
 """
 
@@ -32,6 +33,9 @@ INSERT INTO public.events SELECT g, date '2024-01-01' + g, 'event ' || g FROM ge
 CREATE MATERIALIZED VIEW public.event_counts AS SELECT date_trunc('month', at) AS m, count(*) FROM public.events GROUP BY 1;
 SELECT lo_from_bytea(0, convert_to(repeat('large object one ', 5000), 'UTF8'));
 SELECT lo_from_bytea(0, '\x00ff00ff'::bytea);
+COMMENT ON TABLE public.bulk IS 'costs $$ and it''s quoted';
+CREATE TABLE public."o'brien" (x text);
+INSERT INTO public."o'brien" VALUES ('it''s here');
 CREATE TABLE public.zz_last (id int);
 GRANT SELECT ON public.zz_last TO PUBLIC;
 """

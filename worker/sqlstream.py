@@ -7,7 +7,8 @@ comments. They are found by position, never by a text search: only the `BEGIN;` 
 `Type: BLOBS` TOC header, outside COPY data, and the `COMMIT;` that closes that section after
 nothing but `lo_open`/`lowrite`/`lo_close` lines. A function body or a COPY row holding the line
 `COMMIT;` passes through untouched, and so does a function body that imitates a whole TOC header:
-dollar-quoted text ($$ … $$, $tag$ … $tag$) is never taken for a header. Anything this scanner does not recognise is left as it is; the
+quoted text (dollar-quoted bodies, string literals, quoted names) is never taken for a header. Anything this
+scanner does not recognise is left as it is; the
 restore's commit guard (worker/sql.py) then refuses a premature COMMIT, so an unknown layout fails
 safely instead of committing part of a restore.
 
@@ -23,11 +24,16 @@ from collections.abc import Generator, Iterable, Iterator
 
 _TOP, _COPY, _LO_HEAD, _LO_BODY = range(4)
 _TOP_LINE = re.compile(
-    rb"(?P<dollar>\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$)"
-    rb"|^(?:(?P<copy>COPY [^\n]* FROM stdin;)"
+    rb"^(?:(?P<copy>COPY [^\n]* FROM stdin;)"
     rb"|-- (?:Data for )?Name: [^\n]*; Type: (?P<type>[A-Z][A-Z ]*); Schema: [^\n]*"
-    rb"|(?P<lo>SELECT pg_catalog\.lo_create\(')"
-    rb"|(?P<connect>\\c(?:onnect)?\b[^\n]*))",
+    rb"|(?P<lo>SELECT pg_catalog\.lo_create\('[0-9]+'\))"
+    rb"|(?P<connect>\\c(?:onnect)?\b[^\n]*))"
+    # Quoting, so that no text inside a literal, an identifier or a body is taken for a header:
+    # a dollar quote (not glued to an identifier: `a$b$` is a name), a single or double quote (a
+    # doubled '' or "" closes and reopens), and a `--` comment, which runs to the end of its line.
+    rb"|(?P<dollar>(?<![A-Za-z0-9_$])\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$)"
+    rb"|(?P<quote>['\"])"
+    rb"|(?P<comment>--[^\n]*)",
     re.M,
 )
 _LO_STATEMENT = (b"SELECT pg_catalog.lo_open(", b"SELECT pg_catalog.lowrite(", b"SELECT pg_catalog.lo_close(")
@@ -47,7 +53,8 @@ class DumpScanner:
         self._state = _TOP
         self._carry = b""
         self._bol = True  # does the carried/next byte start a line?
-        self._quote: bytes | None = None  # inside a dollar-quoted body ($$ or $tag$): no header is real
+        # inside a quoted text: the token that closes it ($$, $tag$, ' or "); no header there is real
+        self._quote: bytes | None = None
 
     def feed(self, chunk: bytes) -> Iterator[bytes]:
         buf = self._carry + chunk if self._carry else chunk
@@ -88,15 +95,16 @@ class DumpScanner:
         """From a line start: pass DDL through up to the next line that changes state."""
         last_nl = buf.rfind(b"\n", pos) + 1  # only whole lines are looked at
         for m in _TOP_LINE.finditer(buf, pos, last_nl):
-            if m.group("dollar"):
-                tag = m.group("dollar")
-                if self._quote is None:
-                    self._quote = tag
-                elif tag == self._quote:
-                    self._quote = None
-                continue
+            token = m.group("dollar") or m.group("quote")
             if self._quote is not None:
-                continue  # a function body's text, whatever it looks like
+                if token == self._quote:
+                    self._quote = None
+                continue  # a body's, a literal's or a name's text, whatever it looks like
+            if token:
+                self._quote = token
+                continue
+            if m.group("comment"):
+                continue
             if m.group("type"):
                 kind = m.group("type").decode().strip()
                 self.types[kind] += 1

@@ -90,6 +90,45 @@ def test_only_the_large_object_sections_change_whatever_the_chunking(seed):
     assert s.types["FUNCTION"] == 1 and s.types["TABLE"] == 1 and s.types["BLOBS"] == 2
 
 
+# What pg_dump writes before the large objects in real databases: a comment whose text holds `$$`
+# (was taken for the start of a dollar-quoted body, hiding every later header), a name with an
+# apostrophe in a TOC comment, a multi-line literal imitating a whole large-object section, and an
+# identifier with `$` in it.
+QUOTING = b"""--
+-- Name: TABLE t; Type: COMMENT; Schema: public; Owner: app
+--
+
+COMMENT ON TABLE public.t IS 'costs $$ and $tag$';
+
+--
+-- Name: o'brien; Type: TABLE; Schema: public; Owner: app
+--
+
+CREATE TABLE public."o'brien" (x text);
+COMMENT ON COLUMN public."o'brien".x IS 'line one
+-- Data for Name: BLOBS; Type: BLOBS; Schema: -; Owner: -
+--
+
+BEGIN;
+COMMIT;
+';
+CREATE TABLE public.a$b$ (x int);
+"""
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_quoted_text_never_hides_or_fakes_a_header(seed):
+    rnd = random.Random(seed)
+    data = QUOTING + DUMP
+    cuts = sorted(rnd.sample(range(1, len(data)), rnd.randint(0, 60))) if seed else []
+    parts = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    s = DumpScanner()
+    out = b"".join(s.scan(parts))
+    assert out == QUOTING + _expected()  # the literal's BEGIN/COMMIT untouched, the real ones rewritten
+    assert s.rewritten == 4 and s.large_objects == 2
+    assert s.types["COMMENT"] == 1 and s.types["TABLE"] == 2 and s.types["BLOBS"] == 2
+
+
 def test_an_unknown_layout_is_left_alone():
     odd = b"--\n-- Data for Name: BLOBS; Type: BLOBS; Schema: -; Owner: -\n--\n\nSELECT 1;\nBEGIN;\nCOMMIT;\n"
     s = DumpScanner()
