@@ -57,7 +57,12 @@ class Heartbeat:
                 log.warning("upload heartbeat failed", key=self.key, error=str(exc))
 
     def start(self) -> Heartbeat:
-        self._beat()
+        # The marker matters only if this worker dies: an S3 blip on the first beat must not fail a
+        # backup the upload's own retries would carry through; the thread beats again soon.
+        try:
+            self._beat()
+        except WorkerError as exc:
+            log.warning("upload heartbeat failed; retrying in the background", key=self.key, error=str(exc))
         self._thread.start()
         return self
 
