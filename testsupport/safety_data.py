@@ -135,6 +135,16 @@ def paused(server, database: str) -> bool:
         )
 
 
+def restore_sessions(server, database: str) -> int:
+    """The worker's restore sessions (application_name cnpg-pgdump-backup-restore-<pid>) still on the server."""
+    with server.connect() as c:
+        return c.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+            " AND application_name LIKE 'cnpg-pgdump-backup-restore-%%'",
+            (database,),
+        ).fetchone()[0]
+
+
 def disarm_fault(server, database: str) -> None:
     with server.connect(database) as c:
         c.execute("DROP EVENT TRIGGER IF EXISTS cnpg_test_fault; DROP FUNCTION IF EXISTS pg_catalog.cnpg_test_fault()")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import tempfile
 
@@ -10,6 +12,19 @@ import pytest
 
 from testsupport.dataset import fingerprint, load
 from testsupport.helpers import wait_for
+from testsupport.safety_data import (
+    PRECIOUS_SQL,
+    arm_pause,
+    full_fingerprint,
+    load_source,
+    paused,
+    restore_sessions,
+)
+from testsupport.servers import client_bin_dirs
+from worker import apply
+from worker import pg as wpg
+from worker.sql import COMMIT_GUARD, FORCE_PREAMBLE, session_settings
+from worker.sqlstream import DumpScanner
 
 pytestmark = pytest.mark.integration
 
@@ -90,8 +105,6 @@ def _restoring(server) -> bool:
 
 
 def _plain_dump(server, db: str) -> bytes:
-    from worker import pg as wpg
-
     # (the caller put the test's client directories into CNPG_BACKUP_PG_BIN_DIRS)
     client = wpg.choose_client(server.major, "the test's dump")
     return subprocess.run(
@@ -105,8 +118,6 @@ def _plain_dump(server, db: str) -> bytes:
 def _cut_after_large_objects(dump: bytes) -> bytes:
     """The dump up to just after its large-object section's `COMMIT;`: tables replaced, data and
     large objects restored, indexes and constraints still to come."""
-    import re
-
     # the real TOC header (a function body of the source holds the same text, without the BEGIN)
     blobs = re.search(rb"\n-- [^\n]*Type: BLOBS;[^\n]*\n--\n\nBEGIN;\n", dump).end()
     end = dump.index(b"\nCOMMIT;\n", blobs) + len(b"\nCOMMIT;\n")
@@ -119,13 +130,6 @@ def test_psql_left_running_reads_end_of_input_and_rolls_back(case, pg_pool, majo
     """The worker dies (SIGKILL, OOM) but its psql does not: psql reads end of input after the dump's
     large-object COMMIT. The old `psql --single-transaction` committed what it had (the force
     preamble's DROPs included); the worker's psql must roll back."""
-    from testsupport.safety_data import PRECIOUS_SQL, full_fingerprint, load_source
-    from testsupport.servers import client_bin_dirs
-    from worker import apply
-    from worker import pg as wpg
-    from worker.sql import COMMIT_GUARD, FORCE_PREAMBLE, session_settings
-    from worker.sqlstream import DumpScanner
-
     monkeypatch.setenv("CNPG_BACKUP_PG_BIN_DIRS", os.pathsep.join(client_bin_dirs()))
     server = pg_pool.get(major)
     load_source(server, "eof_src")
@@ -171,10 +175,6 @@ def test_psql_left_running_reads_end_of_input_and_rolls_back(case, pg_pool, majo
 
 def test_sigkill_of_the_worker_mid_forced_restore_with_large_objects(case, pg_pool, minio, bucket, make_worker):
     """`kill -9` of the worker alone while the forced restore copies data: nothing committed."""
-    import signal
-
-    from testsupport.safety_data import PRECIOUS_SQL, arm_pause, full_fingerprint, load_source, paused
-
     server = pg_pool.get(15)
     load_source(server, "k9_src")
     w = make_worker(server, minio, bucket, "k9_src")
@@ -195,21 +195,10 @@ def test_sigkill_of_the_worker_mid_forced_restore_with_large_objects(case, pg_po
     assert proc.poll() is None
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
-    wait_for(lambda: not _restore_sessions(server, "k9_target"), timeout=60, what="the restore's session to end")
+    wait_for(lambda: restore_sessions(server, "k9_target") == 0, timeout=60, what="the restore's session to end")
     with server.connect("k9_target") as c:
         after = full_fingerprint(c)
     if after != before:
         case.lost_or_corrupt += 1
     assert after == before
     case.check_store(minio, bucket, w, expect_complete=1)
-
-
-def _restore_sessions(server, db: str) -> bool:
-    with server.connect() as c:
-        return bool(
-            c.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE datname = %s"
-                " AND application_name LIKE 'cnpg-pgdump-backup-restore-%%'",
-                (db,),
-            ).fetchone()
-        )

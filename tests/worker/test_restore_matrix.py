@@ -23,6 +23,7 @@ from testsupport.safety_data import (
     full_fingerprint,
     load_source,
     paused,
+    restore_sessions,
 )
 
 pytestmark = pytest.mark.integration
@@ -74,15 +75,6 @@ def _prepare_target(server, name: str, kind: str) -> None:
     if kind == "force":
         with server.connect(name) as c:
             c.execute(PRECIOUS_SQL)
-
-
-def _sessions_left(server, db: str) -> int:
-    with server.connect() as c:
-        return c.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
-            " AND application_name LIKE 'cnpg-pgdump-backup-restore-%%'",
-            (db,),
-        ).fetchone()[0]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -141,7 +133,7 @@ def test_restore_matrix(pg_pool, minio, matrix_bucket, make_worker, major, fmt, 
                 timeout=10,
                 what="the worker's children to die with it",
             )
-        wait_for(lambda: _sessions_left(server, db) == 0, timeout=60, what="the restore's sessions to end")
+        wait_for(lambda: restore_sessions(server, db) == 0, timeout=60, what="the restore's sessions to end")
 
     with server.connect(db) as c:
         after = full_fingerprint(c)
