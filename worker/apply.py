@@ -76,16 +76,14 @@ class Monitor(threading.Thread):
                 )
                 return
             for _pid, _, event, blockers, query in waiting:
+                # Who holds it, not what it ran: another session's query text may carry its secrets.
                 held = conn.execute(
-                    "SELECT pid, usename, application_name, state, now() - xact_start,"
-                    " left(regexp_replace(query, '\\s+', ' ', 'g'), 60)"
+                    "SELECT pid, usename, application_name, state, now() - xact_start"
                     " FROM pg_stat_activity WHERE pid = ANY(%s)",
                     (blockers,),
                 ).fetchall()
                 who = (
-                    "; ".join(
-                        f"pid {b[0]} ({b[1]}, {b[2] or 'no application_name'}, {b[3]} for {b[4]}): {b[5]}" for b in held
-                    )
+                    "; ".join(f"pid {b[0]} ({b[1]}, {b[2] or 'no application_name'}, {b[3]} for {b[4]})" for b in held)
                     or "unknown"
                 )
                 log.warning(

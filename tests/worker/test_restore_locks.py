@@ -121,7 +121,8 @@ def test_lock_wait_is_reported_and_bounded(pg, minio, bucket, make_worker):
     app = pg.connect("busy")
     app.execute("SET application_name = 'the-app'")
     app.autocommit = False
-    app.execute("SELECT count(*) FROM public.precious")  # idle in transaction, holding a lock
+    # idle in transaction, holding a lock; its last query carries a secret the report must not repeat
+    app.execute("SELECT 'app-secret-4711', count(*) FROM public.precious")
     try:
         with pg.connect("busy") as c:
             before = full_fingerprint(c)
@@ -140,6 +141,7 @@ def test_lock_wait_is_reported_and_bounded(pg, minio, bucket, make_worker):
         assert r.returncode == 1
         waits = [ln for ln in r.stderr.splitlines() if "restore waiting for a lock" in ln]
         assert waits and "the-app" in waits[0] and "idle in transaction" in waits[0], r.stderr
+        assert "app-secret-4711" not in r.stderr
         [line] = r.error_lines
         assert "lock timeout" in line and "rolled back; the database is unchanged (verified" in line
     finally:
