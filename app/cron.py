@@ -95,3 +95,56 @@ def _available_zones() -> frozenset[str]:
 
 
 TimeZone = Annotated[str, rule(time_zone_problem)]
+
+
+_MACRO_EXPRESSIONS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def _expand(text: str, lo: int, hi: int, names: dict[str, int]) -> set[int]:
+    values: set[int] = set()
+    for item in text.split(","):
+        base, slash, step_text = item.partition("/")
+        step = int(step_text) if slash else 1
+        if base in ("*", "?"):
+            start, end = lo, hi
+        else:
+            start_text, dash, end_text = base.partition("-")
+            start = _cron_value(start_text, lo, hi, names)
+            # robfig/cron: "5/15" runs from 5 to the field's end
+            end = _cron_value(end_text, lo, hi, names) if dash else (hi if slash else start)
+        values.update(range(start, end + 1, step))
+    return values
+
+
+@lru_cache(maxsize=256)
+def shortest_interval_seconds(expr: str) -> int:
+    """The shortest time between two runs of a (valid) schedule, over eight years of calendar, so
+    leap days and monthly/yearly schedules count. Time-zone shifts are ignored (an hour at most)."""
+    import datetime as dt
+
+    fields = _MACRO_EXPRESSIONS.get(expr.strip(), expr).split()
+    sets = [_expand(f, lo, hi, names) for f, (_, lo, hi, names) in zip(fields, _CRON_FIELDS, strict=True)]
+    minutes, hours, mdays, months, wdays = sets
+    if 7 in wdays:
+        wdays.add(0)
+    times = sorted(h * 60 + m for h in hours for m in minutes)
+    # robfig/cron: when both day fields are restricted a day matches either; otherwise both
+    dom_star, dow_star = fields[2].startswith(("*", "?")), fields[4].startswith(("*", "?"))
+    start = dt.date(2024, 1, 1)
+    days = []
+    for offset in range(8 * 366):
+        day = start + dt.timedelta(days=offset)
+        dom, dow = day.day in mdays, (day.isoweekday() % 7) in wdays
+        if day.month in months and ((dom or dow) if not (dom_star or dow_star) else (dom and dow)):
+            days.append(offset)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps += [(b - a) * 1440 + times[0] - times[-1] for a, b in zip(days, days[1:], strict=False)]
+    return 60 * min(gaps) if gaps else 366 * 86400

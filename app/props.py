@@ -67,6 +67,7 @@ def backup_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials
         name=naming.cronjob_name(cfg, target),
         labels=naming.labels(cfg, "backup", target),
         schedule=target.schedule,
+        active_deadline_seconds=cfg.backup.deadline_for(target.schedule),
         backup=cfg.backup,
         pod=worker_pod(
             cfg,

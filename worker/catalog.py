@@ -26,6 +26,12 @@ class Entry:
     def complete(self) -> bool:
         return bool(self.manifest and self.manifest.complete and self.manifest.object_bytes == self.size)
 
+    @property
+    def compression(self) -> str:
+        if self.manifest:
+            return self.manifest.codec
+        return "?" if self.name.format == "custom" else self.name.compression
+
     def status(self) -> str:
         if self.complete:
             return "complete"

@@ -98,12 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
         )
         _add(
             sp,
+            c.COMPRESSION,
+            "plain: gzip (.sql.gz) or zstd (.sql.zst); custom: inside the archive, lz4 too",
+            metavar="{gzip,zstd,lz4}",
+            type=_typed(c.COMPRESSION.env, str, "one of gzip, zstd, lz4", c.COMPRESSIONS),
+        )
+        _add(
+            sp,
             c.COMPRESSION_LEVEL,
-            metavar="1-9",
-            type=_typed(c.COMPRESSION_LEVEL.env, int, "a gzip level 1-9", c.COMPRESSION_LEVELS),
+            "gzip 1-9, zstd 1-19, lz4 1-12",
+            metavar="LEVEL",
+            type=_typed(c.COMPRESSION_LEVEL.env, int, "a compression level", range(1, 20)),
         )
 
-    sp = sub.add_parser("backup", help="pg_dump → gzip → S3, then retention")
+    sp = sub.add_parser("backup", help="pg_dump → gzip|zstd → S3, then retention")
     s3_args(sp)
     format_and_level(sp)
     _add(sp, c.RETENTION_DAYS, type=retention_type)
@@ -188,6 +196,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             "age": _age(e.name.taken_at),
             "status": e.status(),
             "format": e.name.format,
+            "compression": e.compression,
         }
         for e in entries
     ]
@@ -195,13 +204,27 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            print(f"{r['taken_at']}  {log.human_bytes(r['bytes']):>10}  {r['age']:>7}  {r['status']:<26} {r['key']}")
+            kind = f"{r['format']}/{r['compression']}"
+            print(
+                f"{r['taken_at']}  {log.human_bytes(r['bytes']):>10}  {r['age']:>7}  {kind:<12} {r['status']:<26} {r['key']}"
+            )
         if not rows:
             print(f"no backups of {args.database!r} under s3://{args.bucket}/{args.prefix}", file=sys.stderr)
     return 0
 
 
+def _check_compression(args: argparse.Namespace) -> None:
+    problem = contract.compression_problem(args.format, args.compression, args.compression_level)
+    if problem:
+        raise UsageError(
+            problem,
+            hint=f"check --format/--compression/--compression-level ({contract.FORMAT.env}, "
+            f"{contract.COMPRESSION.env}, {contract.COMPRESSION_LEVEL.env})",
+        )
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
+    _check_compression(args)
     bucket = _bucket(args)
     pg.wait_ready(args.wait_timeout, args.database)
     bucket.check(args.prefix)
@@ -212,6 +235,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
             database=args.database,
             format=args.format,
             compression_level=args.compression_level,
+            compression=args.compression,
             lock_wait_timeout=max(0.0, args.lock_wait_timeout),
         ),
     )
@@ -226,6 +250,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     if not args.object:
         raise UsageError("no restore object given", hint="pass --object KEY (restore.object) or --object latest")
+    if args.backup_before_restore:
+        _check_compression(args)
     bucket = _bucket(args)
     run_restore(
         bucket,
@@ -242,6 +268,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             jobs=max(1, args.jobs),
             format=args.format,
             compression_level=args.compression_level,
+            compression=args.compression,
             wait_timeout=args.wait_timeout,
             lock_timeout=max(0.0, args.lock_timeout),
             progress_interval=max(0.5, args.progress_interval),

@@ -16,6 +16,10 @@ COMMAND: Final = "cnpg-backup-worker"
 # Defaults shared by the config model (app/config.py) and the worker's flags.
 DEFAULT_FORMAT: Final = "plain"
 DEFAULT_COMPRESSION_LEVEL: Final = 2
+# gzip keeps the chart's `.sql.gz`; zstd (plain `.sql.zst`, or inside custom archives) and lz4
+# (custom archives only) are faster at the same size: see docs/configuration.md.
+DEFAULT_COMPRESSION: Final = "gzip"
+COMPRESSIONS = ("gzip", "zstd", "lz4")
 DEFAULT_WAIT_TIMEOUT_SECONDS: Final = 150
 DEFAULT_RETENTION_DAYS: Final = 0
 DEFAULT_LOCK_TIMEOUT_SECONDS: Final = 300
@@ -25,7 +29,8 @@ DEFAULT_PROGRESS_INTERVAL_SECONDS: Final = 30
 DEFAULT_DUMP_LOCK_WAIT_SECONDS: Final = 300
 FORMATS = ("plain", "custom")
 LOG_FORMATS = ("text", "json")
-COMPRESSION_LEVELS = range(1, 10)
+# levels per codec: gzip as gzip(1), zstd as zstd(1) without the slow "ultra" levels, lz4 as pg_dump
+COMPRESSION_LEVELS = {"gzip": range(1, 10), "zstd": range(1, 20), "lz4": range(1, 13)}
 
 
 @dataclass(frozen=True)
@@ -56,11 +61,18 @@ FORMAT = Setting(
     DEFAULT_FORMAT,
     "literal `plain` or `custom` (`backup.format`); restore uses it for `--backup-before-restore`",
 )
+COMPRESSION = Setting(
+    "CNPG_BACKUP_COMPRESSION",
+    "--compression",
+    DEFAULT_COMPRESSION,
+    "literal `gzip`, `zstd` or `lz4` (`backup.compression`; lz4 with the custom format only); "
+    "restore uses it for `--backup-before-restore`",
+)
 COMPRESSION_LEVEL = Setting(
     "CNPG_BACKUP_COMPRESSION_LEVEL",
     "--compression-level",
     str(DEFAULT_COMPRESSION_LEVEL),
-    "literal `backup.compressionLevel`; restore uses it for `--backup-before-restore`",
+    "literal `backup.compressionLevel` (gzip 1-9, zstd 1-19, lz4 1-12); restore uses it for `--backup-before-restore`",
 )
 DUMP_LOCK_WAIT = Setting(
     "CNPG_BACKUP_LOCK_WAIT_TIMEOUT",
@@ -86,6 +98,7 @@ SETTINGS = (
     S3_STORAGE_CLASS,
     RETENTION_DAYS,
     FORMAT,
+    COMPRESSION,
     COMPRESSION_LEVEL,
     DUMP_LOCK_WAIT,
     LOG_FORMAT,
@@ -100,6 +113,19 @@ SETTINGS = (
 
 # Where the pods may write (an emptyDir): HOME and TMPDIR point there.
 TMP_DIR = "/tmp"
+
+
+def compression_problem(fmt: str, compression: str, level: int) -> str | None:
+    """Why this format/codec/level combination cannot be written, or None: one rule for the config
+    model (at synth) and the worker's flags (at run time)."""
+    if compression not in COMPRESSIONS:
+        return f"compression {compression!r} is not one of {', '.join(COMPRESSIONS)}"
+    if compression == "lz4" and fmt != "custom":
+        return "lz4 is written by pg_dump inside custom archives only: use format custom, or gzip/zstd for plain"
+    levels = COMPRESSION_LEVELS[compression]
+    if level not in levels:
+        return f"{compression} compression level must be {levels.start}-{levels.stop - 1}, got {level}"
+    return None
 
 
 # --- The worker's commands, as the manifests call them ---------------------------------------

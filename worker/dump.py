@@ -1,4 +1,4 @@
-"""Backup: `pg_dump` stdout → gzip → SHA-256 → S3 multipart upload, with bounded memory.
+"""Backup: `pg_dump` stdout → gzip|zstd (or pg_dump's own archive compression) → SHA-256 → S3 multipart upload, with bounded memory.
 
 The object appears only when everything succeeded: pg_dump exited 0, its output ended with the
 dump-complete trailer, every part uploaded. Any failure on the way, including SIGTERM from an
@@ -31,6 +31,7 @@ class BackupOptions:
     database: str
     format: str = contract.DEFAULT_FORMAT
     compression_level: int = contract.DEFAULT_COMPRESSION_LEVEL
+    compression: str = contract.DEFAULT_COMPRESSION
     upload_concurrency: int = 2
     lock_wait_timeout: float = contract.DEFAULT_DUMP_LOCK_WAIT_SECONDS  # seconds; 0: wait for ever
 
@@ -41,6 +42,26 @@ def _part_size(estimate: int) -> int:
     # parts, which alone keeps any dump under S3's 10,000-part limit (8 GiB at 8 MiB parts, then
     # 16 GiB more at 16 MiB, ... about 4 TiB in 9,000 parts).
     return MIN_PART
+
+
+def _client_and_codec(server_major: int, opts: BackupOptions) -> tuple[pg.Client, str, int]:
+    """The pg_dump to run and the codec it writes: zstd/lz4 archives need pg_dump 16+ built with
+    them, which dumps any older server too; without one the archive falls back to gzip, said out loud."""
+    purpose = f"pg_dump of a PostgreSQL {server_major} server"
+    if opts.format != "custom" or opts.compression == "gzip":
+        return pg.choose_client(server_major, purpose), opts.compression, opts.compression_level
+    clients = pg.installed_clients()
+    able = [c for c in clients if c.major >= server_major and c.writes_archive_codec(opts.compression)]
+    if able:
+        return able[0], opts.compression, opts.compression_level
+    client = pg.choose_client(server_major, purpose, clients)
+    log.warning(
+        f"no pg_dump here writes {opts.compression} archives (pg_dump 16+ built with {opts.compression} "
+        f"does; pg_dump {client.major} here does not): this custom archive is compressed with gzip instead",
+        database=opts.database,
+        compression_level=min(opts.compression_level, 9),
+    )
+    return client, "gzip", min(opts.compression_level, 9)
 
 
 def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
@@ -59,7 +80,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
                 hint="a backup now would store the partial restore as `latest`; let the restore finish, "
                 "or run it again (it empties the database first)",
             )
-    client = pg.choose_client(info.major, f"pg_dump of a PostgreSQL {info.major} server")
+    client, compression, level = _client_and_codec(info.major, opts)
     uploads.abort_stale(bucket, opts.prefix, opts.database)
     session = BackupSession(
         bucket,
@@ -67,6 +88,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         opts.database,
         opts.format,
         started,
+        compression=compression,
         part_size=_part_size(estimate),
         concurrency=opts.upload_concurrency,
     )
@@ -79,11 +101,12 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         key=name.key,
         bucket=bucket.loc.bucket,
         format=opts.format,
+        compression=f"{compression}:{level}",
         db_size=log.human_bytes(estimate),
     )
     with (
         session,
-        DumpStream(client, opts.database, opts.format, opts.compression_level, opts.lock_wait_timeout) as dump,
+        DumpStream(client, opts.database, opts.format, level, opts.lock_wait_timeout, compression) as dump,
     ):
         next_progress = time.monotonic() + PROGRESS_EVERY
         for data in dump.chunks():
@@ -102,7 +125,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
             database=opts.database,
             key=name.key,
             format=opts.format,
-            compression="gzip" if dump.compression_level is not None else "pg_dump",
+            compression=compression,
             server_version=info.version,
             pg_dump_version=client.version,
             pg_dump_major=client.major,
@@ -111,7 +134,10 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
             sha256=dump.sha256,
             started_at=started.isoformat(),
             finished_at=utcnow().isoformat(),
-            extra={"compression_level": dump.compression_level},
+            extra={
+                "compression_level": opts.compression_level,
+                "compressed_by": "pg_dump" if opts.format == "custom" else "worker",
+            },
         )
         session.publish(manifest)
     el = time.monotonic() - t0

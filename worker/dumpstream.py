@@ -1,4 +1,4 @@
-"""One pg_dump run as a stream of the bytes to store: `pg_dump` stdout → (gzip) → chunks, hashed
+"""One pg_dump run as a stream of the bytes to store: `pg_dump` stdout → (gzip|zstd) → chunks, hashed
 and counted on the way, judged complete only at the end (exit 0, output present, the plain dump's
 trailer or the custom archive's magic)."""
 
@@ -22,10 +22,19 @@ PLAIN_TRAILER = b"-- PostgreSQL database dump complete"
 CUSTOM_MAGIC = b"PGDMP"
 
 
-def dump_command(client: pg.Client, fmt: str, lock_wait_s: float = 0) -> list[str]:
+def dump_command(
+    client: pg.Client, fmt: str, lock_wait_s: float = 0, compression: str = "gzip", level: int = 0
+) -> list[str]:
     # The database name comes from PGDATABASE and the password from PGPASSWORD: neither on argv.
     cmd = [client.tool("pg_dump"), "--no-password"]
-    cmd += ["--format=custom"] if fmt == "custom" else ["--format=plain"]
+    if fmt == "custom":
+        cmd.append("--format=custom")
+        if compression == "gzip":
+            cmd.append(f"--compress={level}")  # every pg_dump reads a bare level as gzip
+        else:
+            cmd.append(f"--compress={compression}:{level}")
+    else:
+        cmd.append("--format=plain")
     if lock_wait_s > 0:
         cmd.append(f"--lock-wait-timeout={int(lock_wait_s * 1000)}")  # milliseconds
     return cmd
@@ -37,10 +46,17 @@ class DumpStream:
     Leaving the block without `finish()` (an error, a signal) kills pg_dump."""
 
     def __init__(
-        self, client: pg.Client, database: str, fmt: str, compression_level: int, lock_wait_s: float = 0
+        self,
+        client: pg.Client,
+        database: str,
+        fmt: str,
+        compression_level: int,
+        lock_wait_s: float = 0,
+        compression: str = "gzip",
     ) -> None:
         self.client, self.database, self.format, self.lock_wait_s = client, database, fmt, lock_wait_s
-        self.compression_level = compression_level if fmt == "plain" else None
+        # plain: the worker compresses pg_dump's output; custom: pg_dump compresses inside the archive
+        self.compression, self.compression_level = compression, compression_level
         self.raw_bytes = self.stored_bytes = 0
         self._sha = hashlib.sha256()
         self._head = self._last = b""
@@ -55,7 +71,7 @@ class DumpStream:
         env = pg.client_env()
         env["PGDATABASE"] = self.database
         self._proc = subprocess.Popen(
-            dump_command(self.client, self.format, self.lock_wait_s),
+            dump_command(self.client, self.format, self.lock_wait_s, self.compression, self.compression_level),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
@@ -79,7 +95,7 @@ class DumpStream:
     def chunks(self) -> Iterator[bytes]:
         """The bytes to store, as pg_dump produces them (memory: one read, one compressed block)."""
         assert self._proc is not None and self._proc.stdout is not None
-        comp = compressor(self.compression_level) if self.compression_level is not None else None
+        comp = compressor(self.compression_level, self.compression) if self.format == "plain" else None
         while chunk := cast(BufferedReader, self._proc.stdout).read1(READ_CHUNK):  # typeshed: IO[bytes]
             if len(self._head) < 8:
                 self._head += chunk[:8]

@@ -18,7 +18,9 @@ class Manifest:
     database: str
     key: str
     format: str  # plain | custom
-    compression: str  # gzip | none (custom format compresses inside the archive)
+    # plain: gzip | zstd (the worker's stream); custom: gzip | zstd | lz4 inside the archive (pg_dump -Z).
+    # Manifests written before codecs were selectable say "pg_dump" for custom archives: gzip.
+    compression: str
     server_version: str
     pg_dump_version: str
     pg_dump_major: int
@@ -40,6 +42,10 @@ class Manifest:
         doc = json.loads(data)
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in doc.items() if k in known})
+
+    @property
+    def codec(self) -> str:
+        return "gzip" if self.compression in ("pg_dump", "none", "") else self.compression
 
     @property
     def complete(self) -> bool:

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from . import contract
 from .errors import UsageError
 
-EXTENSIONS = {"plain": ".sql.gz", "custom": ".dump"}
+# extension -> (format, compression of the object): custom archives compress inside (pg_dump -Z)
+EXTENSIONS = {".sql.gz": ("plain", "gzip"), ".sql.zst": ("plain", "zstd"), ".dump": ("custom", "archive")}
 MANIFEST_SUFFIX = ".manifest.json"
 STATE_DIR = ".cnpg-backup"
 _TS_FORMAT = "%Y-%m-%d_%H-%M-%S"
@@ -31,21 +32,31 @@ class BackupName:
     database: str
     taken_at: datetime
     format: str
+    compression: str = "gzip"  # gzip | zstd for plain objects; "archive" for custom ones
 
     @property
     def manifest_key(self) -> str:
         return self.key + MANIFEST_SUFFIX
 
 
-def new_backup_key(prefix: str, database: str, fmt: str, when: datetime) -> BackupName:
+def extension(fmt: str, compression: str = "gzip") -> str:
+    kind = (fmt, "archive" if fmt == "custom" else compression)
+    for ext, k in EXTENSIONS.items():
+        if k == kind:
+            return ext
+    raise UsageError(f"no object name for format {fmt!r} with compression {compression!r}")
+
+
+def new_backup_key(prefix: str, database: str, fmt: str, when: datetime, compression: str = "gzip") -> BackupName:
     stamp = when.astimezone(UTC).strftime(_TS_FORMAT)
-    key = join(prefix, f"{database}_{stamp}{EXTENSIONS[fmt]}")
-    return BackupName(key, database, when.astimezone(UTC).replace(microsecond=0), fmt)
+    ext = extension(fmt, compression)
+    key = join(prefix, f"{database}_{stamp}{ext}")
+    return BackupName(key, database, when.astimezone(UTC).replace(microsecond=0), fmt, EXTENSIONS[ext][1])
 
 
 def pattern_for(database: str) -> re.Pattern[str]:
     """The names of one database's backups, and nothing else: `app` never matches `app_v2_...`."""
-    exts = "|".join(re.escape(e) for e in EXTENSIONS.values())
+    exts = "|".join(re.escape(e) for e in EXTENSIONS)
     return re.compile(rf"^{re.escape(database)}_{_TS_RE}({exts})$")
 
 
@@ -62,17 +73,26 @@ def parse(key: str, prefix: str, database: str) -> BackupName | None:
     if not m:
         return None
     when = datetime.strptime(m.group(1), _TS_FORMAT).replace(tzinfo=UTC)
-    fmt = next(f for f, e in EXTENSIONS.items() if e == m.group(2))
-    return BackupName(key, database, when, fmt)
+    fmt, compression = EXTENSIONS[m.group(2)]
+    return BackupName(key, database, when, fmt, compression)
 
 
-_ANY_BACKUP = re.compile(rf"^(.+)_{_TS_RE}(\.sql\.gz|\.dump)$")
+_ANY_BACKUP = re.compile(rf"^(.+)_{_TS_RE}({'|'.join(re.escape(e) for e in EXTENSIONS)})$")
 
 
 def database_of(key: str) -> str | None:
     """The database a backup key names, whatever the prefix: `a/b/appdb_2024-...sql.gz` -> `appdb`."""
     m = _ANY_BACKUP.match(key.rsplit("/", 1)[-1])
     return m.group(1) if m else None
+
+
+def kind_of(key: str) -> tuple[str, str]:
+    """(format, compression) from a key's extension; a name this tool never writes reads as the
+    chart's plain gzip, which the verification then proves or refuses."""
+    for ext, kind in EXTENSIONS.items():
+        if key.endswith(ext):
+            return kind
+    return "plain", "gzip"
 
 
 def resolve_object(obj: str, prefix: str) -> str:

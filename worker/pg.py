@@ -7,6 +7,7 @@ so the password never needs to appear on a command line.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
@@ -154,6 +155,37 @@ class Client:
 
     def tool(self, name: str) -> str:
         return str(self.bindir / name)
+
+    def writes_archive_codec(self, codec: str) -> bool:
+        """Whether this pg_dump can write custom archives compressed with `codec`: zstd and lz4 need
+        pg_dump 16+ *built with* them (some builds, e.g. embedded ones, lack both)."""
+        return codec == "gzip" or (self.major >= 16 and _probe_codec(self.tool("pg_dump"), codec))
+
+
+@functools.lru_cache(maxsize=16)
+def _probe_codec(pg_dump: str, codec: str) -> bool:
+    # pg_dump checks --compress while parsing its options, before it connects; the connection is
+    # then meant to fail at once (a socket directory that does not exist), so nothing is dumped.
+    env = {"PATH": os.environ.get("PATH", ""), "PGCONNECT_TIMEOUT": "1"}
+    try:
+        p = subprocess.run(
+            [
+                pg_dump,
+                "--format=custom",
+                f"--compress={codec}:1",
+                "--file=/dev/null",
+                "--no-password",
+                "--dbname=host=/nonexistent-cnpg-probe dbname=probe user=probe",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "not support" not in p.stderr and "invalid compression" not in p.stderr
 
 
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")

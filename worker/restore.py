@@ -50,6 +50,7 @@ class RestoreOptions:
     jobs: int = 1
     format: str = contract.DEFAULT_FORMAT  # of the backup taken before the restore
     compression_level: int = contract.DEFAULT_COMPRESSION_LEVEL
+    compression: str = contract.DEFAULT_COMPRESSION
     wait_timeout: float = contract.DEFAULT_WAIT_TIMEOUT_SECONDS
     lock_timeout: float = contract.DEFAULT_LOCK_TIMEOUT_SECONDS  # per lock; 0: no limit (still reported)
     progress_interval: float = contract.DEFAULT_PROGRESS_INTERVAL_SECONDS
@@ -74,10 +75,12 @@ def resolve(bucket: Bucket, opts: RestoreOptions) -> tuple[str, Manifest | None]
     return key, catalog.load_manifest(bucket, key)
 
 
-def _check_identity(bucket: Bucket, key: str, manifest: Manifest | None, opts: RestoreOptions) -> str:
-    """The object's format; refuse one that is not a backup of the configured database."""
+def _check_identity(bucket: Bucket, key: str, manifest: Manifest | None, opts: RestoreOptions) -> tuple[str, str]:
+    """The object's format and compression; refuse one that is not a backup of the configured database."""
     source_db = manifest.database if manifest else naming.database_of(key)
-    fmt = manifest.format if manifest else ("custom" if key.endswith(".dump") else "plain")
+    fmt, compression = naming.kind_of(key)
+    if manifest:
+        fmt, compression = manifest.format, manifest.codec
     if source_db != opts.database and opts.target_database is None:
         raise WorkerError(
             f"s3://{bucket.loc.bucket}/{key} is not a backup of database {opts.database!r}"
@@ -89,14 +92,14 @@ def _check_identity(bucket: Bucket, key: str, manifest: Manifest | None, opts: R
             raise WorkerError(
                 f"s3://{bucket.loc.bucket}/{key} has no manifest, so it cannot be proven complete",
                 hint="it may be an interrupted backup; for a backup made by the old Helm chart pass "
-                "--allow-unverified (its gzip stream is still checked end to end)",
+                f"--allow-unverified (its {compression} stream is still checked end to end)",
             )
-        log.warning("restoring an object without manifest: only its gzip integrity can be checked", key=key)
+        log.warning(f"restoring an object without manifest: only its {compression} integrity can be checked", key=key)
     elif not manifest.complete:
         raise WorkerError(
             f"manifest of s3://{bucket.loc.bucket}/{key} does not say complete", hint="choose another backup"
         )
-    return fmt
+    return fmt, compression
 
 
 @dataclass(frozen=True)
@@ -241,7 +244,9 @@ def _restore_locked(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db
             f"database {target_db!r} on {where} is not empty ({before.user_objects} user objects); restore refused",
             hint="set restore.force=true (--force) to replace its contents, ideally with restore.backupBeforeRestore",
         )
-    client = pg.choose_client(max(v.dump_major, 1), f"restoring a dump made by pg_dump {v.dump_major or '?'}")
+    # pg_restore reads zstd/lz4 archives from 16 on (and no older pg_dump writes them)
+    at_least = max(v.dump_major, 16 if v.compression in ("zstd", "lz4") else 1)
+    client = pg.choose_client(at_least, f"restoring a dump made by pg_dump {v.dump_major or '?'} ({v.compression})")
     if v.format == "custom":
         assert v.staged is not None  # verify() staged the archive
         v.entries, v.large_objects = locks.archive_entries(client.tool("pg_restore"), v.staged, pg.client_env())
@@ -252,7 +257,11 @@ def _restore_locked(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db
             run_backup(
                 bucket,
                 BackupOptions(
-                    prefix=opts.prefix, database=target_db, format=opts.format, compression_level=opts.compression_level
+                    prefix=opts.prefix,
+                    database=target_db,
+                    format=opts.format,
+                    compression_level=opts.compression_level,
+                    compression=opts.compression,
                 ),
             )
         except WorkerError as exc:
@@ -293,7 +302,7 @@ def run_restore(bucket: Bucket, opts: RestoreOptions) -> dict[str, Any]:
     t0 = time.monotonic()
     target_db = opts.target_database or opts.database
     key, manifest = resolve(bucket, opts)
-    fmt = _check_identity(bucket, key, manifest, opts)
+    fmt, compression = _check_identity(bucket, key, manifest, opts)
     ledger = _ledger_key(opts.prefix, opts.run_id) if opts.run_id else None
     if ledger and not opts.dry_run:
         done = bucket.get_json(ledger)
@@ -305,7 +314,7 @@ def run_restore(bucket: Bucket, opts: RestoreOptions) -> dict[str, Any]:
                 finished_at=done.get("finished_at"),
             )
             return {"skipped": True, **done}
-    v = verify(bucket, key, manifest, fmt, stage_dir=os.environ.get("TMPDIR"))
+    v = verify(bucket, key, manifest, fmt, compression, stage_dir=os.environ.get("TMPDIR"))
     try:
         if opts.dry_run:
             log.info("dry run: object verified, database not touched", key=key)

@@ -1,6 +1,6 @@
 """Verification: prove a backup object intact, end to end, before any database is touched.
 
-A plain object is decompressed in full (every gzip CRC, pg_dump's dump-complete trailer) and its
+A plain object is decompressed in full (every gzip CRC or zstd frame checksum, pg_dump's dump-complete trailer) and its
 SQL is scanned for what it will create (TOC entries, large objects), which the restore needs to
 choose its path. A custom archive is staged on local disk and its TOC listed. Both are checked
 against the manifest's size and SHA-256; while restoring, the bytes are checked again on the way.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from . import log
-from .compress import GunzipStream
+from .compress import Decompressor
 from .dumpstream import PLAIN_TRAILER
 from .errors import WorkerError
 from .manifest import Manifest
@@ -34,6 +34,7 @@ _DUMPED_BY = re.compile(rb"-- Dumped by pg_dump version (\d+)")
 class Verified:
     key: str
     format: str
+    compression: str  # plain: the stream's codec; custom: the codec inside the archive
     object_bytes: int
     raw_bytes: int
     sha256: str
@@ -47,11 +48,11 @@ class Verified:
 
 
 class _PlainCheck:
-    """A plain dump: every gzip CRC, the trailer, and a scan of the SQL it will run."""
+    """A plain dump: every gzip CRC / zstd checksum, the trailer, and a scan of the SQL it will run."""
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, compression: str) -> None:
         self.where = where
-        self.gz = GunzipStream()
+        self.gz = Decompressor(compression)
         self.scanner = DumpScanner()
         self.first = self.last = b""
 
@@ -60,7 +61,8 @@ class _PlainCheck:
             out = self.gz.feed(chunk)
         except Exception as exc:  # noqa: BLE001 - any decoder error means corrupt
             raise WorkerError(
-                f"{self.where} is not a valid gzip stream: {exc}", hint="the object is corrupt; choose another backup"
+                f"{self.where} is not a valid {self.gz.codec} stream: {exc}",
+                hint="the object is corrupt; choose another backup",
             ) from None
         if len(self.first) < 4096:
             self.first += out[: 4096 - len(self.first)]
@@ -150,7 +152,9 @@ class _CustomCheck:
             os.unlink(self.staged)
 
 
-def verify(bucket: Bucket, key: str, manifest: Manifest | None, fmt: str, stage_dir: str | None = None) -> Verified:
+def verify(
+    bucket: Bucket, key: str, manifest: Manifest | None, fmt: str, compression: str, stage_dir: str | None = None
+) -> Verified:
     """Read the object end to end and prove it intact, touching no database."""
     t0 = time.monotonic()
     head = bucket.head(key)
@@ -165,7 +169,7 @@ def verify(bucket: Bucket, key: str, manifest: Manifest | None, fmt: str, stage_
     if head.size == 0:
         raise WorkerError(f"{where} is empty", hint="choose another backup")
     check: _PlainCheck | _CustomCheck = (
-        _PlainCheck(where) if fmt == "plain" else _CustomCheck(where, stage_dir, head.size)
+        _PlainCheck(where, compression) if fmt == "plain" else _CustomCheck(where, stage_dir, head.size)
     )
     sha = hashlib.sha256()
     size = 0
@@ -193,16 +197,16 @@ def verify(bucket: Bucket, key: str, manifest: Manifest | None, fmt: str, stage_
         raw=log.human_bytes(raw),
         sha256=digest,
         duration=f"{time.monotonic() - t0:.1f}s",
-        checked="size,sha256,gzip,trailer"
+        checked=f"size,sha256,{compression},trailer"
         if (plain and manifest)
-        else "gzip,trailer"
+        else f"{compression},trailer"
         if plain
         else "size,sha256,archive",
     )
     dump_major = manifest.pg_dump_major if manifest else check.dumped_by()
     if isinstance(check, _CustomCheck):
-        return Verified(key, fmt, size, raw, digest, dump_major, manifest, check.staged)
-    verified = Verified(key, fmt, size, raw, digest, dump_major, manifest)
+        return Verified(key, fmt, compression, size, raw, digest, dump_major, manifest, check.staged)
+    verified = Verified(key, fmt, compression, size, raw, digest, dump_major, manifest)
     verified.entries, verified.large_objects = check.scanner.types, check.scanner.large_objects
     return verified
 
@@ -211,7 +215,7 @@ def sql_from_object(bucket: Bucket, v: Verified) -> Iterator[bytes]:
     """Yields the plain SQL while re-checking the bytes against what verify() saw."""
     sha = hashlib.sha256()
     size = 0
-    gz = GunzipStream()
+    gz = Decompressor(v.compression)
     for chunk in bucket.stream(v.key):
         sha.update(chunk)
         size += len(chunk)

@@ -16,6 +16,7 @@ class BackupCronJobProps:
     name: str  # at most 52 characters (app/naming.py)
     labels: dict[str, str]
     schedule: str
+    active_deadline_seconds: int | None  # Backup.deadline_for(schedule)
     backup: Backup  # history limits, concurrency, deadlines, time zone, backoff
     pod: WorkerPodProps
 
@@ -42,7 +43,7 @@ class BackupCronJob(Construct):
                     metadata=k8s.ObjectMeta(labels=labels),
                     spec=k8s.JobSpec(
                         backoff_limit=backup.backoff_limit,
-                        active_deadline_seconds=backup.active_deadline_seconds,
+                        active_deadline_seconds=props.active_deadline_seconds,
                         template=pod_template(props.pod, labels),
                     ),
                 ),

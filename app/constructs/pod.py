@@ -92,6 +92,7 @@ def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
     env += [
         k8s.EnvVar(name=contract.RETENTION_DAYS.env, value=str(backup.retention_days)),
         k8s.EnvVar(name=contract.FORMAT.env, value=backup.format),
+        k8s.EnvVar(name=contract.COMPRESSION.env, value=backup.compression),
         k8s.EnvVar(name=contract.COMPRESSION_LEVEL.env, value=str(backup.compression_level)),
         k8s.EnvVar(name=contract.DUMP_LOCK_WAIT.env, value=str(backup.lock_wait_timeout_seconds)),
         k8s.EnvVar(name=contract.LOG_FORMAT.env, value=backup.log_format),

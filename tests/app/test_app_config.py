@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,7 +80,9 @@ def test_seed_parameter_exists_with_chart_default(key: str) -> None:
 
 def test_resources_and_image_defaults() -> None:
     backup = C.Backup()
-    assert backup.image == "localhost/cnpg-pgdump-backup-worker:0.1.0"
+    # the image the release workflow publishes, tagged with the package version
+    version = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["version"]
+    assert backup.image == f"ghcr.io/cnpg-pgdump-backup/cnpg-pgdump-backup-worker:{version}"
     for resources in (backup.resources, C.Restore().resources):
         assert resources.requests == {"cpu": "100m", "memory": "256Mi"}
         assert resources.limits == {"cpu": "2", "memory": "1Gi"}
@@ -98,6 +102,8 @@ def test_extension_defaults() -> None:
         None,
     )
     assert cfg.backup.log_format == "json"
+    assert cfg.backup.compression == "gzip"
+
     assert cfg.cnpg.ssl_mode == "prefer" and cfg.cnpg.ssl_root_cert_secret is None
     assert cfg.s3.access_key_id is None and cfg.s3.secret_access_key is None
     assert cfg.restore.target_database == "" and cfg.restore.database == ""
@@ -106,6 +112,24 @@ def test_extension_defaults() -> None:
     )
     assert cfg.security_context.fs_group == 999
     assert cfg.databases == []
+
+
+@pytest.mark.parametrize(
+    ("schedule", "explicit", "deadline"),
+    [
+        ("0 2 * * *", None, 77760),  # daily: 90% of 24 h
+        ("0 */6 * * *", None, 19440),
+        ("0 2,3 * * *", None, 3240),  # the shortest gap counts, not the average
+        ("*/5 * * * *", None, 600),  # floor: 10 minutes
+        ("@weekly", None, 544320),
+        ("0 0 29 2 *", None, 113607360),  # leap days only: four years apart
+        ("0 2 * * *", 7200, 7200),
+        ("0 2 * * *", 0, None),  # 0: no deadline
+    ],
+)
+def test_active_deadline_derives_from_the_schedule(schedule: str, explicit: int | None, deadline: int | None) -> None:
+    backup = C.Backup(schedule=schedule, active_deadline_seconds=explicit)
+    assert backup.deadline_for(schedule) == deadline
 
 
 def test_python_construction_equals_yaml_shape() -> None:
@@ -371,7 +395,27 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "compression",
         {"backup": {"compressionLevel": 10}},
-        "backup.compressionLevel: Input should be less than or equal to 9",
+        "backup.compressionLevel: gzip compression level must be 1-9, got 10",
+    ),
+    (
+        "compression-zstd-level",
+        {"backup": {"compression": "zstd", "compressionLevel": 20}},
+        "backup.compressionLevel: Input should be less than or equal to 19",
+    ),
+    (
+        "compression-lz4-level",
+        {"backup": {"format": "custom", "compression": "lz4", "compressionLevel": 13}},
+        "backup.compressionLevel: lz4 compression level must be 1-12, got 13",
+    ),
+    (
+        "compression-lz4-plain",
+        {"backup": {"compression": "lz4"}},
+        "backup.compression: lz4 is written by pg_dump inside custom archives only",
+    ),
+    (
+        "compression-codec",
+        {"backup": {"compression": "bz2"}},
+        "backup.compression: Input should be 'gzip', 'zstd' or 'lz4'",
     ),
     ("format", {"backup": {"format": "zip"}}, "backup.format: Input should be 'plain' or 'custom'"),
     ("log-format", {"backup": {"logFormat": "xml"}}, "backup.logFormat: Input should be 'text' or 'json'"),

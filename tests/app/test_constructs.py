@@ -79,6 +79,7 @@ def test_backup_cronjob_from_its_props() -> None:
         name="orders-backup",
         labels=LABELS,
         schedule=TARGET.schedule,
+        active_deadline_seconds=1234,
         backup=Backup(concurrency_policy="Replace", backoff_limit=4),
         pod=_pod(contract.backup_args()),
     )
@@ -86,6 +87,7 @@ def test_backup_cronjob_from_its_props() -> None:
     spec = doc["spec"]
     assert (doc["kind"], doc["metadata"]["name"], spec["schedule"]) == ("CronJob", "orders-backup", "15 3 * * *")
     assert spec["concurrencyPolicy"] == "Replace" and spec["jobTemplate"]["spec"]["backoffLimit"] == 4
+    assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 1234  # the props' value, not Backup's
     pod = spec["jobTemplate"]["spec"]["template"]
     assert pod["metadata"]["annotations"] == {"prometheus.io/scrape": "false"}
     [init], [main] = pod["spec"]["initContainers"], pod["spec"]["containers"]

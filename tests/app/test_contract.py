@@ -62,6 +62,7 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.S3_STORAGE_CLASS: "STANDARD_IA",
         contract.RETENTION_DAYS: "7",
         contract.FORMAT: "custom",
+        contract.COMPRESSION: "zstd",
         contract.COMPRESSION_LEVEL: "5",
         contract.LOG_FORMAT: "json",
         contract.DUMP_LOCK_WAIT: "12",
@@ -75,6 +76,7 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.S3_STORAGE_CLASS: ns.storage_class,
         contract.RETENTION_DAYS: str(ns.retention_days),
         contract.FORMAT: ns.format,
+        contract.COMPRESSION: ns.compression,
         contract.COMPRESSION_LEVEL: str(ns.compression_level),
         contract.LOG_FORMAT: ns.log_format,
         contract.DUMP_LOCK_WAIT: f"{ns.lock_wait_timeout:g}",
@@ -86,6 +88,7 @@ def test_worker_defaults_are_the_contracts(monkeypatch: pytest.MonkeyPatch) -> N
     backup = _parse(["backup"], {}, monkeypatch)
     assert backup.format == contract.DEFAULT_FORMAT
     assert backup.compression_level == contract.DEFAULT_COMPRESSION_LEVEL
+    assert backup.compression == contract.DEFAULT_COMPRESSION
     assert backup.wait_timeout == contract.DEFAULT_WAIT_TIMEOUT_SECONDS
     assert backup.retention_days == contract.DEFAULT_RETENTION_DAYS
     restore = _parse(["restore", "--object", "latest"], {}, monkeypatch)

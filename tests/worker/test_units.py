@@ -11,7 +11,7 @@ from isal import isal_zlib
 
 from worker import naming
 from worker.catalog import Entry, plan_prune
-from worker.compress import GunzipStream, compressor
+from worker.compress import Decompressor, compressor
 from worker.errors import UsageError, WorkerError
 from worker.log import redact, register_secret
 from worker.manifest import Manifest
@@ -35,6 +35,9 @@ def test_key_format_matches_the_chart():
         ("p/sub/app_2024-01-21_02-00-00.sql.gz", "app", False),  # not directly under the prefix
         ("q/app_2024-01-21_02-00-00.sql.gz", "app", False),
         ("p/app_2024-01-21_02-00-00.dump", "app", True),
+        ("p/app_2024-01-21_02-00-00.sql.zst", "app", True),
+        ("p/app_2024-01-21_02-00-00.sql.zst.manifest.json", "app", False),
+        ("p/app_2024-01-21_02-00-00.sql.lz4", "app", False),  # no such kind: never listed as a backup
         ("p/a.b_2024-01-21_02-00-00.sql.gz", "a.b", True),
         ("p/axb_2024-01-21_02-00-00.sql.gz", "a.b", False),  # dots are literal
     ],
@@ -66,22 +69,104 @@ def test_compressor_writes_standard_gzip(level):
 
 def test_gunzip_detects_truncation_and_corruption():
     blob = gzip.compress(b"a" * 100_000) + gzip.compress(b"b" * 10)
-    g = GunzipStream()
+    g = Decompressor("gzip")
     assert g.feed(blob) == b"a" * 100_000 + b"b" * 10
     g.finish()
     assert g.members == 2
-    g = GunzipStream()
+    g = Decompressor("gzip")
     g.feed(blob[:-4])
     with pytest.raises(ValueError):
         g.finish()
     bad = bytearray(gzip.compress(bytes(range(256)) * 400))
     bad[len(bad) // 2] ^= 0xFF
     with pytest.raises(isal_zlib.error):  # a CRC or stream error, whichever the damage hits first
-        g = GunzipStream()
+        g = Decompressor("gzip")
         g.feed(bytes(bad))
         g.finish()
     with pytest.raises(ValueError):
-        GunzipStream().finish()  # nothing at all is not a backup
+        Decompressor("gzip").finish()  # nothing at all is not a backup
+
+
+def test_zstd_key_and_kind():
+    when = datetime(2024, 1, 21, 2, 0, 0, tzinfo=UTC)
+    name = naming.new_backup_key("p", "db", "plain", when, "zstd")
+    assert (name.key, name.compression) == ("p/db_2024-01-21_02-00-00.sql.zst", "zstd")
+    # the codec inside a custom archive is not in the name: the manifest records it
+    assert naming.new_backup_key("p", "db", "custom", when, "lz4").key == "p/db_2024-01-21_02-00-00.dump"
+    parsed = naming.parse(name.key, "p", "db")
+    assert parsed is not None and (parsed.format, parsed.compression) == ("plain", "zstd")
+    assert naming.kind_of("x/db_2024-01-21_02-00-00.sql.zst") == ("plain", "zstd")
+    assert naming.kind_of("x/db_2024-01-21_02-00-00.dump") == ("custom", "archive")
+    assert naming.database_of("x/my_db_2024-01-21_02-00-00.sql.zst") == "my_db"
+    with pytest.raises(UsageError):
+        naming.new_backup_key("p", "db", "plain", when, "lz4")
+
+
+def test_zstd_stream_round_trip_and_integrity():
+    data = b"INSERT INTO t VALUES (1, 'abc');\n" * 50_000
+    c = compressor(3, "zstd")
+    blob = c.compress(data) + c.flush()
+    assert len(blob) < len(data) // 20
+    d = Decompressor("zstd")
+    assert d.feed(blob[:1000]) + d.feed(blob[1000:]) == data
+    d.finish()
+    # two frames (say, a stream someone concatenated) read as one dump, like gzip members
+    d = Decompressor("zstd")
+    assert d.feed(blob + blob) == data + data
+    d.finish()
+    assert d.members == 2
+    # cut anywhere before the frame's checksum: truncated, never "complete"
+    for cut in (len(blob) - 1, len(blob) - 4, len(blob) // 2):
+        d = Decompressor("zstd")
+        d.feed(blob[:cut])
+        with pytest.raises(ValueError, match="truncated"):
+            d.finish()
+    bad = bytearray(blob)
+    bad[len(bad) // 2] ^= 0xFF
+    with pytest.raises(Exception, match="(?i)corrupt|error"):
+        Decompressor("zstd").feed(bytes(bad))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "codec", "level", "problem"),
+    [
+        ("plain", "gzip", 9, None),
+        ("plain", "gzip", 10, "gzip compression level must be 1-9"),
+        ("plain", "zstd", 19, None),
+        ("custom", "zstd", 20, "zstd compression level must be 1-19"),
+        ("custom", "lz4", 12, None),
+        ("plain", "lz4", 1, "lz4 is written by pg_dump inside custom archives only"),
+        ("plain", "bzip2", 1, "is not one of gzip, zstd, lz4"),
+    ],
+)
+def test_compression_rules(fmt, codec, level, problem):
+    from worker.contract import compression_problem
+
+    got = compression_problem(fmt, codec, level)
+    assert (got is None) if problem is None else (got is not None and problem in got)
+    if fmt == "plain" and codec in ("gzip", "zstd"):
+        if problem:
+            with pytest.raises(ValueError, match=problem):
+                compressor(level, codec)
+        else:
+            compressor(level, codec)
+
+
+def test_dump_command_carries_the_archive_codec():
+    from worker.dumpstream import dump_command
+
+    client = Client(18, "18.6", Path("/x"))
+    assert "--compress=zstd:3" in dump_command(client, "custom", 0, "zstd", 3)
+    assert "--compress=lz4:1" in dump_command(client, "custom", 0, "lz4", 1)
+    assert "--compress=2" in dump_command(client, "custom", 0, "gzip", 2)
+    plain = dump_command(client, "plain", 0, "zstd", 3)
+    assert not any(a.startswith("--compress") for a in plain)  # the worker compresses plain dumps
+
+
+def test_old_custom_manifests_read_as_gzip():
+    m = Manifest("db", "k", "custom", "pg_dump", "17", "17", 17, 1, 5, "0" * 64, "", "")
+    assert m.codec == "gzip"
+    assert Manifest("db", "k", "custom", "zstd", "17", "18", 18, 1, 5, "0" * 64, "", "").codec == "zstd"
 
 
 def _entry(days_ago: float, complete: bool, now: datetime) -> Entry:
