@@ -13,15 +13,22 @@
 # from the mirror and the build fails at apt-get: see docs/image.md). The base tag is pinned to a
 # digest by Renovate's first run (pinDigests).
 ARG BASE_IMAGE=docker.io/library/debian:trixie-slim
+# tools/build-image.sh sets "no" for mirrors that serve a frozen archive (docker/apt-suite.sh).
+ARG APT_CHECK_VALID_UNTIL=yes
+# The Debian package pins, declared once here and taken into each stage by a bare ARG.
+# renovate: datasource=repology depName=debian_13/python3.13 versioning=deb
+ARG PYTHON_DEB=3.13.5-2+deb13u5
+# renovate: datasource=repology depName=debian_13/ca-certificates versioning=deb
+ARG CA_CERTIFICATES_DEB=20250419+deb13u1
+# renovate: datasource=repology depName=debian_14/postgresql-18 versioning=deb
+ARG PG18_DEB=18.6-3
 
 # ------------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS base
-# renovate: datasource=repology depName=debian_13/python3.13 versioning=loose
-ARG PYTHON_DEB=3.13.5-2+deb13u5
-# renovate: datasource=repology depName=debian_13/ca-certificates versioning=loose
-ARG CA_CERTIFICATES_DEB=20250419+deb13u1
-# renovate: datasource=repology depName=debian_14/postgresql-18 versioning=loose
-ARG PG18_DEB=18.6-3
+ARG APT_CHECK_VALID_UNTIL
+ARG PYTHON_DEB
+ARG CA_CERTIFICATES_DEB
+ARG PG18_DEB
 COPY docker/apt-suite.sh /usr/local/sbin/apt-suite
 # Runtime packages only. libpq5 18 comes from forky (its dependencies from trixie); the client
 # binaries come from the build stage (postgresql-client-18 would pull perl for its pg_wrapper,
@@ -40,8 +47,9 @@ RUN set -eux; \
 
 # ------------------------------------------------------------------------------------------------
 FROM base AS build
-ARG PYTHON_DEB=3.13.5-2+deb13u5
-ARG PG18_DEB=18.6-3
+ARG APT_CHECK_VALID_UNTIL
+ARG PYTHON_DEB
+ARG PG18_DEB
 RUN set -eux; \
     apt-suite add forky; \
     apt-get update; \
@@ -75,11 +83,14 @@ RUN set -eux; \
     /opt/venv/bin/pip install --no-index --no-deps /wheels/setuptools-*.whl; \
     /opt/venv/bin/pip install --no-index --no-deps --no-build-isolation .; \
     /opt/venv/bin/pip uninstall -y setuptools pip; \
-    /opt/venv/bin/python -c "import worker.cli, boto3, psycopg, isal, zstandard; assert psycopg.pq.__impl__ == 'binary', psycopg.pq.__impl__"
+    # zstandard ships two builds of libzstd (12 MB each): the C backend it imports by default, and a
+    # CFFI one for PyPy. The image keeps the first.
+    rm /opt/venv/lib/python3.13/site-packages/zstandard/_cffi.*.so /opt/venv/lib/python3.13/site-packages/zstandard/backend_cffi.py; \
+    /opt/venv/bin/python -c "import worker.cli, boto3, psycopg, isal, zstandard; assert psycopg.pq.__impl__ == 'binary', psycopg.pq.__impl__; assert zstandard.backend == 'cext', zstandard.backend"
 
 # ------------------------------------------------------------------------------------------------
 FROM base
-ARG PG18_DEB=18.6-3
+ARG PG18_DEB
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /out/ /
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

@@ -57,6 +57,10 @@ def summarize(b: Bench, labels: dict[str, str]) -> list[dict]:
         if r["kind"] == "backup":
             r["speedup_vs_1"] = round(med["seed"] / t, 2) if "seed" in med else None
             r["time_vs_4"] = round(t / med["pg_dump"], 2) if "pg_dump" in med else None
+            # the image's rows against the image's own bare pg_dump (same client, same container)
+            r["time_vs_6"] = (
+                round(t / med["img-pg_dump"], 2) if r["scenario"].startswith("img-") and "img-pg_dump" in med else None
+            )
             r["size_vs_1"] = (
                 round(r["object_bytes"] / size["seed"], 3) if r["object_bytes"] and size.get("seed") else None
             )
@@ -72,7 +76,7 @@ def _mib(v) -> str:
 def render_table(rows: list[dict], raw_bytes: int) -> str:
     head = (
         f"{'step':<50} {'wall s median (min-max)':>24} {'MB/s':>6} {'object MB':>9} {'size/(1)':>8} "
-        f"{'RSS py':>6} {'RSS pg':>6} {'RSS tree':>8} {'(1)/x':>6} {'x/(4)':>6} {'(5)/x':>6}"
+        f"{'RSS py':>6} {'RSS pg':>6} {'RSS tree':>8} {'(1)/x':>6} {'x/(4)':>6} {'x/(6)':>6} {'(5)/x':>6}"
     )
     lines = [
         f"raw plain dump: {raw_bytes / 1e6:.0f} MB (MB/s = raw dump MB / wall s for every row; RSS in MiB, peak over rounds)",
@@ -96,7 +100,7 @@ def render_table(rows: list[dict], raw_bytes: int) -> str:
                 f"{r['label'][:50]:<50} {spread:>24} {r['mb_s']:>6.1f} "
                 f"{(r['object_bytes'] or 0) / 1e6:>9.1f} {f('size_vs_1', '{:.3f}'):>8} {_mib(r['rss_python_peak']):>6} "
                 f"{_mib(r['rss_pg_client_peak']):>6} {_mib(r['rss_tree_peak']):>8} {f('speedup_vs_1'):>6} "
-                f"{f('time_vs_4'):>6} {f('speedup_vs_5'):>6}"
+                f"{f('time_vs_4'):>6} {f('time_vs_6'):>6} {f('speedup_vs_5'):>6}"
             )
         if kind == "backup":
             lines.append("")

@@ -103,6 +103,7 @@ class Bench:
         self.raw_bytes = 0
         self.samples: dict[str, list[dict]] = {}
         self.objects: dict[str, str] = {}  # scenario -> key of its last backup (restore input)
+        self.image, self.containers_conf = image_settings(args)
 
     def base_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AWS_", "CNPG_BACKUP_"))}
@@ -132,6 +133,24 @@ class Bench:
     def worker_cmd(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "worker", *args]
 
+    def image_cmd(self, env: dict[str, str], *args: str, entrypoint: str | None = None) -> list[str]:
+        """`podman run` of the worker image as the pods run it (uid 999, read-only root, /tmp tmpfs),
+        on the host network. Settings pass by name (`-e NAME`): no value on podman's argv."""
+        assert self.image is not None
+        cmd = ["podman", "run", "--rm", "--network", "host", "--user", "999:999", "--read-only"]
+        cmd += ["--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,size=1g,mode=1777"]
+        for name in sorted(env):
+            if name.startswith(("PG", "AWS_", "CNPG_BACKUP_")) and name != "CNPG_BACKUP_PG_BIN_DIRS":
+                cmd += ["-e", name]
+        if entrypoint:
+            cmd += ["--entrypoint", entrypoint]
+        return [*cmd, self.image, *args]
+
+    def image_env(self, prefix: str) -> dict[str, str]:
+        env = self.worker_env(prefix)
+        env["CONTAINERS_CONF"] = self.containers_conf or ""
+        return env
+
     def aws_s3_cp(self, src: str, dst: str) -> str:
         return f"{shlex.quote(self.aws)} s3 cp {src} {dst} --endpoint-url {self.minio.endpoint} --only-show-errors"
 
@@ -144,7 +163,11 @@ class Bench:
         return out
 
     def backup_object(self, prefix: str) -> tuple[str, int]:
-        found = [(k, s) for k, s in self.keys(prefix) if k.endswith((".sql.gz", ".dump")) and "/.cnpg-backup/" not in k]
+        found = [
+            (k, s)
+            for k, s in self.keys(prefix)
+            if k.endswith((".sql.gz", ".sql.zst", ".dump")) and "/.cnpg-backup/" not in k
+        ]
         if len(found) != 1:
             raise RuntimeError(f"expected one backup object under s3://{BUCKET}/{prefix}, found {found}")
         return found[0]
@@ -264,10 +287,41 @@ def backup_scenarios(b: Bench) -> list[tuple[str, str]]:
         ("worker-fast", f"(3) worker backup {' '.join(FAST_ARGS)} (fastest)"),
         ("pg_dump", "(4) pg_dump > /dev/null (limit)"),
     ]
+    rows.append(("worker-zstd", "    worker backup --compression zstd"))
     covered = {1, int(FAST_ARGS[1])}  # the default level and the fastest already have rows
     for level in [lv for lv in b.args.levels if lv not in covered]:
         rows.append((f"worker-L{level}", f"    worker backup --compression-level {level}"))
+    if b.image:
+        rows += [(scenario, label) for scenario, (label, _) in IMAGE_ROWS.items()]
     return rows
+
+
+# The shipped image (its PostgreSQL 18 client has zstd and lz4; this machine's host clients do not):
+# each row against (6), the image's bare pg_dump, measured in the same rounds.
+IMAGE_ROWS: dict[str, tuple[str, list[str]]] = {
+    "img-pg_dump": ("(6) image: pg_dump -f /dev/null (the image's limit)", []),
+    "img-plain-gzip": ("    image: worker backup (defaults: plain, gzip 2)", []),
+    "img-plain-zstd": ("    image: worker backup --compression zstd", ["--compression", "zstd"]),
+    "img-custom-gzip": ("    image: --format custom (gzip 2)", ["--format", "custom"]),
+    "img-custom-zstd": (
+        "    image: --format custom --compression zstd",
+        ["--format", "custom", "--compression", "zstd"],
+    ),
+    "img-custom-lz4": ("    image: --format custom --compression lz4", ["--format", "custom", "--compression", "lz4"]),
+}
+
+
+def image_settings(args) -> tuple[str | None, str | None]:
+    """The worker image and podman's containers.conf, as tools/build-image.sh recorded them."""
+    if args.no_image:
+        return None, None
+    from .servers import tools_env
+
+    env = {**tools_env(), **{k: v for k, v in os.environ.items() if k.startswith("CNPG_TEST_")}}
+    image, conf = env.get("CNPG_TEST_IMAGE"), env.get("CNPG_TEST_CONTAINERS_CONF")
+    if not image or not shutil.which("podman"):
+        raise SetupError("no worker image recorded: run tools/build-image.sh (or pass --no-image)")
+    return image, conf
 
 
 # The worker's fastest settings found (README: "Choosing the default level"): ISA-L level 2 compresses
@@ -287,6 +341,15 @@ def run_backup(b: Bench, scenario: str, r: int) -> None:
     elif scenario == "pg_dump":
         b.measure(scenario, [str(b.bin / "pg_dump"), "--no-password"], b.shell_env(datagen.DATABASE), r)
         return
+    elif scenario == "img-pg_dump":
+        env = b.image_env(prefix)
+        cmd = b.image_cmd(env, "--no-password", "-f", "/dev/null", entrypoint="/usr/lib/postgresql/18/bin/pg_dump")
+        b.measure(scenario, cmd, env, r)
+        return
+    elif scenario in IMAGE_ROWS:
+        env = b.image_env(prefix)
+        s = b.measure(scenario, b.image_cmd(env, "backup", *IMAGE_ROWS[scenario][1]), env, r)
+        key, s["object_bytes"] = b.backup_object(prefix)
     else:
         if scenario == "worker":
             extra: list[str] = []
@@ -294,6 +357,8 @@ def run_backup(b: Bench, scenario: str, r: int) -> None:
             extra = FAST_ARGS
         elif scenario == "worker-custom":
             extra = ["--format", "custom"]
+        elif scenario == "worker-zstd":
+            extra = ["--compression", "zstd"]
         else:
             extra = ["--compression-level", scenario.removeprefix("worker-L")]
         s = b.measure(scenario, b.worker_cmd("backup", *extra), b.worker_env(prefix), r)
@@ -359,6 +424,7 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true", help=f"{QUICK_SIZE_GB} GB, 1 round: the CI smoke run")
     p.add_argument("--levels", default="", help="extra worker backup rows at these compression levels, e.g. 2,3,6")
     p.add_argument("--no-restore", action="store_true", help="backups only")
+    p.add_argument("--no-image", action="store_true", help="skip the rows that run the worker image (podman)")
     p.add_argument("--regenerate", action="store_true", help="rebuild the cached database")
     p.add_argument("--generate-only", action="store_true", help="only make sure the cached database exists")
     p.add_argument("--output", type=Path, help="JSON path (default bench/results/<timestamp>.json)")

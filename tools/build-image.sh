@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 CACHE="${CNPG_TOOLS_CACHE:-/var/cache/cnpg-pgdump-backup}"
 SUITE=trixie
 # Bump to refresh the cached base rootfs (Debian point releases); the date says when it was cut.
-BASE_VERSION="20251125"
+BASE_VERSION="20251202"
 BASE_IMAGE="localhost/debian:$SUITE-minbase-$BASE_VERSION"
 IMAGE="${CNPG_IMAGE:-localhost/cnpg-pgdump-backup-worker:0.1.0}"
 HASH_LABEL="io.github.cnpg-pgdump-backup.content-hash"
@@ -156,6 +156,11 @@ path-exclude /usr/share/info/*
 path-exclude /usr/share/locale/*
 path-exclude /usr/share/lintian/*
 EOF
+    # ... and none from what debootstrap installed before that rule existed (the official slim
+    # images strip them the same way): ~45 MB of the base.
+    find "$rootfs/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
+    find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
+    rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/* "$rootfs"/usr/share/lintian/*
     printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' > "$rootfs/etc/apt/apt.conf.d/99no-recommends"
     rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/log/*.log
     tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" .
@@ -186,6 +191,7 @@ if [ "$FORCE" = 1 ] || [ "$have" != "$hash" ]; then
   start=$(date +%s)
   podman build --pull=never --network host --layers=false \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+    --build-arg "APT_CHECK_VALID_UNTIL=${APT_CHECK_VALID_UNTIL:-no}" \
     --label "$HASH_LABEL=$hash" \
     "${secrets[@]}" \
     -t "$IMAGE" . >&2

@@ -135,7 +135,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
             started_at=started.isoformat(),
             finished_at=utcnow().isoformat(),
             extra={
-                "compression_level": opts.compression_level,
+                "compression_level": level,
                 "compressed_by": "pg_dump" if opts.format == "custom" else "worker",
             },
         )
