@@ -159,9 +159,7 @@ def test_renovate_regex_manager_reads_the_pin_comment_shape() -> None:
     ]
     # only `_DEB` pins directly below their comment: not other ARGs, not a comment a line further up
     assert len(_extract(PINNED_DOCKERFILE)) == 3
-    detached = PINNED_DOCKERFILE.replace(
-        "versioning=deb\nARG PG18_DEB", "versioning=deb\nARG OTHER=1\nARG PG18_DEB"
-    )
+    detached = PINNED_DOCKERFILE.replace("versioning=deb\nARG PG18_DEB", "versioning=deb\nARG OTHER=1\nARG PG18_DEB")
     with pytest.raises(AssertionError, match="PG18_DEB=18.6-3"):
         _assert_every_pin_extracted(detached)
 
