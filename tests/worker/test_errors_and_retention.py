@@ -67,9 +67,19 @@ def test_bad_flags_and_keys(pg, minio, bucket, make_worker):
         (
             "CNPG_BACKUP_COMPRESSION_LEVEL",
             "12",
-            "'12' is not a gzip level 1-9 (from the flag or CNPG_BACKUP_COMPRESSION_LEVEL)",
+            "gzip compression level must be 1-9, got 12",  # gzip: the default codec
         ),
-        ("CNPG_BACKUP_COMPRESSION_LEVEL", "fast", "'fast' is not a gzip level 1-9"),
+        (
+            "CNPG_BACKUP_COMPRESSION_LEVEL",
+            "25",
+            "'25' is not a compression level (from the flag or CNPG_BACKUP_COMPRESSION_LEVEL)",
+        ),
+        ("CNPG_BACKUP_COMPRESSION_LEVEL", "fast", "'fast' is not a compression level"),
+        (
+            "CNPG_BACKUP_COMPRESSION",
+            "bzip2",
+            "'bzip2' is not one of gzip, zstd, lz4 (from the flag or CNPG_BACKUP_COMPRESSION)",
+        ),
         (
             "CNPG_BACKUP_WAIT_TIMEOUT",
             "soon",
