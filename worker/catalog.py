@@ -32,9 +32,13 @@ class Entry:
             return self.manifest.codec
         return "?" if self.name.format == "custom" else self.name.compression
 
+    @property
+    def flags(self) -> list[str]:
+        return list(self.manifest.flags) if self.manifest else []
+
     def status(self) -> str:
         if self.complete:
-            return "complete"
+            return "complete, flagged: " + "; ".join(self.flags) if self.flags else "complete"
         if not self.has_manifest:
             return "unverified (no manifest)"
         return "incomplete"
@@ -74,15 +78,30 @@ def load_manifest(bucket: Bucket, key: str) -> Manifest | None:
         return None
 
 
-def latest_complete(bucket: Bucket, prefix: str, database: str) -> Entry:
-    # Manifests are loaded newest first and only until a complete one is found.
+def latest_complete(bucket: Bucket, prefix: str, database: str, *, include_flagged: bool = False) -> Entry:
+    """The newest complete backup; flagged ones (manifest `flags`) only with include_flagged."""
+    # Manifests are loaded newest first and only until a usable one is found.
     entries = scan(bucket, prefix, database, load_manifests=False)
+    passed: list[Entry] = []
     for e in entries:
         if e.has_manifest:
             e.manifest = load_manifest(bucket, e.name.key)
-            if e.complete:
+            if e.complete and (include_flagged or not e.flags):
+                for f in passed:
+                    log.warning(
+                        f"latest: passing over flagged backup {f.name.key} ({'; '.join(f.flags)})",
+                        hint="restore it by its key, or pass --allow-flagged, if it is what you want",
+                    )
                 return e
+            if e.complete:
+                passed.append(e)
     where = f"s3://{bucket.loc.bucket}/{naming.join(prefix, '')}"
+    if passed:
+        raise WorkerError(
+            f"no unflagged complete backup of database {database!r} under {where}: "
+            f"{len(passed)} complete backup(s) are flagged, the newest {passed[0].name.key} ({'; '.join(passed[0].flags)})",
+            hint="check them with `cnpg-backup-worker list`; restore one by its key or pass --allow-flagged",
+        )
     raise WorkerError(
         f"no complete backup of database {database!r} under {where}",
         hint="run `cnpg-backup-worker list` to see what is there",

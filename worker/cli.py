@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         "seconds pg_dump waits for a table's lock before the backup fails (0 waits for ever)",
         type=_typed(c.DUMP_LOCK_WAIT.env, float, "a number of seconds"),
     )
+    _add(
+        sp,
+        c.FLAG_SHRINK,
+        "flag a dump this many percent smaller than the previous complete one (0: never)",
+        type=_typed(c.FLAG_SHRINK.env, int, "a percentage 0-100", range(0, 101)),
+    )
 
     sp = sub.add_parser("restore", help="verify a backup, then restore it so that a failure changes nothing")
     s3_args(sp)
@@ -133,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add(sp, c.RUN_ID, "restore at most once per run id")
     sp.add_argument(
         "--allow-unverified", action="store_true", help="accept an object without manifest (the Helm chart's backups)"
+    )
+    sp.add_argument(
+        "--allow-flagged",
+        action="store_true",
+        help="let `latest` pick a flagged backup (no user tables, or shrank past backup.flagShrinkPercent)",
     )
     _add(
         sp,
@@ -197,6 +208,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             "status": e.status(),
             "format": e.name.format,
             "compression": e.compression,
+            "flags": e.flags,
         }
         for e in entries
     ]
@@ -237,6 +249,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
             compression_level=args.compression_level,
             compression=args.compression,
             lock_wait_timeout=max(0.0, args.lock_wait_timeout),
+            flag_shrink_percent=max(0, args.flag_shrink_percent),
         ),
     )
     if args.retention_days > 0:
@@ -265,6 +278,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             run_id=args.run_id,
             allow_unverified=args.allow_unverified,
+            allow_flagged=args.allow_flagged,
             jobs=max(1, args.jobs),
             format=args.format,
             compression_level=args.compression_level,

@@ -27,6 +27,10 @@ DEFAULT_PROGRESS_INTERVAL_SECONDS: Final = 30
 # pg_dump waits at most this long for each table's share lock at its start (an ALTER TABLE or LOCK
 # TABLE in progress): a blocked dump fails instead of holding the CronJob (concurrencyPolicy Forbid).
 DEFAULT_DUMP_LOCK_WAIT_SECONDS: Final = 300
+# A dump whose raw size fell by more than this (percent) against the previous complete backup is
+# stored but flagged, and `restore latest` passes over it: the usual cause is a rebuilt, empty or
+# truncated database, whose backup must not become the one restored. 0 disables the check.
+DEFAULT_FLAG_SHRINK_PERCENT: Final = 50
 FORMATS = ("plain", "custom")
 LOG_FORMATS = ("text", "json")
 # levels per codec: gzip as gzip(1), zstd as zstd(1) without the slow "ultra" levels, lz4 as pg_dump
@@ -80,6 +84,12 @@ DUMP_LOCK_WAIT = Setting(
     str(DEFAULT_DUMP_LOCK_WAIT_SECONDS),
     "literal `backup.lockWaitTimeoutSeconds` (pg_dump `--lock-wait-timeout`; 0 = wait for ever)",
 )
+FLAG_SHRINK = Setting(
+    "CNPG_BACKUP_FLAG_SHRINK_PERCENT",
+    "--flag-shrink-percent",
+    str(DEFAULT_FLAG_SHRINK_PERCENT),
+    "literal `backup.flagShrinkPercent` (flag a dump this many percent smaller than the previous; 0 = never)",
+)
 LOG_FORMAT = Setting("CNPG_BACKUP_LOG_FORMAT", "--log-format", "text", "literal `text` or `json` (`backup.logFormat`)")
 WAIT_TIMEOUT = Setting("CNPG_BACKUP_WAIT_TIMEOUT", "--wait-timeout", str(DEFAULT_WAIT_TIMEOUT_SECONDS), "")
 LOCK_TIMEOUT = Setting("CNPG_BACKUP_LOCK_TIMEOUT", "--lock-timeout", str(DEFAULT_LOCK_TIMEOUT_SECONDS), "")
@@ -101,6 +111,7 @@ SETTINGS = (
     COMPRESSION,
     COMPRESSION_LEVEL,
     DUMP_LOCK_WAIT,
+    FLAG_SHRINK,
     LOG_FORMAT,
     WAIT_TIMEOUT,
     LOCK_TIMEOUT,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from . import contract, log, pg, uploads
+from . import catalog, contract, log, pg, uploads
 from .backup_session import BackupSession
 from .dumpstream import DumpStream
 from .errors import WorkerError
@@ -34,6 +34,7 @@ class BackupOptions:
     compression: str = contract.DEFAULT_COMPRESSION
     upload_concurrency: int = 2
     lock_wait_timeout: float = contract.DEFAULT_DUMP_LOCK_WAIT_SECONDS  # seconds; 0: wait for ever
+    flag_shrink_percent: int = contract.DEFAULT_FLAG_SHRINK_PERCENT  # 0: never flag a shrink
 
 
 def _part_size(estimate: int) -> int:
@@ -64,6 +65,35 @@ def _client_and_codec(server_major: int, opts: BackupOptions) -> tuple[pg.Client
     return client, "gzip", min(opts.compression_level, 9)
 
 
+def _flags(bucket: Bucket, opts: BackupOptions, user_tables: int, raw_bytes: int) -> list[str]:
+    """Why this backup, complete as it is, should not be trusted as `latest` without a look."""
+    flags = []
+    if user_tables == 0:
+        flags.append("no user tables")
+    if opts.flag_shrink_percent > 0:
+        # Against the previous complete backup, flagged or not: after a deliberate purge only the first
+        # smaller backup is flagged, not every later one (which would leave `latest` ever older).
+        try:
+            previous = catalog.latest_complete(bucket, opts.prefix, opts.database, include_flagged=True)
+        except WorkerError:
+            previous = None  # the first backup: nothing to compare with
+        if previous and previous.manifest and previous.manifest.raw_bytes > 0:
+            before = previous.manifest.raw_bytes
+            drop = 100 * (before - raw_bytes) / before
+            if drop > opts.flag_shrink_percent:
+                flags.append(
+                    f"shrank {drop:.0f}% against {previous.name.key.rsplit('/', 1)[-1]} "
+                    f"({log.human_bytes(raw_bytes)} vs {log.human_bytes(before)} of SQL)"
+                )
+    for flag in flags:
+        log.warning(
+            f"backup flagged: {flag}; it is stored, but `restore latest` passes over it",
+            database=opts.database,
+            hint="a rebuilt or emptied database? check it; set backup.suspend while rebuilding a cluster",
+        )
+    return flags
+
+
 def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
     started = utcnow()
     t0 = time.monotonic()
@@ -72,6 +102,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
         assert row is not None  # a SELECT without FROM always returns one row
         estimate = int(row[0])
+        user_tables = pg.table_count(conn)
         row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"public.{MARKER_TABLE}",)).fetchone()
         if row and row[0]:
             raise WorkerError(
@@ -121,6 +152,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
                 )
                 next_progress += PROGRESS_EVERY
         dump.finish()
+        flags = _flags(bucket, opts, user_tables, dump.raw_bytes)
         manifest = Manifest(
             database=opts.database,
             key=name.key,
@@ -134,7 +166,9 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
             sha256=dump.sha256,
             started_at=started.isoformat(),
             finished_at=utcnow().isoformat(),
+            flags=flags,
             extra={
+                "user_tables": user_tables,
                 "compression_level": level,
                 "compressed_by": "pg_dump" if opts.format == "custom" else "worker",
             },

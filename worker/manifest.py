@@ -30,6 +30,9 @@ class Manifest:
     started_at: str
     finished_at: str
     status: str = "complete"
+    # Why this complete backup is suspicious ("no user tables", "shrank ..."): stored, listed, but
+    # passed over by `restore latest` unless --allow-flagged.
+    flags: list[str] = field(default_factory=list)
     tool: str = "cnpg-pgdump-backup"
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)

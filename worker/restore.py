@@ -47,6 +47,7 @@ class RestoreOptions:
     dry_run: bool = False
     run_id: str | None = None
     allow_unverified: bool = False
+    allow_flagged: bool = False  # `latest` may be a flagged backup (manifest flags: empty, shrank)
     jobs: int = 1
     format: str = contract.DEFAULT_FORMAT  # of the backup taken before the restore
     compression_level: int = contract.DEFAULT_COMPRESSION_LEVEL
@@ -63,7 +64,7 @@ def _ledger_key(prefix: str, run_id: str) -> str:
 
 def resolve(bucket: Bucket, opts: RestoreOptions) -> tuple[str, Manifest | None]:
     if opts.object == "latest":
-        entry = catalog.latest_complete(bucket, opts.prefix, opts.database)
+        entry = catalog.latest_complete(bucket, opts.prefix, opts.database, include_flagged=opts.allow_flagged)
         return entry.name.key, entry.manifest
     key = naming.resolve_object(opts.object, opts.prefix)
     info = bucket.head(key)
@@ -99,6 +100,8 @@ def _check_identity(bucket: Bucket, key: str, manifest: Manifest | None, opts: R
         raise WorkerError(
             f"manifest of s3://{bucket.loc.bucket}/{key} does not say complete", hint="choose another backup"
         )
+    elif manifest.flags:
+        log.warning(f"restoring a flagged backup: {'; '.join(manifest.flags)}", key=key)
     return fmt, compression
 
 
@@ -307,13 +310,14 @@ def run_restore(bucket: Bucket, opts: RestoreOptions) -> dict[str, Any]:
     if ledger and not opts.dry_run:
         done = bucket.get_json(ledger)
         if done:
-            log.info(
-                "restore already done for this run id; not restoring again",
-                run_id=opts.run_id,
-                key=done.get("key"),
-                finished_at=done.get("finished_at"),
+            # A re-created Job (namespace rebuilt, Job deleted and re-applied) must neither restore
+            # over what was written since nor look like a restore that just happened: it fails.
+            raise WorkerError(
+                f"restore run {opts.run_id!r} already restored {done.get('key')} into database "
+                f"{done.get('database')!r} at {done.get('finished_at')}; not restoring again",
+                hint="this restore Job was re-created; to restore again on purpose, request another restore "
+                f"(restore.object, restore.targetDatabase) or delete the record s3://{bucket.loc.bucket}/{ledger}",
             )
-            return {"skipped": True, **done}
     v = verify(bucket, key, manifest, fmt, compression, stage_dir=os.environ.get("TMPDIR"))
     try:
         if opts.dry_run:

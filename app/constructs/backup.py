@@ -32,6 +32,7 @@ class BackupCronJob(Construct):
             metadata=k8s.ObjectMeta(name=self.name, labels=labels),
             spec=k8s.CronJobSpec(
                 schedule=props.schedule,
+                suspend=backup.suspend or None,
                 time_zone=backup.time_zone,
                 concurrency_policy=backup.concurrency_policy,
                 successful_jobs_history_limit=backup.successful_jobs_history_limit,

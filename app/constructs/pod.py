@@ -95,6 +95,7 @@ def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
         k8s.EnvVar(name=contract.COMPRESSION.env, value=backup.compression),
         k8s.EnvVar(name=contract.COMPRESSION_LEVEL.env, value=str(backup.compression_level)),
         k8s.EnvVar(name=contract.DUMP_LOCK_WAIT.env, value=str(backup.lock_wait_timeout_seconds)),
+        k8s.EnvVar(name=contract.FLAG_SHRINK.env, value=str(backup.flag_shrink_percent)),
         k8s.EnvVar(name=contract.LOG_FORMAT.env, value=backup.log_format),
         k8s.EnvVar(name="HOME", value=TMP_DIR),
         k8s.EnvVar(name="TMPDIR", value=TMP_DIR),

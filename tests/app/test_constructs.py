@@ -74,6 +74,19 @@ def test_managed_secret_holds_the_keys_base64_in_data_only() -> None:
     assert decoded == {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t/key"}
 
 
+def test_suspended_backup_cronjob() -> None:
+    props = BackupCronJobProps(
+        name="orders-backup",
+        labels=LABELS,
+        schedule=TARGET.schedule,
+        active_deadline_seconds=None,
+        backup=Backup(suspend=True),
+        pod=_pod(contract.backup_args()),
+    )
+    [doc] = _synth(lambda c: BackupCronJob(c, "backup", props=props))
+    assert doc["spec"]["suspend"] is True and "activeDeadlineSeconds" not in doc["spec"]["jobTemplate"]["spec"]
+
+
 def test_backup_cronjob_from_its_props() -> None:
     props = BackupCronJobProps(
         name="orders-backup",
@@ -88,6 +101,7 @@ def test_backup_cronjob_from_its_props() -> None:
     assert (doc["kind"], doc["metadata"]["name"], spec["schedule"]) == ("CronJob", "orders-backup", "15 3 * * *")
     assert spec["concurrencyPolicy"] == "Replace" and spec["jobTemplate"]["spec"]["backoffLimit"] == 4
     assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 1234  # the props' value, not Backup's
+    assert "suspend" not in spec
     pod = spec["jobTemplate"]["spec"]["template"]
     assert pod["metadata"]["annotations"] == {"prometheus.io/scrape": "false"}
     [init], [main] = pod["spec"]["initContainers"], pod["spec"]["containers"]

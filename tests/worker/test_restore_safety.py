@@ -184,8 +184,10 @@ def test_run_id_restores_once(pg, backed_up):
         c.execute("INSERT INTO sales.customers (name) VALUES ('written after the restore')")
     # the same Job re-created (TTL, manual delete + re-apply) must not restore over new writes
     r = w.run("restore", "--object", key, "--target-database", "target", "--run-id", "job-abc", "--force")
-    assert r.returncode == 0, r.stderr
-    assert "already done" in r.stderr
+    # ...and must not exit 0 either: a Job showing Complete would say a restore happened
+    assert r.returncode == 1, r.stderr
+    assert len(r.error_lines) == 1 and "already restored" in r.stderr and "not restoring again" in r.stderr
+    assert "job-abc" in r.stderr and ".cnpg-backup/restores/job-abc.json" in r.stderr
     with pg.connect("target") as c:
         assert (
             c.execute("SELECT count(*) FROM sales.customers WHERE name = 'written after the restore'").fetchone()[0]
