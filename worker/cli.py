@@ -17,9 +17,10 @@ from datetime import datetime
 from types import FrameType
 from typing import Any, NoReturn, TypeVar
 
-from . import catalog, contract, log, pg
+from . import catalog, contract, health, log, pg
 from .dump import BackupOptions, run_backup
 from .errors import EXIT_FAILURE, Terminated, UsageError, WorkerError
+from .manifest import Manifest
 from .restore import RestoreOptions, run_restore
 from .s3 import Bucket, S3Location, utcnow
 
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         "seconds pg_dump waits for a table's lock before the backup fails (0 waits for ever)",
         type=_typed(c.DUMP_LOCK_WAIT.env, float, "a number of seconds"),
     )
+    _add(sp, c.PUSHGATEWAY, "push the run's metrics to this Prometheus Pushgateway (e.g. http://pushgateway:9091)")
     _add(
         sp,
         c.FLAG_SHRINK,
@@ -175,6 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     s3_args(sp)
     _add(sp, c.RETENTION_DAYS, type=retention_type)
     sp.add_argument("--dry-run", action="store_true")
+
+    sp = sub.add_parser("status", help="the last backup run and the newest good backup, from the bucket")
+    s3_args(sp)
+    sp.add_argument("--json", action="store_true")
+
+    sp = sub.add_parser("check", help="exit 1 with one line unless the newest backup is recent, whole and unflagged")
+    s3_args(sp)
+    sp.add_argument("--max-age", required=True, help="e.g. 26h: older than this is a failure")
+    sp.add_argument("--min-bytes", type=int, default=0, help="a smaller newest backup is a failure")
     return p
 
 
@@ -238,9 +249,21 @@ def _check_compression(args: argparse.Namespace) -> None:
 def cmd_backup(args: argparse.Namespace) -> int:
     _check_compression(args)
     bucket = _bucket(args)
-    pg.wait_ready(args.wait_timeout, args.database)
-    bucket.check(args.prefix)
-    run_backup(
+    # Everything from here on is a run that monitoring must see, the server being down included.
+    with health.recorded_run(bucket, args.prefix, args.database, args.pushgateway) as recorded:
+        pg.wait_ready(args.wait_timeout, args.database)
+        bucket.check(args.prefix)
+        recorded["manifest"] = _backup(bucket, args)
+    if args.retention_days > 0:
+        try:
+            catalog.prune(bucket, args.prefix, args.database, args.retention_days)
+        except WorkerError as exc:
+            raise WorkerError(f"backup succeeded but retention failed: {exc}") from None
+    return 0
+
+
+def _backup(bucket: Bucket, args: argparse.Namespace) -> Manifest:
+    return run_backup(
         bucket,
         BackupOptions(
             prefix=args.prefix,
@@ -252,12 +275,22 @@ def cmd_backup(args: argparse.Namespace) -> int:
             flag_shrink_percent=max(0, args.flag_shrink_percent),
         ),
     )
-    if args.retention_days > 0:
-        try:
-            catalog.prune(bucket, args.prefix, args.database, args.retention_days)
-        except WorkerError as exc:
-            raise WorkerError(f"backup succeeded but retention failed: {exc}") from None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    doc = health.status_report(_bucket(args), args.prefix, args.database)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        health.print_status(doc, print)
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    max_age = health.parse_duration(args.max_age)
+    verdict = health.check(_bucket(args), args.prefix, args.database, max_age, args.min_bytes)
+    print(verdict.line)
+    return 0 if verdict.ok else 1
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -322,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
             "restore": cmd_restore,
             "list": cmd_list,
             "prune": cmd_prune,
+            "status": cmd_status,
+            "check": cmd_check,
         }[args.command]
         t0 = time.monotonic()
         rc = handler(args)

@@ -90,6 +90,9 @@ FLAG_SHRINK = Setting(
     str(DEFAULT_FLAG_SHRINK_PERCENT),
     "literal `backup.flagShrinkPercent` (flag a dump this many percent smaller than the previous; 0 = never)",
 )
+PUSHGATEWAY = Setting(
+    "CNPG_BACKUP_PUSHGATEWAY_URL", "--pushgateway", None, "literal `monitoring.pushgateway.url` (absent when empty)"
+)
 LOG_FORMAT = Setting("CNPG_BACKUP_LOG_FORMAT", "--log-format", "text", "literal `text` or `json` (`backup.logFormat`)")
 WAIT_TIMEOUT = Setting("CNPG_BACKUP_WAIT_TIMEOUT", "--wait-timeout", str(DEFAULT_WAIT_TIMEOUT_SECONDS), "")
 LOCK_TIMEOUT = Setting("CNPG_BACKUP_LOCK_TIMEOUT", "--lock-timeout", str(DEFAULT_LOCK_TIMEOUT_SECONDS), "")
@@ -112,6 +115,7 @@ SETTINGS = (
     COMPRESSION_LEVEL,
     DUMP_LOCK_WAIT,
     FLAG_SHRINK,
+    PUSHGATEWAY,
     LOG_FORMAT,
     WAIT_TIMEOUT,
     LOCK_TIMEOUT,
@@ -137,6 +141,23 @@ def compression_problem(fmt: str, compression: str, level: int) -> str | None:
     if level not in levels:
         return f"{compression} compression level must be {levels.start}-{levels.stop - 1}, got {level}"
     return None
+
+
+# --- Metrics: what the worker pushes (worker/metrics.py) and the generated alerts read ----------
+
+# Pushed to a Prometheus Pushgateway under job=METRICS_JOB and grouping labels {database, prefix};
+# the same values are written to the status object next to the backups (`cnpg-backup-worker status`).
+METRICS_JOB: Final = "cnpg_pgdump_backup"
+METRIC_LAST_RUN: Final = "cnpg_pgdump_backup_last_run_timestamp_seconds"  # end of the last run, any outcome
+METRIC_LAST_RUN_OK: Final = "cnpg_pgdump_backup_last_run_success"  # 1 or 0
+METRIC_LAST_SUCCESS: Final = "cnpg_pgdump_backup_last_success_timestamp_seconds"  # end of the newest good backup
+METRIC_DURATION: Final = "cnpg_pgdump_backup_last_duration_seconds"
+METRIC_RAW_BYTES: Final = "cnpg_pgdump_backup_last_raw_bytes"  # SQL/archive bytes pg_dump wrote
+METRIC_STORED_BYTES: Final = "cnpg_pgdump_backup_last_stored_bytes"  # object size in S3
+METRIC_TABLES: Final = "cnpg_pgdump_backup_last_tables"  # user tables in the database dumped
+METRIC_FLAGGED: Final = "cnpg_pgdump_backup_last_flagged"  # 1: stored but flagged (empty, shrank)
+METRIC_DRILL_OK: Final = "cnpg_pgdump_backup_drill_success"  # 1 or 0: the last restore drill
+METRIC_DRILL_LAST: Final = "cnpg_pgdump_backup_drill_timestamp_seconds"
 
 
 # --- The worker's commands, as the manifests call them ---------------------------------------
