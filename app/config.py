@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from app.cron import Cron, TimeZone, shortest_interval_seconds
+from app.cron import Cron, TimeZone, longest_interval_seconds, shortest_interval_seconds
 from app.errors import ConfigError
 from app.identity import DEFAULT_IMAGE, DEFAULT_TMP_SIZE_LIMIT
 from app.rules import cross_field_problems
@@ -26,8 +26,10 @@ from app.validation import (
     AnnotationValue,
     DnsLabel,
     HostName,
+    HttpUrl,
     LabelValue,
     NameOverride,
+    NamespaceName,
     ObjectName,
     PostgresName,
     QualifiedName,
@@ -220,9 +222,38 @@ class SecurityContext(StrictModel):
     fs_group: int | None = Field(default=999, ge=0)  # extension
 
 
+class Pushgateway(StrictModel):
+    _config_path = "monitoring.pushgateway"
+    # Where the worker pushes its metrics (env CNPG_BACKUP_PUSHGATEWAY_URL); empty: no push.
+    url: HttpUrl = ""
+
+
+class PrometheusRule(StrictModel):
+    """The generated PrometheusRule (Prometheus Operator): alerts on the worker's pushed metrics and
+    on kube-state-metrics' CronJob status, one rule group per database (app/constructs/monitoring.py)."""
+
+    _config_path = "monitoring.prometheusRule"
+    enabled: bool = False
+    # A backup is missing once none succeeded within the schedule's longest gap between two runs
+    # times this (1.5: a daily backup is missing after 36 h), so a slow or retried run does not alert.
+    slack: float = Field(default=1.5, gt=1, allow_inf_nan=False)
+    # Extra labels on the PrometheusRule object, for the operator's ruleSelector (e.g. release: ...).
+    labels: dict[QualifiedName, LabelValue] = Field(default_factory=dict)
+    severity: LabelValue = Field(default="warning", min_length=1)
+    # Namespace of the CronJobs, for the kube-state-metrics rule; empty: any namespace.
+    namespace: NamespaceName = ""
+
+    def missing_after_seconds(self, schedule: str) -> int:
+        """Seconds without a successful backup after which CnpgBackupMissing fires."""
+        return round(longest_interval_seconds(schedule) * self.slack)
+
+
 class Monitoring(StrictModel):
     _config_path = "monitoring"
     annotations: dict[QualifiedName, AnnotationValue] = Field(default_factory=dict)
+    # Extensions.
+    pushgateway: Pushgateway = Field(default_factory=Pushgateway)
+    prometheus_rule: PrometheusRule = Field(default_factory=PrometheusRule)
 
 
 class ServiceAccount(StrictModel):

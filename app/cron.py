@@ -125,9 +125,11 @@ def _expand(text: str, lo: int, hi: int, names: dict[str, int]) -> set[int]:
 
 
 @lru_cache(maxsize=256)
-def shortest_interval_seconds(expr: str) -> int:
-    """The shortest time between two runs of a (valid) schedule, over eight years of calendar, so
-    leap days and monthly/yearly schedules count. Time-zone shifts are ignored (an hour at most)."""
+def _gaps_minutes(expr: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The gaps (minutes) between consecutive runs of a (valid) schedule over eight years of
+    calendar from 2024-01-01, so leap days and monthly/yearly schedules count: those within a day,
+    and those from one run day's last run to the next run day's first. Time-zone shifts are ignored
+    (an hour at most)."""
     import datetime as dt
 
     fields = _MACRO_EXPRESSIONS.get(expr.strip(), expr).split()
@@ -145,6 +147,24 @@ def shortest_interval_seconds(expr: str) -> int:
         dom, dow = day.day in mdays, (day.isoweekday() % 7) in wdays
         if day.month in months and ((dom or dow) if not (dom_star or dow_star) else (dom and dow)):
             days.append(offset)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    gaps += [(b - a) * 1440 + times[0] - times[-1] for a, b in zip(days, days[1:], strict=False)]
-    return 60 * min(gaps) if gaps else 366 * 86400
+    within = tuple(b - a for a, b in zip(times, times[1:], strict=False))
+    between = tuple((b - a) * 1440 + times[0] - times[-1] for a, b in zip(days, days[1:], strict=False))
+    return within, between
+
+
+# A schedule that (almost) never runs: at most once in the eight years looked at.
+_NO_SECOND_RUN_SECONDS = 366 * 86400
+
+
+def shortest_interval_seconds(expr: str) -> int:
+    """The shortest time between two runs of a (valid) schedule (see _gaps_minutes)."""
+    within, between = _gaps_minutes(expr)
+    gaps = within + between
+    return 60 * min(gaps) if gaps else _NO_SECOND_RUN_SECONDS
+
+
+def longest_interval_seconds(expr: str) -> int:
+    """The longest time between two runs of a (valid) schedule (see _gaps_minutes): how long a
+    healthy schedule can go without a backup, e.g. 72 h for `0 2 * * 1-5` (Friday to Monday)."""
+    within, between = _gaps_minutes(expr)
+    return 60 * max(within + between) if between else _NO_SECOND_RUN_SECONDS

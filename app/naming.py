@@ -67,6 +67,10 @@ def managed_s3_secret_name(cfg: Config) -> str:
     return cfg.s3.secret_name or with_suffix(fullname(cfg), "s3")
 
 
+def prometheus_rule_name(cfg: Config) -> str:
+    return with_suffix(fullname(cfg), "alerts")
+
+
 def restore_job_name(cfg: Config, target: BackupTarget) -> str:
     """Deterministic per restore request: the same config always names the same Job (so
     re-applying dist/ is a no-op for a Job that already ran) and a different object, target or

@@ -7,12 +7,14 @@ from __future__ import annotations
 from app import naming
 from app.config import Config, Resources
 from app.constructs.backup import BackupCronJobProps
+from app.constructs.monitoring import DatabaseAlertsProps, PrometheusRuleProps
 from app.constructs.pod import S3Credentials, WorkerPodProps
 from app.constructs.restore import RestoreJobProps, restore_args
 from app.constructs.secrets import ManagedS3SecretProps
 from app.constructs.service_account import ServiceAccountProps
+from app.cron import longest_interval_seconds
 from app.identity import DEFAULT_TMP_SIZE_LIMIT
-from app.targets import BackupTarget
+from app.targets import BackupTarget, backup_targets
 from worker import contract
 
 
@@ -59,6 +61,7 @@ def worker_pod(
         security_context=cfg.security_context,
         annotations=dict(cfg.monitoring.annotations),
         tmp_size_limit=tmp_size_limit,
+        pushgateway_url=cfg.monitoring.pushgateway.url,
     )
 
 
@@ -95,4 +98,29 @@ def restore_job(cfg: Config, target: BackupTarget, name: str, credentials: S3Cre
             credentials=credentials,
             tmp_size_limit=cfg.restore.tmp_size_limit,
         ),
+    )
+
+
+def prometheus_rule(cfg: Config) -> PrometheusRuleProps:
+    rule = cfg.monitoring.prometheus_rule
+    return PrometheusRuleProps(
+        name=naming.prometheus_rule_name(cfg),
+        labels={**rule.labels, **naming.labels(cfg, "alerts")},  # the config refuses overlaps
+        severity=rule.severity,
+        namespace=rule.namespace,
+        slack=rule.slack,
+        databases=[
+            DatabaseAlertsProps(
+                group=naming.cronjob_name(cfg, target),
+                cronjob=naming.cronjob_name(cfg, target),
+                bucket=cfg.s3.bucket,
+                # the worker pushes the prefix normalized (worker/metrics.py)
+                prefix=contract.normalize_prefix(target.prefix),
+                database=target.database,
+                schedule=target.schedule,
+                longest_interval_seconds=longest_interval_seconds(target.schedule),
+                missing_after_seconds=rule.missing_after_seconds(target.schedule),
+            )
+            for target in backup_targets(cfg)
+        ],
     )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from app.identity import DEFAULT_IMAGE
 from app.naming import cronjob_name
+from app.naming import labels as standard_labels
 from app.targets import backup_targets
 from worker import contract
 
@@ -64,6 +65,7 @@ def cross_field_problems(cfg: Config) -> list[str]:
         )
 
     problems += _restore_problems(cfg)
+    problems += _monitoring_problems(cfg)
     problems += _resource_problems("backup.resources", cfg.backup.resources)
     problems += _resource_problems("restore.resources", cfg.restore.resources)
     return problems
@@ -120,6 +122,25 @@ def _prefixes_overlap(a: str, b: str) -> bool:
     return not a or not b or a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
+def _monitoring_problems(cfg: Config) -> list[str]:
+    problems: list[str] = []
+    rule = cfg.monitoring.prometheus_rule
+    if rule.enabled and not cfg.monitoring.pushgateway.url:
+        # Without a push there are no worker metrics: CnpgBackupFailed/Flagged/DrillFailed could never
+        # fire and the absent() check of CnpgBackupMissing would fire for ever.
+        problems.append(
+            "monitoring.prometheusRule.enabled: requires monitoring.pushgateway.url (the alerts read the "
+            "metrics the worker pushes there; without them they could never fire, or fire for ever)"
+        )
+    reserved = standard_labels(cfg, "alerts")
+    for key in rule.labels:
+        if key in reserved:
+            problems.append(
+                f'monitoring.prometheusRule.labels["{key}"]: set by the generator on every object; remove it'
+            )
+    return problems
+
+
 def _restore_problems(cfg: Config) -> list[str]:
     problems: list[str] = []
     names = [e.name for e in cfg.databases]
@@ -167,6 +188,11 @@ def config_warnings(cfg: Config) -> list[str]:
         warnings.append(
             f"cnpg.sslRootCertSecret is set but cnpg.sslMode is '{cfg.cnpg.ssl_mode}': the server "
             "certificate is only checked against the CA with verify-ca or verify-full."
+        )
+    if cfg.monitoring.prometheus_rule.enabled and not cfg.backup.enabled:
+        warnings.append(
+            "monitoring.prometheusRule.enabled is true but backup.enabled is false: no PrometheusRule is "
+            "generated (there are no scheduled backups to alert on)."
         )
     if cfg.backup.enabled is False and not cfg.restore_requested:
         warnings.append("backup.enabled is false and no restore.object is set: no CronJob or Job is generated.")

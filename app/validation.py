@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from decimal import ROUND_UP, Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar, Self
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
@@ -116,6 +117,11 @@ def _name_pattern_problem(value: str) -> str | None:
     return None
 
 
+def namespace_problem(value: str) -> str | None:
+    # Optional: empty means "not given".
+    return dns_label_problem(value) if value else None
+
+
 def dns_subdomain_problem(value: str) -> str | None:
     if not value:
         return None
@@ -181,8 +187,28 @@ def postgres_name_problem(value: str) -> str | None:
     return None
 
 
+def http_url_problem(value: str) -> str | None:
+    """An http(s) URL with a host (a path is allowed, e.g. behind a reverse proxy); never credentials,
+    which would end up in plain text in the manifests."""
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return "is not a valid URL (expected e.g. http://prometheus-pushgateway.monitoring.svc:9091)"
+    if parts.username or parts.password:
+        return "must not contain credentials (user:password@): they would be written into the manifests"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"'{value}' must be an http:// or https:// URL with a host, e.g. http://prometheus-pushgateway:9091"
+    if parts.query or parts.fragment or any(c.isspace() for c in value):
+        return f"'{value}' must not have a query, fragment or spaces"
+    return None
+
+
 DnsLabel = Annotated[str, rule(dns_label_problem)]
 NameOverride = Annotated[str, rule(_name_pattern_problem)]
+NamespaceName = Annotated[str, rule(namespace_problem)]
 ObjectName = Annotated[str, rule(dns_subdomain_problem)]
 QualifiedName = Annotated[str, rule(qualified_name_problem)]
 LabelValue = Annotated[str, BeforeValidator(_scalar_to_str), rule(label_value_problem)]
@@ -190,6 +216,7 @@ AnnotationValue = Annotated[str, BeforeValidator(_scalar_to_str)]
 SecretKey = Annotated[str, rule(secret_key_problem)]
 HostName = Annotated[str, rule(hostname_problem)]
 PostgresName = Annotated[str, rule(postgres_name_problem)]
+HttpUrl = Annotated[str, rule(http_url_problem)]
 
 
 def release_name_problem(value: str) -> str | None:

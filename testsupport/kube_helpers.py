@@ -12,11 +12,11 @@ from typing import Any
 import yaml
 
 from testsupport.apiserver import KubeAPIServer, Kubectl
-from testsupport.app_helpers import REPO, Rendered, pod_templates, render
+from testsupport.app_helpers import PROMETHEUS_RULE_CRD, REPO, Rendered, pod_templates, render
 
 DIST = REPO / "dist"
 # Everything the project may generate. No Role, RoleBinding or ClusterRole: the pods need no API access.
-ALLOWED_KINDS = {"ServiceAccount", "Secret", "CronJob", "Job"}
+ALLOWED_KINDS = {"ServiceAccount", "Secret", "CronJob", "Job", "PrometheusRule"}
 
 
 def synth(vals: dict[str, Any], outdir: Path) -> Rendered:
@@ -54,7 +54,16 @@ def dry_run_pods(kube: KubeAPIServer, ns: str, pods: list[dict[str, Any]], check
     )
 
 
-def objects(kube: KubeAPIServer, ns: str, kinds: str = "serviceaccounts,secrets,cronjobs,jobs") -> dict[str, dict]:
+def install_crds(kube: KubeAPIServer) -> None:
+    """The custom resources the project may generate (monitoring.prometheusRule), as the Prometheus
+    Operator defines them, so the API server validates (and prunes) ours against the real schema."""
+    kube.kubectl("apply", "--server-side", "-f", str(PROMETHEUS_RULE_CRD))
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/prometheusrules.monitoring.coreos.com")
+
+
+def objects(
+    kube: KubeAPIServer, ns: str, kinds: str = "serviceaccounts,secrets,cronjobs,jobs,prometheusrules"
+) -> dict[str, dict]:
     """`kind/name` → object, for everything of these kinds in the namespace (minus the default SA)."""
     items = json.loads(kube.kubectl("get", kinds, "-n", ns, "-o", "json", "--show-managed-fields").stdout)["items"]
     return {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real servers and client tools the tests talk to, into a cache outside the repo keyed by
 # version, so a warm machine skips every build. Prints `export` lines for the test session to eval.
-# Usage: tools/install-servers.sh [minio] [postgres] [cdk8s] [kube]   (no argument: all four)
+# Usage: tools/install-servers.sh [minio] [postgres] [cdk8s] [kube] [monitoring]   (no argument: all five)
 set -euo pipefail
 
 CACHE="${CNPG_TOOLS_CACHE:-/var/cache/cnpg-pgdump-backup}"
@@ -109,7 +109,19 @@ GOMOD
   echo "export CNPG_TEST_KUBE_BIN=$dir/bin"
 }
 
-want="${*:-minio postgres cdk8s kube}"
+install_monitoring() {
+  # promtool (`promtool check/test rules` on the generated PrometheusRule) and a Pushgateway (what the
+  # worker pushes its metrics to), both from Debian; installed only when missing.
+  if [ ! -x /usr/bin/promtool ] || [ ! -x /usr/bin/prometheus-pushgateway ]; then
+    log "installing prometheus (promtool) and prometheus-pushgateway from Debian"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-pushgateway >&2 \
+      || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-pushgateway >&2; }
+  fi
+  echo "export CNPG_TEST_PROMTOOL=/usr/bin/promtool"
+  echo "export CNPG_TEST_PUSHGATEWAY=/usr/bin/prometheus-pushgateway"
+}
+
+want="${*:-minio postgres cdk8s kube monitoring}"
 # The same lines go to stdout and to one file per component, which the tests read when the
 # variables are not set in their environment.
 mkdir -p "$CACHE/env.d"

@@ -18,7 +18,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q -e '.[test,bench]'
 
-step "servers: MinIO, PostgreSQL 13-18, cdk8s-cli, etcd + kube-apiserver (cache: $CNPG_TOOLS_CACHE)"
+step "servers: MinIO, PostgreSQL 13-18, cdk8s-cli, etcd + kube-apiserver, promtool + pushgateway (cache: $CNPG_TOOLS_CACHE)"
 bash tools/install-servers.sh >/dev/null
 
 step "worker image (podman; cached by content hash)"

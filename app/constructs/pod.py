@@ -50,6 +50,7 @@ class WorkerPodProps:
     security_context: SecurityContext
     annotations: dict[str, str] = dataclasses.field(default_factory=dict)  # pod annotations (monitoring)
     tmp_size_limit: str = DEFAULT_TMP_SIZE_LIMIT  # the /tmp emptyDir (a custom-format restore stages its archive there)
+    pushgateway_url: str = ""  # monitoring.pushgateway.url: where the worker pushes its metrics; "": no push
 
 
 def _secret_env(name: str, secret: str, key: str) -> k8s.EnvVar:
@@ -96,6 +97,10 @@ def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
         k8s.EnvVar(name=contract.COMPRESSION_LEVEL.env, value=str(backup.compression_level)),
         k8s.EnvVar(name=contract.DUMP_LOCK_WAIT.env, value=str(backup.lock_wait_timeout_seconds)),
         k8s.EnvVar(name=contract.FLAG_SHRINK.env, value=str(backup.flag_shrink_percent)),
+    ]
+    if props.pushgateway_url:
+        env.append(k8s.EnvVar(name=contract.PUSHGATEWAY.env, value=props.pushgateway_url))
+    env += [
         k8s.EnvVar(name=contract.LOG_FORMAT.env, value=backup.log_format),
         k8s.EnvVar(name="HOME", value=TMP_DIR),
         k8s.EnvVar(name="TMPDIR", value=TMP_DIR),

@@ -164,6 +164,66 @@ def test_several_problems_one_line_each() -> None:
 
 DB2 = [{"name": "orders", "database": "orders"}, {"name": "billing", "database": "billing"}]
 
+PUSHGATEWAY = {"pushgateway": {"url": "http://prometheus-pushgateway:9091"}}
+# Each of these fails alone with exactly one line (test_monitoring_problem_is_one_line).
+MONITORING_BAD: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "slack-not-above-1",
+        {"monitoring": {"prometheusRule": {"slack": 1}}},
+        "monitoring.prometheusRule.slack: Input should be greater than 1",
+    ),
+    (
+        "slack-not-a-number",
+        {"monitoring": {"prometheusRule": {"slack": "lots"}}},
+        "monitoring.prometheusRule.slack: Input should be a valid number",
+    ),
+    (
+        "rule-typo",
+        {"monitoring": {"prometheusRule": {"enable": True}}},
+        "monitoring.prometheusRule.enable: unknown key (did you mean 'enabled'?)",
+    ),
+    (
+        "severity-empty",
+        {"monitoring": {"prometheusRule": {"severity": ""}}},
+        "monitoring.prometheusRule.severity: String should have at least 1 character",
+    ),
+    (
+        "rule-label-value",
+        {"monitoring": {"prometheusRule": {"labels": {"release": "kube prometheus"}}}},
+        "monitoring.prometheusRule.labels.release: 'kube prometheus' is not a valid label value",
+    ),
+    (
+        "rule-label-is-the-generators",
+        {"monitoring": {**PUSHGATEWAY, "prometheusRule": {"enabled": True, "labels": {"app.kubernetes.io/name": "x"}}}},
+        'monitoring.prometheusRule.labels["app.kubernetes.io/name"]: set by the generator on every object',
+    ),
+    (
+        "namespace",
+        {"monitoring": {"prometheusRule": {"namespace": "Databases"}}},
+        "monitoring.prometheusRule.namespace: 'Databases' is not a valid DNS-1123 label",
+    ),
+    (
+        "rule-without-pushgateway",
+        {"monitoring": {"prometheusRule": {"enabled": True}}},
+        "monitoring.prometheusRule.enabled: requires monitoring.pushgateway.url",
+    ),
+    (
+        "pushgateway-no-scheme",
+        {"monitoring": {"pushgateway": {"url": "prometheus-pushgateway:9091"}}},
+        "monitoring.pushgateway.url: 'prometheus-pushgateway:9091' must be an http:// or https:// URL with a host",
+    ),
+    (
+        "pushgateway-credentials",
+        {"monitoring": {"pushgateway": {"url": "http://admin:hunter2@pushgateway:9091"}}},
+        "monitoring.pushgateway.url: must not contain credentials",
+    ),
+    (
+        "pushgateway-typo",
+        {"monitoring": {"pushgateway": {"uri": "http://pushgateway:9091"}}},
+        "monitoring.pushgateway.uri: unknown key (did you mean 'url'?)",
+    ),
+]
+
 BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "cron-4-fields",
@@ -507,6 +567,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "serviceAccount.name: 'Bad' is not a valid Kubernetes object name",
     ),
     ("wrong-type", {"backup": {"enabled": "maybe"}}, "backup.enabled: Input should be a valid boolean"),
+    *[(f"monitoring-{case}", override, expected) for case, override, expected in MONITORING_BAD],
 ]
 
 
@@ -516,6 +577,16 @@ def test_rule_rejects_bad_input_naming_the_field(override: dict[str, Any], expec
     assert expected in message
     assert "Traceback" not in message and "pydantic" not in message
     assert all(line.startswith("config error: ") for line in message.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"), [(o, e) for _, o, e in MONITORING_BAD], ids=[i for i, _, _ in MONITORING_BAD]
+)
+def test_monitoring_problem_is_one_line(override: dict[str, Any], expected: str) -> None:
+    message = _problems(merge_values(values(), override))
+    assert message.startswith(f"config error: {expected}")
+    assert len(message.splitlines()) == 1, message
+    assert "hunter2" not in message
 
 
 REQUIRED = [

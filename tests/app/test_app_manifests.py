@@ -149,6 +149,7 @@ def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, An
         "AWS_SECRET_ACCESS_KEY": "defaults",
         "CNPG_BACKUP_S3_ENDPOINT": "minio_endpoint",
         "CNPG_BACKUP_S3_STORAGE_CLASS": "minio_endpoint",
+        "CNPG_BACKUP_PUSHGATEWAY_URL": "prometheus_rule",
     }
     for name in contract_env_names():
         variant = conditional.get(name, "defaults")
@@ -156,7 +157,12 @@ def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, An
             assert name in _env(container), f"{name} missing from {container['name']} ({variant})"
     # Conditional ones are absent when their setting is.
     default_env = _env(_containers(rendered["defaults"].one("CronJob"))[0])
-    for name in ("PGSSLROOTCERT", "CNPG_BACKUP_S3_ENDPOINT", "CNPG_BACKUP_S3_STORAGE_CLASS"):
+    for name in (
+        "PGSSLROOTCERT",
+        "CNPG_BACKUP_S3_ENDPOINT",
+        "CNPG_BACKUP_S3_STORAGE_CLASS",
+        "CNPG_BACKUP_PUSHGATEWAY_URL",
+    ):
         assert name not in default_env
     irsa_env = _env(_containers(rendered["irsa_no_secret"].one("CronJob"))[0])
     assert "AWS_ACCESS_KEY_ID" not in irsa_env and "AWS_SECRET_ACCESS_KEY" not in irsa_env

@@ -4,6 +4,7 @@ snapshots: what a construct writes follows from its props, and nothing else reac
 from __future__ import annotations
 
 import base64
+import dataclasses
 from typing import Any
 
 import cdk8s
@@ -11,6 +12,7 @@ from pydantic import SecretStr
 
 from app.config import S3, Backup, Cnpg, Resources, SecretKeySelector, SecurityContext
 from app.constructs.backup import BackupCronJob, BackupCronJobProps
+from app.constructs.monitoring import BackupAlerts, DatabaseAlertsProps, PrometheusRuleProps
 from app.constructs.pod import S3Credentials, WorkerPodProps
 from app.constructs.restore import RestoreJob, RestoreJobProps
 from app.constructs.secrets import ManagedS3Secret, ManagedS3SecretProps
@@ -123,3 +125,40 @@ def test_restore_job_from_its_props() -> None:
     assert doc["spec"]["backoffLimit"] == 0 and "ttlSecondsAfterFinished" not in doc["spec"]
     assert doc["spec"]["template"]["spec"]["containers"][0]["args"] == args
     assert "annotations" not in doc["spec"]["template"]["metadata"]
+
+
+def test_prometheus_rule_from_its_props() -> None:
+    orders = DatabaseAlertsProps(
+        group="g-orders",
+        cronjob="cj-orders",
+        bucket="bkt",
+        prefix="orders",
+        database="orders",
+        schedule=TARGET.schedule,
+        longest_interval_seconds=300,
+        missing_after_seconds=1000,  # whatever the props say, not derived again from the schedule
+    )
+    props = PrometheusRuleProps(
+        name="alerts-1",
+        labels=LABELS | {"release": "kps"},
+        severity="page",
+        namespace="",
+        slack=3,
+        databases=[orders, dataclasses.replace(orders, group="g-billing", database="billing", prefix="")],
+    )
+    [doc] = _synth(lambda c: BackupAlerts(c, "alerts", props=props))
+    assert (doc["apiVersion"], doc["kind"], doc["metadata"]["name"]) == (
+        "monitoring.coreos.com/v1",
+        "PrometheusRule",
+        "alerts-1",
+    )
+    assert doc["metadata"]["labels"] == {"app.kubernetes.io/name": "cnpg-pgdump-backup", "release": "kps"}
+    first, second = doc["spec"]["groups"]
+    assert (first["name"], second["name"]) == ("g-orders", "g-billing")
+    age, absent, cronjob = first["rules"][:3]
+    assert age["expr"].endswith('{job="cnpg_pgdump_backup", bucket="bkt", prefix="orders", database="orders"} > 1000')
+    assert absent["for"] == "16m40s"
+    assert cronjob["expr"] == 'time() - kube_cronjob_status_last_successful_time{cronjob="cj-orders"} > 1000'
+    assert "runs at least every 5m, × 3 = 16m40s" in age["annotations"]["description"]
+    assert {r["labels"]["severity"] for g in (first, second) for r in g["rules"]} == {"page"}
+    assert 'prefix="", database="billing"' in second["rules"][3]["expr"]

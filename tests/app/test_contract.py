@@ -67,6 +67,7 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.LOG_FORMAT: "json",
         contract.DUMP_LOCK_WAIT: "12",
         contract.FLAG_SHRINK: "40",
+        contract.PUSHGATEWAY: "http://prometheus-pushgateway.monitoring.svc:9091",
     }
     assert set(values) == {s for s in contract.SETTINGS if s.set_from}
     ns = _parse(["backup"], {s.env: v for s, v in values.items()}, monkeypatch)
@@ -82,6 +83,7 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.LOG_FORMAT: ns.log_format,
         contract.DUMP_LOCK_WAIT: f"{ns.lock_wait_timeout:g}",
         contract.FLAG_SHRINK: str(ns.flag_shrink_percent),
+        contract.PUSHGATEWAY: ns.pushgateway,
     }
     assert got == values
 

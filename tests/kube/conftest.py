@@ -1,5 +1,6 @@
-"""One real Kubernetes API server per test session (see testsupport/apiserver.py), and fresh namespaces that
-enforce PodSecurity `restricted`."""
+"""One real Kubernetes API server per test session (see testsupport/apiserver.py) with the CRDs the
+project may generate (the Prometheus Operator's PrometheusRule), and fresh namespaces that enforce
+PodSecurity `restricted`."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import itertools
 import pytest
 
 from testsupport.apiserver import KubeAPIServer
+from testsupport.kube_helpers import install_crds
 
 
 @pytest.fixture(scope="session")
 def kube():
     server = KubeAPIServer().start()
+    install_crds(server)
     yield server
     server.destroy()
 
