@@ -178,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add(sp, c.RETENTION_DAYS, type=retention_type)
     sp.add_argument("--dry-run", action="store_true")
 
+    sp = sub.add_parser(
+        "drill", help="restore the newest backup into a throw-away server in this sandbox and compare row counts"
+    )
+    s3_args(sp)
+    sp.add_argument("--object", default="latest", help="key, file name under the prefix, or 'latest'")
+    _add(sp, c.PUSHGATEWAY, "push the drill's result to this Prometheus Pushgateway")
+
     sp = sub.add_parser("status", help="the last backup run and the newest good backup, from the bucket")
     s3_args(sp)
     sp.add_argument("--json", action="store_true")
@@ -277,6 +284,13 @@ def _backup(bucket: Bucket, args: argparse.Namespace) -> Manifest:
     )
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    from .drill import run_drill
+
+    run_drill(_bucket(args), args.prefix, args.database, args.object, args.pushgateway)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     doc = health.status_report(_bucket(args), args.prefix, args.database)
     if args.json:
@@ -356,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             "list": cmd_list,
             "prune": cmd_prune,
             "status": cmd_status,
+            "drill": cmd_drill,
             "check": cmd_check,
         }[args.command]
         t0 = time.monotonic()

@@ -169,6 +169,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
             flags=flags,
             extra={
                 "user_tables": user_tables,
+                **({"row_counts": dict(dump.rows.rows)} if dump.rows else {}),
                 "compression_level": level,
                 "compressed_by": "pg_dump" if opts.format == "custom" else "worker",
             },

@@ -15,6 +15,7 @@ from .compress import compressor
 from .errors import WorkerError
 from .procs import StderrTail, child_options, kill, widen_pipe
 from .s3 import MiB
+from .sqlstream import DumpScanner
 
 READ_CHUNK = 1 * MiB
 # A plain dump that finished ends with this comment (followed, from 17.6 on, by `\unrestrict`).
@@ -60,6 +61,8 @@ class DumpStream:
         self.raw_bytes = self.stored_bytes = 0
         self._sha = hashlib.sha256()
         self._head = self._last = b""
+        # plain: every table's COPY rows, counted on the way (the dump's own snapshot, so exact)
+        self.rows = DumpScanner(passthrough=False) if fmt == "plain" else None
         self._proc: subprocess.Popen[bytes] | None = None
         self._tail: StderrTail | None = None
 
@@ -101,6 +104,9 @@ class DumpStream:
                 self._head += chunk[:8]
             self.raw_bytes += len(chunk)
             self._last = (self._last + chunk)[-1024:]
+            if self.rows:
+                for _ in self.rows.feed(chunk):
+                    pass
             data = comp.compress(chunk) if comp else chunk
             if data:
                 yield self._stored(data)

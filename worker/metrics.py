@@ -11,6 +11,7 @@ metrics, which the generated alerts catch.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -84,20 +85,29 @@ def record_run(bucket: Bucket, prefix: str, database: str, run: RunRecord, pushg
     status.last_run = run
     if run.outcome == "success":
         status.last_success = run
-    try:
-        import json
+    _save(bucket, prefix, status, pushgateway)
+    return status
 
-        bucket.put_bytes(status_key(prefix, database), json.dumps(status.to_json(), indent=2).encode())
+
+def record_drill(bucket: Bucket, prefix: str, database: str, drill: dict[str, Any], pushgateway: str | None) -> None:
+    status = Status.load(bucket, prefix, database)
+    status.drill = drill
+    _save(bucket, prefix, status, pushgateway)
+
+
+def _save(bucket: Bucket, prefix: str, status: Status, pushgateway: str | None) -> None:
+    key = status_key(prefix, status.database)
+    try:
+        bucket.put_bytes(key, json.dumps(status.to_json(), indent=2).encode())
     except Exception as exc:  # noqa: BLE001
         log.warning(
             "could not write the status object",
-            key=status_key(prefix, database),
+            key=key,
             error=log.redact(str(exc)),
-            hint="`status` and `check` will show the previous run",
+            hint="`status` and `check` will show the previous state",
         )
     if pushgateway:
         push(pushgateway, bucket.loc.bucket, prefix, status)
-    return status
 
 
 def _gauges(status: Status) -> dict[str, float]:

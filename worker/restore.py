@@ -21,11 +21,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
+from psycopg import sql
 
 from . import apply, catalog, contract, locks, log, naming, pg, target
 from .dump import BackupOptions, run_backup
@@ -33,6 +35,7 @@ from .errors import Terminated, WorkerError
 from .manifest import Manifest
 from .s3 import Bucket, utcnow
 from .sql import CREATE_MARKER, MARKER_TABLE, compat_prelude
+from .sqlstream import DumpScanner
 from .verify import Verified, sql_from_object, verify
 
 
@@ -48,6 +51,9 @@ class RestoreOptions:
     run_id: str | None = None
     allow_unverified: bool = False
     allow_flagged: bool = False  # `latest` may be a flagged backup (manifest flags: empty, shrank)
+    # Restore drills only (a scratch server whose one role is its own): create, NOLOGIN, every role
+    # the dump refers to, so owners and grants restore as they are.
+    create_roles: bool = False
     jobs: int = 1
     format: str = contract.DEFAULT_FORMAT  # of the backup taken before the restore
     compression_level: int = contract.DEFAULT_COMPRESSION_LEVEL
@@ -253,6 +259,8 @@ def _restore_locked(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db
     if v.format == "custom":
         assert v.staged is not None  # verify() staged the archive
         v.entries, v.large_objects = locks.archive_entries(client.tool("pg_restore"), v.staged, pg.client_env())
+    if opts.create_roles:
+        _create_roles(v, client, target_db)
     plan = _plan(v, before, cap, opts, where)
     if opts.backup_before_restore:
         log.info("backup before restore", database=target_db, format=opts.format)
@@ -299,6 +307,29 @@ def _restore_locked(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db
         if plan.path != "transaction":
             conn.execute(f"DROP TABLE public.{MARKER_TABLE}")
         return pg.table_count(conn)
+
+
+def _create_roles(v: Verified, client: pg.Client, dbname: str) -> None:
+    roles = set(v.roles)
+    if v.format == "custom":
+        assert v.staged is not None
+        scanner = DumpScanner(passthrough=False)
+        p = subprocess.run(
+            [client.tool("pg_restore"), "--schema-only", "--file=-", v.staged],
+            capture_output=True,
+            env=pg.client_env(),
+            check=False,
+        )
+        if p.returncode != 0:
+            raise WorkerError(f"pg_restore could not list the roles of {v.key}: {p.stderr.decode()[-300:]}")
+        for _ in scanner.scan([p.stdout]):
+            pass
+        roles |= scanner.roles
+    with pg.connect(dbname) as conn:
+        existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+        for role in sorted(roles - existing):
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+    log.info("roles created for the restore", count=len(roles - existing))
 
 
 def run_restore(bucket: Bucket, opts: RestoreOptions) -> dict[str, Any]:

@@ -27,7 +27,8 @@ _TOP_LINE = re.compile(
     rb"^(?:(?P<copy>COPY [^\n]* FROM stdin;)"
     rb"|-- (?:Data for )?Name: [^\n]*; Type: (?P<type>[A-Z][A-Z ]*); Schema: [^\n]*"
     rb"|(?P<lo>SELECT pg_catalog\.lo_create\('[0-9]+'\))"
-    rb"|(?P<connect>\\c(?:onnect)?\b[^\n]*))"
+    rb"|(?P<connect>\\c(?:onnect)?\b[^\n]*)"
+    rb"|(?P<acl>(?:GRANT|REVOKE|ALTER DEFAULT PRIVILEGES|CREATE POLICY|ALTER [^\n]* OWNER TO) [^\n]*))"
     # Quoting, so that no text inside a literal, an identifier or a body is taken for a header:
     # a dollar quote (not glued to an identifier: `a$b$` is a name), a single or double quote (a
     # doubled '' or "" closes and reopens), and a `--` comment, which runs to the end of its line.
@@ -41,15 +42,58 @@ BEGIN_REPLACEMENT = b"-- BEGIN; (cnpg-pgdump-backup: large objects join the rest
 COMMIT_REPLACEMENT = b"-- COMMIT; (cnpg-pgdump-backup: the restore commits once, at its end)\n"
 
 
+_OWNER = re.compile(rb"; Owner: ([^;\n]+)$")
+_IDENT = rb'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_ROLE_LIST = re.compile(rb"\b(?:TO|FROM|FOR ROLE|FOR USER|AUTHORIZATION) (" + _IDENT + rb"(?:, ?" + _IDENT + rb")*)")
+_NOT_ROLES = {"PUBLIC", "CURRENT_USER", "SESSION_USER", "CURRENT_ROLE", "GROUP"}
+
+
+def _roles_in(statement: bytes) -> set[str]:
+    """Role names in a GRANT/REVOKE/OWNER TO/policy line, pg_dump's quoting undone."""
+    roles = set()
+    for m in _ROLE_LIST.finditer(statement):
+        for ident in re.findall(_IDENT, m.group(1)):
+            name = ident[1:-1].replace(b'""', b'"') if ident.startswith(b'"') else ident
+            text = name.decode("utf-8", "replace")
+            if text.upper() not in _NOT_ROLES:
+                roles.add(text)
+    return roles
+
+
+def _copy_target(line: bytes) -> str:
+    """`COPY sales."Order" (id, x) FROM stdin;` -> `sales."Order"` (pg_dump's own quoting)."""
+    body = line[len(b"COPY ") : -len(b" FROM stdin;")]
+    # the column list starts at the first " (" outside a quoted name
+    quoted, i = False, 0
+    while i < len(body):
+        c = body[i : i + 1]
+        if c == b'"':
+            quoted = not quoted
+        elif not quoted and body.startswith(b" (", i):
+            body = body[:i]
+            break
+        i += 1
+    return body.decode("utf-8", "replace")
+
+
 class DumpScanner:
     """Feed it a plain dump chunk by chunk; it yields the same SQL with the large-object sections'
     own BEGIN/COMMIT commented out, and counts the TOC entries by type on the way."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, passthrough: bool = True) -> None:
+        # passthrough=False: only count (the backup's row counts), without re-yielding COPY data
+        self._pass = passthrough
         self.types: Counter[str] = Counter()  # TOC entry type -> count ("TABLE", "INDEX", ...)
         self.large_objects = 0  # lo_create statements: one per large object
         self.rewritten = 0  # BEGIN/COMMIT lines turned into comments
         self.connects = 0  # \connect meta-commands: a restore must never switch databases
+        # rows of each table's COPY data, by the name the COPY line gives (as pg_dump quotes it):
+        # counted in the dump's own snapshot, so a restore drill can compare them exactly
+        self.rows: Counter[str] = Counter()
+        self._copying = ""
+        # roles the dump refers to (owners, grantees, policy roles): a restore drill creates them
+        # in its scratch server, whose only role is its own
+        self.roles: set[str] = set()
         self._state = _TOP
         self._carry = b""
         self._bol = True  # does the carried/next byte start a line?
@@ -57,6 +101,15 @@ class DumpScanner:
         self._quote: bytes | None = None
 
     def feed(self, chunk: bytes) -> Iterator[bytes]:
+        if self._carry and self._state == _COPY and len(self._carry) <= 3 and len(chunk) > 4:
+            # the tail held back in case it starts "\n\\.": settle it with the next few bytes, so a
+            # megabyte chunk is not copied just to prepend three bytes
+            head = self._carry + chunk[:4]
+            if b"\\." not in head:
+                self.rows[self._copying] += self._carry.count(b"\n")
+                if self._pass:
+                    yield self._carry
+                self._carry = b""
         buf = self._carry + chunk if self._carry else chunk
         self._carry = b""
         pos, n = 0, len(buf)
@@ -105,7 +158,13 @@ class DumpScanner:
                 continue
             if m.group("comment"):
                 continue
+            if m.group("acl"):
+                self.roles.update(_roles_in(m.group("acl")))
+                continue
             if m.group("type"):
+                owner = _OWNER.search(m.group(0))
+                if owner:
+                    self.roles.add(owner.group(1).decode("utf-8", "replace"))
                 kind = m.group("type").decode().strip()
                 self.types[kind] += 1
                 if kind == "BLOBS":
@@ -118,6 +177,8 @@ class DumpScanner:
             elif m.group("connect"):
                 self.connects += 1
             elif m.group("copy"):
+                self._copying = _copy_target(m.group("copy"))
+                self.rows[self._copying] += 0
                 end = buf.index(b"\n", m.start()) + 1
                 yield buf[pos:end]
                 self._state, self._bol = _COPY, True
@@ -137,12 +198,16 @@ class DumpScanner:
         if stop < 0:
             keep = max(pos, len(buf) - 3)  # "\n\\." may continue in the next chunk
             if keep > pos:
-                yield buf[pos:keep]
+                self.rows[self._copying] += buf.count(b"\n", pos, keep)
+                if self._pass:
+                    yield buf[pos:keep]
             self._bol = buf[keep - 1 : keep] == b"\n" if keep > pos else self._bol
             self._carry = buf[keep:]
             return len(buf)
         end = stop + 3
-        yield buf[pos:end]
+        self.rows[self._copying] += buf.count(b"\n", pos, stop)
+        if self._pass:
+            yield buf[pos:end]
         self._state, self._bol = _TOP, True
         return end
 

@@ -45,6 +45,7 @@ class Verified:
     # custom: listed from the archive's TOC by the restore, which has the client tools)
     entries: Counter[str] = field(default_factory=Counter)
     large_objects: int = 0
+    roles: set[str] = field(default_factory=set)  # plain: the roles the SQL refers to
 
 
 class _PlainCheck:
@@ -208,6 +209,7 @@ def verify(
         return Verified(key, fmt, compression, size, raw, digest, dump_major, manifest, check.staged)
     verified = Verified(key, fmt, compression, size, raw, digest, dump_major, manifest)
     verified.entries, verified.large_objects = check.scanner.types, check.scanner.large_objects
+    verified.roles = check.scanner.roles
     return verified
 
 
