@@ -7,12 +7,11 @@ listing and orders by the timestamp in the key, so `latest` is right however man
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
-from . import log, naming, uploads
+from . import log, naming
 from .errors import WorkerError
 from .manifest import Manifest
-from .s3 import Bucket, utcnow
+from .s3 import Bucket
 
 
 @dataclass
@@ -106,48 +105,3 @@ def latest_complete(bucket: Bucket, prefix: str, database: str, *, include_flagg
         f"no complete backup of database {database!r} under {where}",
         hint="run `cnpg-backup-worker list` to see what is there",
     )
-
-
-@dataclass
-class PrunePlan:
-    delete: list[str]
-    kept_newest: str | None
-
-
-def plan_prune(entries: list[Entry], days: int, now: datetime | None = None) -> PrunePlan:
-    """Objects of this database older than `days`, never the newest complete backup."""
-    now = now or utcnow()
-    cutoff = now - timedelta(days=days)
-    # Keep the newest complete backup; where none is complete (say, only the chart's old backups,
-    # which have no manifest), keep the newest object of any kind rather than leave nothing.
-    newest = next((e for e in entries if e.complete), entries[0] if entries else None)
-    delete: list[str] = []
-    for e in entries:
-        if e is newest or e.name.taken_at >= cutoff:
-            continue
-        delete.append(e.name.key)
-        if e.has_manifest:
-            delete.append(e.name.manifest_key)
-    return PrunePlan(delete, newest.name.key if newest else None)
-
-
-def prune(bucket: Bucket, prefix: str, database: str, days: int, *, dry_run: bool = False) -> PrunePlan:
-    if days <= 0:
-        raise WorkerError("retention days must be > 0 to prune", hint="0 leaves expiry to the bucket's lifecycle rules")
-    entries = scan(bucket, prefix, database)
-    plan = plan_prune(entries, days)
-    verb = "would delete" if dry_run else "deleting"
-    for key in plan.delete:
-        log.info(f"prune: {verb}", key=key)
-    if not dry_run and plan.delete:
-        bucket.delete(plan.delete)
-    uploads.abort_stale(bucket, prefix, database, dry_run=dry_run)
-    log.info(
-        "prune done" if not dry_run else "prune dry run",
-        database=database,
-        retention_days=days,
-        deleted=len(plan.delete) if not dry_run else 0,
-        planned=len(plan.delete),
-        kept_newest=plan.kept_newest,
-    )
-    return plan

@@ -7,22 +7,26 @@ Every failure ends as one line on stderr and a non-zero exit; a traceback is sho
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Container
-from datetime import datetime
 from types import FrameType
 from typing import Any, NoReturn, TypeVar
 
-from . import catalog, contract, health, log, pg
-from .dump import BackupOptions, run_backup
+from . import contract, log
+from .commands import (
+    cmd_backup,
+    cmd_check,
+    cmd_drill,
+    cmd_list,
+    cmd_prune,
+    cmd_restore,
+    cmd_status,
+    cmd_wait,
+)
 from .errors import EXIT_FAILURE, Terminated, UsageError, WorkerError
-from .manifest import Manifest
-from .restore import RestoreOptions, run_restore
-from .s3 import Bucket, S3Location, utcnow
 
 _T = TypeVar("_T")
 
@@ -77,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     wait_type = _typed(c.WAIT_TIMEOUT.env, float, "a number of seconds")
     retention_type = _typed(c.RETENTION_DAYS.env, int, "a number of days")
 
+    def retention_args(sp: argparse.ArgumentParser) -> None:
+        _add(sp, c.RETENTION_DAYS, "keep every backup newer than this (0: no age rule)", type=retention_type)
+        for period, setting in c.RETENTION_GFS.items():
+            _add(
+                sp,
+                setting,
+                f"keep the newest backup of each of the last N {period} periods (0: none)",
+                type=_typed(setting.env, int, "a count"),
+            )
+
     def s3_args(sp: argparse.ArgumentParser) -> None:
         _add(sp, c.S3_BUCKET)
         _add(sp, c.S3_PREFIX)
@@ -115,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("backup", help="pg_dump → gzip|zstd → S3, then retention")
     s3_args(sp)
     format_and_level(sp)
-    _add(sp, c.RETENTION_DAYS, type=retention_type)
+    retention_args(sp)
     _add(sp, c.WAIT_TIMEOUT, type=wait_type)
     _add(
         sp,
@@ -173,10 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     s3_args(sp)
     sp.add_argument("--json", action="store_true")
 
-    sp = sub.add_parser("prune", help="delete this database's backups older than N days")
+    sp = sub.add_parser("prune", help="delete this database's backups no retention rule keeps")
     s3_args(sp)
-    _add(sp, c.RETENTION_DAYS, type=retention_type)
-    sp.add_argument("--dry-run", action="store_true")
+    retention_args(sp)
+    sp.add_argument("--dry-run", action="store_true", help="print the plan (kept/deleted and why); delete nothing")
 
     sp = sub.add_parser(
         "drill", help="restore the newest backup into a throw-away server in this sandbox and compare row counts"
@@ -194,159 +208,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-age", required=True, help="e.g. 26h: older than this is a failure")
     sp.add_argument("--min-bytes", type=int, default=0, help="a smaller newest backup is a failure")
     return p
-
-
-def _bucket(args: argparse.Namespace) -> Bucket:
-    if not args.bucket:
-        raise UsageError("no S3 bucket given", hint="pass --bucket or set CNPG_BACKUP_S3_BUCKET (s3.bucket)")
-    if not args.database:
-        raise UsageError("no database given", hint="pass --database or set PGDATABASE (cnpg.database)")
-    if args.endpoint and not args.endpoint.startswith(("http://", "https://")):
-        raise UsageError(f"S3 endpoint {args.endpoint!r} is not an http(s) URL")
-    return Bucket(S3Location(args.bucket, args.endpoint, args.region, args.storage_class))
-
-
-def _age(taken_at: datetime) -> str:
-    s = (utcnow() - taken_at).total_seconds()
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= n:
-            return f"{s / n:.1f}{unit}"
-    return f"{s:.0f}s"
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    bucket = _bucket(args)
-    entries = catalog.scan(bucket, args.prefix, args.database)
-    rows: list[dict[str, Any]] = [
-        {
-            "key": e.name.key,
-            "taken_at": e.name.taken_at.isoformat(),
-            "bytes": e.size,
-            "age": _age(e.name.taken_at),
-            "status": e.status(),
-            "format": e.name.format,
-            "compression": e.compression,
-            "flags": e.flags,
-        }
-        for e in entries
-    ]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        for r in rows:
-            kind = f"{r['format']}/{r['compression']}"
-            print(
-                f"{r['taken_at']}  {log.human_bytes(r['bytes']):>10}  {r['age']:>7}  {kind:<12} {r['status']:<26} {r['key']}"
-            )
-        if not rows:
-            print(f"no backups of {args.database!r} under s3://{args.bucket}/{args.prefix}", file=sys.stderr)
-    return 0
-
-
-def _check_compression(args: argparse.Namespace) -> None:
-    problem = contract.compression_problem(args.format, args.compression, args.compression_level)
-    if problem:
-        raise UsageError(
-            problem,
-            hint=f"check --format/--compression/--compression-level ({contract.FORMAT.env}, "
-            f"{contract.COMPRESSION.env}, {contract.COMPRESSION_LEVEL.env})",
-        )
-
-
-def cmd_backup(args: argparse.Namespace) -> int:
-    _check_compression(args)
-    bucket = _bucket(args)
-    # Everything from here on is a run that monitoring must see, the server being down included.
-    with health.recorded_run(bucket, args.prefix, args.database, args.pushgateway) as recorded:
-        pg.wait_ready(args.wait_timeout, args.database)
-        bucket.check(args.prefix)
-        recorded["manifest"] = _backup(bucket, args)
-    if args.retention_days > 0:
-        try:
-            catalog.prune(bucket, args.prefix, args.database, args.retention_days)
-        except WorkerError as exc:
-            raise WorkerError(f"backup succeeded but retention failed: {exc}") from None
-    return 0
-
-
-def _backup(bucket: Bucket, args: argparse.Namespace) -> Manifest:
-    return run_backup(
-        bucket,
-        BackupOptions(
-            prefix=args.prefix,
-            database=args.database,
-            format=args.format,
-            compression_level=args.compression_level,
-            compression=args.compression,
-            lock_wait_timeout=max(0.0, args.lock_wait_timeout),
-            flag_shrink_percent=max(0, args.flag_shrink_percent),
-        ),
-    )
-
-
-def cmd_drill(args: argparse.Namespace) -> int:
-    from .drill import run_drill
-
-    run_drill(_bucket(args), args.prefix, args.database, args.object, args.pushgateway)
-    return 0
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    doc = health.status_report(_bucket(args), args.prefix, args.database)
-    if args.json:
-        print(json.dumps(doc, indent=2))
-    else:
-        health.print_status(doc, print)
-    return 0
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    max_age = health.parse_duration(args.max_age)
-    verdict = health.check(_bucket(args), args.prefix, args.database, max_age, args.min_bytes)
-    print(verdict.line)
-    return 0 if verdict.ok else 1
-
-
-def cmd_restore(args: argparse.Namespace) -> int:
-    if not args.object:
-        raise UsageError("no restore object given", hint="pass --object KEY (restore.object) or --object latest")
-    if args.backup_before_restore:
-        _check_compression(args)
-    bucket = _bucket(args)
-    run_restore(
-        bucket,
-        RestoreOptions(
-            prefix=args.prefix,
-            database=args.database,
-            object=args.object,
-            target_database=args.target_database,
-            force=args.force,
-            backup_before_restore=args.backup_before_restore,
-            dry_run=args.dry_run,
-            run_id=args.run_id,
-            allow_unverified=args.allow_unverified,
-            allow_flagged=args.allow_flagged,
-            jobs=max(1, args.jobs),
-            format=args.format,
-            compression_level=args.compression_level,
-            compression=args.compression,
-            wait_timeout=args.wait_timeout,
-            lock_timeout=max(0.0, args.lock_timeout),
-            progress_interval=max(0.5, args.progress_interval),
-        ),
-    )
-    return 0
-
-
-def cmd_prune(args: argparse.Namespace) -> int:
-    bucket = _bucket(args)
-    catalog.prune(bucket, args.prefix, args.database, args.retention_days, dry_run=args.dry_run)
-    return 0
-
-
-def cmd_wait(args: argparse.Namespace) -> int:
-    pg.wait_ready(args.timeout, args.database)
-    return 0
 
 
 def _on_signal(signum: int, _frame: FrameType | None) -> NoReturn:

@@ -59,6 +59,17 @@ S3_STORAGE_CLASS = Setting(
 RETENTION_DAYS = Setting(
     "CNPG_BACKUP_RETENTION_DAYS", "--retention-days", str(DEFAULT_RETENTION_DAYS), "literal `backup.retentionDays`"
 )
+# Grandfather-father-son counts (worker/retention.py): keep the newest backup of each of the last N
+# days / ISO weeks / months / years, besides everything within RETENTION_DAYS.
+RETENTION_GFS = {
+    period: Setting(
+        f"CNPG_BACKUP_RETENTION_{period.upper()}",
+        f"--keep-{period}",
+        "0",
+        f"literal `backup.retention.{period}`",
+    )
+    for period in ("daily", "weekly", "monthly", "yearly")
+}
 FORMAT = Setting(
     "CNPG_BACKUP_FORMAT",
     "--format",
@@ -93,6 +104,18 @@ FLAG_SHRINK = Setting(
 PUSHGATEWAY = Setting(
     "CNPG_BACKUP_PUSHGATEWAY_URL", "--pushgateway", None, "literal `monitoring.pushgateway.url` (absent when empty)"
 )
+HEARTBEAT_URL = Setting(
+    "CNPG_BACKUP_HEARTBEAT_URL",
+    "",
+    None,
+    "secretKeyRef `monitoring.heartbeat.urlSecret` (GET after a success, <url>/fail after a failure)",
+)
+WEBHOOK_URL = Setting(
+    "CNPG_BACKUP_WEBHOOK_URL", "", None, "secretKeyRef `monitoring.webhook.urlSecret` (JSON POST after a failure)"
+)
+NOTIFY_SUCCESS = Setting(
+    "CNPG_BACKUP_NOTIFY_SUCCESS", "", "false", "literal `monitoring.webhook.notifySuccess` (also POST after a success)"
+)
 LOG_FORMAT = Setting("CNPG_BACKUP_LOG_FORMAT", "--log-format", "text", "literal `text` or `json` (`backup.logFormat`)")
 WAIT_TIMEOUT = Setting("CNPG_BACKUP_WAIT_TIMEOUT", "--wait-timeout", str(DEFAULT_WAIT_TIMEOUT_SECONDS), "")
 LOCK_TIMEOUT = Setting("CNPG_BACKUP_LOCK_TIMEOUT", "--lock-timeout", str(DEFAULT_LOCK_TIMEOUT_SECONDS), "")
@@ -110,12 +133,16 @@ SETTINGS = (
     S3_ENDPOINT,
     S3_STORAGE_CLASS,
     RETENTION_DAYS,
+    *RETENTION_GFS.values(),
     FORMAT,
     COMPRESSION,
     COMPRESSION_LEVEL,
     DUMP_LOCK_WAIT,
     FLAG_SHRINK,
     PUSHGATEWAY,
+    HEARTBEAT_URL,
+    WEBHOOK_URL,
+    NOTIFY_SUCCESS,
     LOG_FORMAT,
     WAIT_TIMEOUT,
     LOCK_TIMEOUT,

@@ -14,12 +14,12 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-from . import log
+from . import contract, log
 from .metrics import RunRecord
 
-HEARTBEAT_ENV = "CNPG_BACKUP_HEARTBEAT_URL"
-WEBHOOK_ENV = "CNPG_BACKUP_WEBHOOK_URL"
-NOTIFY_SUCCESS_ENV = "CNPG_BACKUP_NOTIFY_SUCCESS"
+HEARTBEAT_ENV = contract.HEARTBEAT_URL.env
+WEBHOOK_ENV = contract.WEBHOOK_URL.env
+NOTIFY_SUCCESS_ENV = contract.NOTIFY_SUCCESS.env
 
 
 def _host(url: str) -> str:

@@ -21,21 +21,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
-from psycopg import sql
 
-from . import apply, catalog, contract, locks, log, naming, pg, target
+from . import apply, catalog, contract, locks, log, naming, pg, retention, target
 from .dump import BackupOptions, run_backup
 from .errors import Terminated, WorkerError
 from .manifest import Manifest
 from .s3 import Bucket, utcnow
 from .sql import CREATE_MARKER, MARKER_TABLE, compat_prelude
-from .sqlstream import DumpScanner
 from .verify import Verified, sql_from_object, verify
 
 
@@ -260,7 +257,7 @@ def _restore_locked(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db
         assert v.staged is not None  # verify() staged the archive
         v.entries, v.large_objects = locks.archive_entries(client.tool("pg_restore"), v.staged, pg.client_env())
     if opts.create_roles:
-        _create_roles(v, client, target_db)
+        target.create_roles(v, client, target_db)
     plan = _plan(v, before, cap, opts, where)
     if opts.backup_before_restore:
         log.info("backup before restore", database=target_db, format=opts.format)
@@ -309,29 +306,6 @@ def _restore_locked(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db
         return pg.table_count(conn)
 
 
-def _create_roles(v: Verified, client: pg.Client, dbname: str) -> None:
-    roles = set(v.roles)
-    if v.format == "custom":
-        assert v.staged is not None
-        scanner = DumpScanner(passthrough=False)
-        p = subprocess.run(
-            [client.tool("pg_restore"), "--schema-only", "--file=-", v.staged],
-            capture_output=True,
-            env=pg.client_env(),
-            check=False,
-        )
-        if p.returncode != 0:
-            raise WorkerError(f"pg_restore could not list the roles of {v.key}: {p.stderr.decode()[-300:]}")
-        for _ in scanner.scan([p.stdout]):
-            pass
-        roles |= scanner.roles
-    with pg.connect(dbname) as conn:
-        existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
-        for role in sorted(roles - existing):
-            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
-    log.info("roles created for the restore", count=len(roles - existing))
-
-
 def run_restore(bucket: Bucket, opts: RestoreOptions) -> dict[str, Any]:
     t0 = time.monotonic()
     target_db = opts.target_database or opts.database
@@ -349,6 +323,31 @@ def run_restore(bucket: Bucket, opts: RestoreOptions) -> dict[str, Any]:
                 hint="this restore Job was re-created; to restore again on purpose, request another restore "
                 f"(restore.object, restore.targetDatabase) or delete the record s3://{bucket.loc.bucket}/{ledger}",
             )
+    # Retention running meanwhile (the next backup's prune) must not delete what this restore reads.
+    pending = retention.pending_key(opts.prefix, key)
+    if not opts.dry_run:
+        bucket.put_bytes(pending, json.dumps({"key": key, "started_at": utcnow().isoformat()}).encode())
+    try:
+        return _verified_restore(bucket, opts, key, manifest, fmt, compression, target_db, ledger, t0)
+    finally:
+        if not opts.dry_run:
+            try:
+                bucket.delete([pending])
+            except Exception as exc:  # noqa: BLE001 - a stale record expires by itself in two days
+                log.warning("could not remove the pending-restore record", key=pending, error=log.redact(str(exc)))
+
+
+def _verified_restore(
+    bucket: Bucket,
+    opts: RestoreOptions,
+    key: str,
+    manifest: Manifest | None,
+    fmt: str,
+    compression: str,
+    target_db: str,
+    ledger: str | None,
+    t0: float,
+) -> dict[str, Any]:
     v = verify(bucket, key, manifest, fmt, compression, stage_dir=os.environ.get("TMPDIR"))
     try:
         if opts.dry_run:

@@ -10,12 +10,20 @@ mean identical contents.
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import psycopg
+from psycopg import sql
 
-from . import log
+from . import log, pg
+from .errors import WorkerError
 from .sql import FORCE_PREAMBLE, MARKER_TABLE
+from .sqlstream import DumpScanner
+
+if TYPE_CHECKING:
+    from .verify import Verified
 
 _USER_NS = """n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'"""
 _NOT_EXT = """NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{cat}'::regclass
@@ -154,3 +162,27 @@ def empty_database(conn: psycopg.Connection, batch: int = 100) -> None:
         conn.execute(FORCE_PREAMBLE)  # what is left is small: public's routines, types, operators
         conn.execute(f"DROP TABLE IF EXISTS public.{MARKER_TABLE}")
     log.log.debug("database emptied: %d relations", len(rels))
+
+
+def create_roles(v: Verified, client: pg.Client, dbname: str) -> None:
+    """Restore drills only: create (NOLOGIN) every role the dump refers to that the server lacks."""
+    roles = set(v.roles)
+    if v.format == "custom":
+        assert v.staged is not None
+        scanner = DumpScanner(passthrough=False)
+        p = subprocess.run(
+            [client.tool("pg_restore"), "--schema-only", "--file=-", v.staged],
+            capture_output=True,
+            env=pg.client_env(),
+            check=False,
+        )
+        if p.returncode != 0:
+            raise WorkerError(f"pg_restore could not list the roles of {v.key}: {p.stderr.decode()[-300:]}")
+        for _ in scanner.scan([p.stdout]):
+            pass
+        roles |= scanner.roles
+    with pg.connect(dbname) as conn:
+        existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+        for role in sorted(roles - existing):
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+    log.info("roles created for the restore", count=len(roles - existing))

@@ -152,7 +152,11 @@ def test_retention_deletes_exactly_the_expired(pg, minio, bucket, make_worker):
     w = make_worker(pg, minio, bucket, "shop")
 
     r = w.run("prune", "--retention-days", "7", "--dry-run")
-    assert r.returncode == 0 and r.stderr.count("would delete") == 7
+    assert r.returncode == 0, r.stderr
+    # the plan, one row per backup: 3 expired + the old incomplete one go, the 2 fresh ones stay
+    rows = r.stdout.splitlines()[1:]
+    assert sum(" delete " in row for row in rows) == 4 and sum(" keep " in row for row in rows) == 2, r.stdout
+    assert all("within 7 days" in row for row in rows if " keep " in row)
     assert len(keys(minio, bucket)) == 5 * 2 + 1 + len(untouchable)
 
     r = w.run("prune", "--retention-days", "7")
@@ -220,4 +224,42 @@ def test_only_older_clients_refused(pg_pool, minio, bucket, make_worker):
     w = make_worker(server, minio, bucket, "postgres", CNPG_BACKUP_PG_BIN_DIRS="/usr/lib/postgresql/15/bin")
     r = w.run("backup")
     _assert_one_clear_line(r, "no PostgreSQL client >= 17", "installed majors: 15")
-    assert keys(minio, bucket) == []
+    # nothing but the run's status object (what `status`, `check` and the metrics report)
+    assert keys(minio, bucket) == ["backups/.cnpg-backup/status/postgres.json"]
+
+
+def test_prune_keeps_what_a_restore_reads_and_gfs_dry_run_explains(pg, minio, bucket, make_worker):
+    s3 = minio.client()
+    ks = [f"backups/shop_{_stamp(d)}.sql.gz" for d in (400, 90, 60, 30, 3)]
+    for k in ks:
+        _put_backup(s3, bucket, k, b"x")
+    # a restore announced it is reading the 90-day-old backup (worker/restore.py writes this record)
+    s3.put_object(
+        Bucket=bucket,
+        Key="backups/.cnpg-backup/pending/" + ks[1].rsplit("/", 1)[-1] + ".json",
+        Body=json.dumps({"key": ks[1]}).encode(),
+    )
+    w = make_worker(pg, minio, bucket, "shop")
+    r = w.run("prune", "--retention-days", "7", "--keep-yearly", "2", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    plan = {row.split()[-1]: row for row in r.stdout.splitlines()[1:]}
+    assert " keep " in plan[ks[1]] and "a restore is reading it" in plan[ks[1]]
+    assert " keep " in plan[ks[4]] and "within 7 days" in plan[ks[4]]
+    assert " delete " in plan[ks[2]] and "no rule keeps it" in plan[ks[2]]
+    assert set(keys(minio, bucket)) >= set(ks)  # a dry run deletes nothing
+    r = w.run("prune", "--retention-days", "7", "--keep-yearly", "2")
+    assert r.returncode == 0, r.stderr
+    left = {k for k in keys(minio, bucket) if not k.endswith(".json")}
+    yearly_kept = {k for k in ks if " keep " in plan[k] and "yearly" in plan[k]}
+    assert left == {ks[1], ks[4]} | yearly_kept
+    assert ks[0] in yearly_kept or _stamp(400)[:4] == _stamp(3)[:4]  # last year's newest survives as yearly
+
+
+def test_restore_removes_its_pending_record(pg, minio, bucket, make_worker):
+    load(pg, "shoppend")
+    w = make_worker(pg, minio, bucket, "shoppend")
+    assert w.run("backup").returncode == 0
+    pg.create_database("shoppend_copy")
+    r = w.run("restore", "--object", "latest", "--target-database", "shoppend_copy")
+    assert r.returncode == 0, r.stderr
+    assert not [k for k in keys(minio, bucket) if "/.cnpg-backup/pending/" in k]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from isal import isal_zlib
 
-from worker import naming
-from worker.catalog import Entry, plan_prune
+from worker import naming, retention
+from worker.catalog import Entry
 from worker.compress import Decompressor, compressor
 from worker.errors import UsageError, WorkerError
 from worker.log import redact, register_secret
@@ -176,28 +176,83 @@ def _entry(days_ago: float, complete: bool, now: datetime) -> Entry:
     return Entry(name, 5, complete, m)
 
 
-def test_prune_plan():
+def _keys(decisions, keep=True):
+    return [d.entry.name.key for d in decisions if d.keep is keep]
+
+
+def test_prune_plan_by_age():
     now = datetime(2025, 6, 1, tzinfo=UTC)
     entries = sorted(
         [_entry(d, c, now) for d, c in [(1, True), (8, True), (9, False), (30, True)]],
         key=lambda e: e.name.taken_at,
         reverse=True,
     )
-    plan = plan_prune(entries, 7, now)
-    assert plan.kept_newest == entries[0].name.key
-    assert set(plan.delete) == {
-        entries[1].name.key,
-        entries[1].name.manifest_key,
-        entries[2].name.key,
-        entries[3].name.key,
-        entries[3].name.manifest_key,
-    }
+    decisions = retention.plan(entries, retention.Policy(days=7), now)
+    assert _keys(decisions) == [entries[0].name.key]
+    assert "newest complete backup" in decisions[0].reasons and "within 7 days" in decisions[0].reasons
+    assert all(d.reasons == ["no rule keeps it"] for d in decisions[1:])
     # all expired: the newest complete one stays
     old = [_entry(d, True, now) for d in (10, 20)]
-    assert plan_prune(old, 7, now).delete == [old[1].name.key, old[1].name.manifest_key]
+    assert _keys(retention.plan(old, retention.Policy(days=7), now), keep=False) == [old[1].name.key]
     # none complete (the chart's backups have no manifests): the newest object still stays
     legacy = [_entry(d, False, now) for d in (10, 20)]
-    assert plan_prune(legacy, 7, now).delete == [legacy[1].name.key]
+    assert _keys(retention.plan(legacy, retention.Policy(days=7), now), keep=False) == [legacy[1].name.key]
+
+
+def test_gfs_plan_over_a_synthetic_year():
+    """Two backups a day for a year (02:00 and 14:00 UTC); keep 7 daily, 4 weekly, 12 monthly, 2 yearly."""
+    now = datetime(2025, 12, 31, 20, 0, tzinfo=UTC)
+    entries = []
+    for day in range(366):
+        for hour in (14, 2):
+            entries.append(_entry(0, True, now - timedelta(days=day, hours=20 - hour)))
+    entries.sort(key=lambda e: e.name.taken_at, reverse=True)
+    policy = retention.Policy(daily=7, weekly=4, monthly=12, yearly=2)
+    decisions = retention.plan(entries, policy, now, pending={entries[-1].name.key})
+    kept = [d for d in decisions if d.keep]
+    taken = [d.entry.name.taken_at for d in kept]
+    # daily: the newest backup (14:00) of each of the last 7 days
+    daily = [d for d in kept if any(r.startswith("daily ") for r in d.reasons)]
+    assert [d.entry.name.taken_at.day for d in daily] == [31, 30, 29, 28, 27, 26, 25]
+    assert all(d.entry.name.taken_at.hour == 14 for d in daily)
+    # weekly: one per ISO week, the newest in it; monthly: one per month, the newest (the 31st/30th...)
+    weekly = [d for d in kept if any(r.startswith("weekly ") for r in d.reasons)]
+    assert len(weekly) == 4 and len({d.entry.name.taken_at.isocalendar()[:2] for d in weekly}) == 4
+    monthly = [d for d in kept if any(r.startswith("monthly ") for r in d.reasons)]
+    assert len(monthly) == 12 and {d.entry.name.taken_at.month for d in monthly} == set(range(1, 13))
+    for d in monthly:  # the last backup of its month
+        later = [
+            t
+            for t in taken + [e.name.taken_at for e in entries]
+            if t.month == d.entry.name.taken_at.month
+            and t.year == d.entry.name.taken_at.year
+            and t > d.entry.name.taken_at
+        ]
+        assert not later
+    yearly = [d for d in kept if any(r.startswith("yearly ") for r in d.reasons)]
+    assert [d.entry.name.taken_at.year for d in yearly] == [2025, 2024]
+    # the backup a pending restore reads is kept whatever the rules say
+    assert decisions[-1].keep and decisions[-1].reasons == ["a restore is reading it"]
+    # overlaps count once: far fewer than 7 + 4 + 12 + 2 + 1 objects survive a year of 732
+    assert len(kept) <= 26 and len(entries) == 732
+    assert "7 daily, 4 weekly, 12 monthly, 2 yearly" == policy.describe()
+
+
+def test_gfs_prefers_an_unflagged_backup_within_a_period():
+    now = datetime(2025, 6, 1, 12, tzinfo=UTC)
+    good = _entry(0.4, True, now)  # 02:24
+    flagged = _entry(0.1, True, now)  # 09:36, newer but flagged (the database was emptied)
+    flagged.manifest.flags = ["no user tables"]
+    decisions = retention.plan([flagged, good], retention.Policy(daily=1), now)
+    assert [d.keep for d in decisions] == [True, True]  # the flagged one only as the newest complete
+    assert decisions[1].reasons == ["newest unflagged complete backup", "daily 2025-06-01"]
+    # a month of flagged nightly backups after the database was emptied: the last good one stays
+    old_good = _entry(40, True, now)
+    empties = [_entry(d, True, now) for d in range(30)]
+    for e in empties:
+        e.manifest.flags = ["no user tables"]
+    decisions = retention.plan([*empties, old_good], retention.Policy(days=7), now)
+    assert decisions[-1].keep and decisions[-1].reasons == ["newest unflagged complete backup"]
 
 
 def test_client_choice():

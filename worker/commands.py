@@ -1,0 +1,180 @@
+"""The worker's commands: each takes the parsed flags (worker/cli.py builds them from the contract)
+and returns the exit code; failures raise WorkerError, which cli.main prints as one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from . import catalog, contract, health, log, pg, retention
+from .dump import BackupOptions, run_backup
+from .errors import UsageError, WorkerError
+from .manifest import Manifest
+from .restore import RestoreOptions, run_restore
+from .s3 import Bucket, S3Location, utcnow
+
+
+def _bucket(args: argparse.Namespace) -> Bucket:
+    if not args.bucket:
+        raise UsageError("no S3 bucket given", hint="pass --bucket or set CNPG_BACKUP_S3_BUCKET (s3.bucket)")
+    if not args.database:
+        raise UsageError("no database given", hint="pass --database or set PGDATABASE (cnpg.database)")
+    if args.endpoint and not args.endpoint.startswith(("http://", "https://")):
+        raise UsageError(f"S3 endpoint {args.endpoint!r} is not an http(s) URL")
+    return Bucket(S3Location(args.bucket, args.endpoint, args.region, args.storage_class))
+
+
+def _age(taken_at: datetime) -> str:
+    s = (utcnow() - taken_at).total_seconds()
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= n:
+            return f"{s / n:.1f}{unit}"
+    return f"{s:.0f}s"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    bucket = _bucket(args)
+    entries = catalog.scan(bucket, args.prefix, args.database)
+    rows: list[dict[str, Any]] = [
+        {
+            "key": e.name.key,
+            "taken_at": e.name.taken_at.isoformat(),
+            "bytes": e.size,
+            "age": _age(e.name.taken_at),
+            "status": e.status(),
+            "format": e.name.format,
+            "compression": e.compression,
+            "flags": e.flags,
+        }
+        for e in entries
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            kind = f"{r['format']}/{r['compression']}"
+            print(
+                f"{r['taken_at']}  {log.human_bytes(r['bytes']):>10}  {r['age']:>7}  {kind:<12} {r['status']:<26} {r['key']}"
+            )
+        if not rows:
+            print(f"no backups of {args.database!r} under s3://{args.bucket}/{args.prefix}", file=sys.stderr)
+    return 0
+
+
+def _check_compression(args: argparse.Namespace) -> None:
+    problem = contract.compression_problem(args.format, args.compression, args.compression_level)
+    if problem:
+        raise UsageError(
+            problem,
+            hint=f"check --format/--compression/--compression-level ({contract.FORMAT.env}, "
+            f"{contract.COMPRESSION.env}, {contract.COMPRESSION_LEVEL.env})",
+        )
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    _check_compression(args)
+    bucket = _bucket(args)
+    # Everything from here on is a run that monitoring must see, the server being down included.
+    with health.recorded_run(bucket, args.prefix, args.database, args.pushgateway) as recorded:
+        pg.wait_ready(args.wait_timeout, args.database)
+        bucket.check(args.prefix)
+        recorded["manifest"] = _backup(bucket, args)
+    if retention_policy(args).active:
+        try:
+            retention.prune(bucket, args.prefix, args.database, retention_policy(args))
+        except WorkerError as exc:
+            raise WorkerError(f"backup succeeded but retention failed: {exc}") from None
+    return 0
+
+
+def _backup(bucket: Bucket, args: argparse.Namespace) -> Manifest:
+    return run_backup(
+        bucket,
+        BackupOptions(
+            prefix=args.prefix,
+            database=args.database,
+            format=args.format,
+            compression_level=args.compression_level,
+            compression=args.compression,
+            lock_wait_timeout=max(0.0, args.lock_wait_timeout),
+            flag_shrink_percent=max(0, args.flag_shrink_percent),
+        ),
+    )
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    from .drill import run_drill
+
+    run_drill(_bucket(args), args.prefix, args.database, args.object, args.pushgateway)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    doc = health.status_report(_bucket(args), args.prefix, args.database)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        health.print_status(doc, print)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    max_age = health.parse_duration(args.max_age)
+    verdict = health.check(_bucket(args), args.prefix, args.database, max_age, args.min_bytes)
+    print(verdict.line)
+    return 0 if verdict.ok else 1
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    if not args.object:
+        raise UsageError("no restore object given", hint="pass --object KEY (restore.object) or --object latest")
+    if args.backup_before_restore:
+        _check_compression(args)
+    bucket = _bucket(args)
+    run_restore(
+        bucket,
+        RestoreOptions(
+            prefix=args.prefix,
+            database=args.database,
+            object=args.object,
+            target_database=args.target_database,
+            force=args.force,
+            backup_before_restore=args.backup_before_restore,
+            dry_run=args.dry_run,
+            run_id=args.run_id,
+            allow_unverified=args.allow_unverified,
+            allow_flagged=args.allow_flagged,
+            jobs=max(1, args.jobs),
+            format=args.format,
+            compression_level=args.compression_level,
+            compression=args.compression,
+            wait_timeout=args.wait_timeout,
+            lock_timeout=max(0.0, args.lock_timeout),
+            progress_interval=max(0.5, args.progress_interval),
+        ),
+    )
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    bucket = _bucket(args)
+    retention.prune(bucket, args.prefix, args.database, retention_policy(args), dry_run=args.dry_run)
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    pg.wait_ready(args.timeout, args.database)
+    return 0
+
+
+def retention_policy(args: argparse.Namespace) -> retention.Policy:
+    return retention.Policy(
+        days=max(0, args.retention_days),
+        daily=max(0, args.keep_daily),
+        weekly=max(0, args.keep_weekly),
+        monthly=max(0, args.keep_monthly),
+        yearly=max(0, args.keep_yearly),
+    )
