@@ -66,10 +66,51 @@ def _typed(
 
 
 def _add(sp: argparse.ArgumentParser, setting: contract.Setting, help: str = "", *, flag: str = "", **kw: Any) -> None:
-    """A flag that reads its contract variable (docs/worker-contract.md) and shows it in --help."""
+    """A flag that reads its contract variable (docs/worker-contract.md); --help shows both, and the
+    default when there is one."""
+    default = f" (default: {setting.default})" if setting.default not in (None, "") else ""
+    unit = _UNITS.get(setting.env.removeprefix("CNPG_BACKUP_"))
+    if unit and "metavar" not in kw:
+        kw["metavar"] = unit
     sp.add_argument(
-        flag or setting.flag, default=_env(setting.env, setting.default), help=f"[{setting.env}] {help}".strip(), **kw
+        flag or setting.flag,
+        default=_env(setting.env, setting.default),
+        help=f"{help}{default} [env {setting.env}]".strip(),
+        **kw,
     )
+
+
+# The unit of a value, shown as its metavar in --help (`--wait-timeout SECONDS`).
+_UNITS = {
+    "RETENTION_DAYS": "DAYS",
+    "RETENTION_DAILY": "N",
+    "RETENTION_WEEKLY": "N",
+    "RETENTION_MONTHLY": "N",
+    "RETENTION_YEARLY": "N",
+    "WAIT_TIMEOUT": "SECONDS",
+    "LOCK_WAIT_TIMEOUT": "SECONDS",
+    "LOCK_TIMEOUT": "SECONDS",
+    "PROGRESS_INTERVAL": "SECONDS",
+    "FLAG_SHRINK_PERCENT": "PERCENT",
+    "RESTORE_JOBS": "N",
+    "PUSHGATEWAY_URL": "URL",
+    "S3_ENDPOINT": "URL",
+    "S3_BUCKET": "BUCKET",
+    "S3_PREFIX": "PREFIX",
+    "S3_STORAGE_CLASS": "CLASS",
+    "RESTORE_OBJECT": "KEY",
+    "TARGET_DATABASE": "DATABASE",
+    "RUN_ID": "ID",
+}
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("cnpg-pgdump-backup")
+    except Exception:  # noqa: BLE001 - run from a source tree without installing
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=c.COMMAND, description=__doc__.split("\n")[0])
     _add(p, c.LOG_FORMAT, metavar="{text,json}", type=_typed(c.LOG_FORMAT.env, str, "one of text, json", c.LOG_FORMATS))
     p.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p.add_argument("--version", action="version", version=f"{c.COMMAND} {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    add_parser = sub.add_parser
+
+    def command(name: str, summary: str, description: str = "") -> argparse.ArgumentParser:
+        return add_parser(name, help=summary, description=f"{summary}. {description}".strip())
+
     wait_type = _typed(c.WAIT_TIMEOUT.env, float, "a number of seconds")
     retention_type = _typed(c.RETENTION_DAYS.env, int, "a number of days")
 
@@ -91,15 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
                 type=_typed(setting.env, int, "a count"),
             )
 
-    def s3_args(sp: argparse.ArgumentParser) -> None:
-        _add(sp, c.S3_BUCKET)
-        _add(sp, c.S3_PREFIX)
-        _add(sp, c.S3_ENDPOINT, "for MinIO/S3-compatible")
-        sp.add_argument("--region", default=_env("AWS_REGION", _env("AWS_DEFAULT_REGION")), help="[AWS_REGION]")
-        _add(sp, c.S3_STORAGE_CLASS)
-        sp.add_argument("--database", default=_env("PGDATABASE"), help="[PGDATABASE] whose backups")
+    def s3_args(sp: argparse.ArgumentParser, *, writes: bool = False) -> None:
+        _add(sp, c.S3_BUCKET, "the bucket holding the backups")
+        _add(sp, c.S3_PREFIX, "the database's key prefix in the bucket")
+        _add(sp, c.S3_ENDPOINT, "S3 API URL, for MinIO or another S3-compatible store")
+        sp.add_argument(
+            "--region", default=_env("AWS_REGION", _env("AWS_DEFAULT_REGION")), help="S3 region [env AWS_REGION]"
+        )
+        if writes:  # only where an object is written
+            _add(sp, c.S3_STORAGE_CLASS, "storage class of the objects written, e.g. STANDARD_IA")
+        sp.add_argument("--database", default=_env("PGDATABASE"), help="the database whose backups [env PGDATABASE]")
 
-    sp = sub.add_parser("wait", help="wait until PostgreSQL accepts connections")
+    sp = command("wait", "wait until PostgreSQL accepts a query", "What the pods' init container runs.")
     _add(sp, c.WAIT_TIMEOUT, flag="--timeout", type=wait_type)
     sp.add_argument("--database", default=_env("PGDATABASE"))
 
@@ -126,8 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
             type=_typed(c.COMPRESSION_LEVEL.env, int, "a compression level", range(1, 20)),
         )
 
-    sp = sub.add_parser("backup", help="pg_dump → gzip|zstd → S3, then retention")
-    s3_args(sp)
+    sp = command(
+        "backup",
+        "pg_dump → gzip|zstd → S3, then retention",
+        "Streams the dump into an S3 multipart upload; the object and its manifest appear only when "
+        "everything succeeded. Records the run in the status object (and the Pushgateway).",
+    )
+    s3_args(sp, writes=True)
     format_and_level(sp)
     retention_args(sp)
     _add(sp, c.WAIT_TIMEOUT, type=wait_type)
@@ -145,8 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_typed(c.FLAG_SHRINK.env, int, "a percentage 0-100", range(0, 101)),
     )
 
-    sp = sub.add_parser("restore", help="verify a backup, then restore it so that a failure changes nothing")
-    s3_args(sp)
+    sp = command(
+        "restore",
+        "verify a backup, then restore it so that a failure changes nothing",
+        "The object is proven intact before the database is touched; a failed, signalled or killed "
+        "restore leaves the database as it was (verified), or is refused before it starts.",
+    )
+    s3_args(sp, writes=True)  # --backup-before-restore writes a backup
     _add(sp, c.RESTORE_OBJECT, "key, file name under the prefix, or 'latest'")
     _add(sp, c.TARGET_DATABASE, "restore into this database instead")
     sp.add_argument("--force", action="store_true", help="replace the contents of a non-empty database")
@@ -183,27 +243,37 @@ def build_parser() -> argparse.ArgumentParser:
         type=_typed(c.PROGRESS_INTERVAL.env, float, "a number of seconds"),
     )
 
-    sp = sub.add_parser("list", help="this database's backups, newest first")
+    sp = command("list", "this database's backups, newest first", "Status: complete, flagged, or not trusted.")
     s3_args(sp)
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="machine-readable: sizes in bytes, times in ISO 8601")
 
-    sp = sub.add_parser("prune", help="delete this database's backups no retention rule keeps")
+    sp = command(
+        "prune",
+        "delete this database's backups no retention rule keeps",
+        "Never the newest complete backup, the newest unflagged one, or one a restore is reading.",
+    )
     s3_args(sp)
     retention_args(sp)
     sp.add_argument("--dry-run", action="store_true", help="print the plan (kept/deleted and why); delete nothing")
 
-    sp = sub.add_parser(
-        "drill", help="restore the newest backup into a throw-away server in this sandbox and compare row counts"
+    sp = command(
+        "drill",
+        "restore the newest backup into a throw-away server in this sandbox and compare row counts",
+        "Never connects to the production database; needs server binaries (the image has them).",
     )
     s3_args(sp)
     sp.add_argument("--object", default="latest", help="key, file name under the prefix, or 'latest'")
     _add(sp, c.PUSHGATEWAY, "push the drill's result to this Prometheus Pushgateway")
 
-    sp = sub.add_parser("status", help="the last backup run and the newest good backup, from the bucket")
+    sp = command("status", "the last backup run, the newest good backup and the last drill, from the bucket")
     s3_args(sp)
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="machine-readable: sizes in bytes, times in ISO 8601")
 
-    sp = sub.add_parser("check", help="exit 1 with one line unless the newest backup is recent, whole and unflagged")
+    sp = command(
+        "check",
+        "exit 1 with one line unless the newest backup is recent, whole and unflagged",
+        "Also fails when the last run or the last drill failed. For cron, CI or a monitoring probe.",
+    )
     s3_args(sp)
     sp.add_argument("--max-age", required=True, help="e.g. 26h: older than this is a failure")
     sp.add_argument("--min-bytes", type=int, default=0, help="a smaller newest backup is a failure")

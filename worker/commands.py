@@ -54,6 +54,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
+        if rows:
+            print(f"{'taken at (UTC)':<25}  {'size':>10}  {'age':>7}  {'kind':<12} {'status':<26} key")
         for r in rows:
             kind = f"{r['format']}/{r['compression']}"
             print(

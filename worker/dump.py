@@ -181,8 +181,8 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         key=name.key,
         dumped=log.human_bytes(dump.raw_bytes),
         stored=log.human_bytes(dump.stored_bytes),
-        ratio=f"{dump.stored_bytes / dump.raw_bytes:.3f}",
-        duration=f"{el:.1f}s",
+        ratio=round(dump.stored_bytes / dump.raw_bytes, 3),
+        duration=log.seconds(el),
         rate=log.rate(dump.raw_bytes, el),
         sha256=manifest.sha256,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 
@@ -16,17 +17,60 @@ _SECRET_ENV = ("PGPASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _secrets: set[str] = set()
 
 
+_patterns: dict[str, re.Pattern[str]] = {}
+# A secret this long is redacted wherever it appears; a shorter one only as a whole word, so a
+# password like "test" does not turn "latest" into "la***" (and leak that the password is "test").
+_ANYWHERE = 12
+
+
 def register_secret(value: str | None) -> None:
-    # Very short values would redact ordinary words; real secrets are longer.
     if value and len(value) >= 4:
         _secrets.add(value)
+        if len(value) < _ANYWHERE:
+            _patterns[value] = re.compile(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])")
 
 
 def redact(text: str) -> str:
     for s in _secrets:
         if s in text:
-            text = text.replace(s, "***")
+            pattern = _patterns.get(s)
+            text = pattern.sub("***", text) if pattern else text.replace(s, "***")
     return text
+
+
+class Bytes(int):
+    """A byte count: human in text logs ("13.1MiB"), a number in JSON logs."""
+
+    def __str__(self) -> str:
+        n = float(self)
+        for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+            if abs(n) < 1024 or unit == "TiB":
+                return f"{n:.1f}{unit}" if unit != "B" else f"{int(n)}B"
+            n /= 1024
+        return f"{n:.1f}TiB"  # pragma: no cover - the loop returns
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)  # width/alignment apply to the human form
+
+
+class Seconds(float):
+    """A duration: "12.3s" in text logs, a number of seconds in JSON logs."""
+
+    def __str__(self) -> str:
+        return f"{float(self):.1f}s"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+class Rate(float):
+    """Throughput in MB/s: "123.4MB/s" in text logs, a number (MB/s) in JSON logs."""
+
+    def __str__(self) -> str:
+        return f"{float(self):.1f}MB/s"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 class _TextFormatter(logging.Formatter):
@@ -84,13 +128,13 @@ def error(msg: str, **fields: object) -> None:
     log.error(msg, extra={"fields": fields})
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f}{unit}" if unit != "B" else f"{int(n)}B"
-        n /= 1024
-    return f"{n:.1f}TiB"
+def human_bytes(n: float) -> Bytes:
+    return Bytes(int(n))
 
 
-def rate(nbytes: int, seconds: float) -> str:
-    return f"{nbytes / max(seconds, 1e-6) / 1e6:.1f}MB/s"
+def seconds(s: float) -> Seconds:
+    return Seconds(round(s, 3))
+
+
+def rate(nbytes: int, seconds: float) -> Rate:
+    return Rate(round(nbytes / max(seconds, 1e-6) / 1e6, 1))

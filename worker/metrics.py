@@ -162,5 +162,5 @@ def push(url: str, bucket: str, prefix: str, status: Status) -> bool:
             hint="the backup itself is unaffected; alerts on stale metrics will fire if this persists",
         )
         return False
-    log.info("metrics pushed", pushgateway=url, duration=f"{time.monotonic() - t0:.2f}s")
+    log.info("metrics pushed", pushgateway=url, duration=log.seconds(time.monotonic() - t0))
     return True

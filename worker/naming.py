@@ -108,6 +108,16 @@ def resolve_object(obj: str, prefix: str) -> str:
             f"restore object {obj!r} is not an object key",
             hint="give a file name such as appdb_2024-01-21_02-00-00.sql.gz, or 'latest'",
         )
+    if obj.endswith(MANIFEST_SUFFIX):
+        raise UsageError(
+            f"restore object {obj!r} is the manifest of a backup, not the backup",
+            hint=f"pass the backup itself: {obj[: -len(MANIFEST_SUFFIX)]!r}",
+        )
+    if f"{STATE_DIR}/" in obj or obj.startswith(STATE_DIR):
+        raise UsageError(
+            f"restore object {obj!r} is one of the worker's own records, not a backup",
+            hint="run `cnpg-backup-worker list` and pass one of its keys, or 'latest'",
+        )
     return contract.object_key(obj, prefix)
 
 

@@ -93,7 +93,7 @@ def wait_ready(timeout: float, dbname: str | None = None, interval: float = 2.0)
             with connect(dbname, timeout=5) as conn:
                 conn.execute("SELECT 1")
             waited = time.monotonic() - start
-            log.info("postgres ready", target=target(dbname), waited=f"{waited:.1f}s", attempts=attempt)
+            log.info("postgres ready", target=target(dbname), waited=log.seconds(waited), attempts=attempt)
             return waited
         except WorkerError as exc:
             last = exc.message.split(": ", 1)[-1]

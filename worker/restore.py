@@ -376,7 +376,7 @@ def _verified_restore(
         database=target_db,
         bytes=v.object_bytes,
         tables=tables,
-        duration=f"{el:.1f}s",
+        duration=log.seconds(el),
         rate=log.rate(v.raw_bytes, el),
     )
     return report

@@ -197,7 +197,7 @@ def verify(
         bytes=size,
         raw=log.human_bytes(raw),
         sha256=digest,
-        duration=f"{time.monotonic() - t0:.1f}s",
+        duration=log.seconds(time.monotonic() - t0),
         checked=f"size,sha256,{compression},trailer"
         if (plain and manifest)
         else f"{compression},trailer"

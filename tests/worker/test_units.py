@@ -57,6 +57,11 @@ def test_resolve_object():
     for bad in ("s3://b/k", "/abs", "", "dir/"):
         with pytest.raises(UsageError):
             naming.resolve_object(bad, "p")
+    with pytest.raises(UsageError, match="the manifest of a backup") as exc:
+        naming.resolve_object("appdb_2024-01-21_02-00-00.sql.gz.manifest.json", "appdb")
+    assert "'appdb_2024-01-21_02-00-00.sql.gz'" in str(exc.value)
+    with pytest.raises(UsageError, match="the worker's own records"):
+        naming.resolve_object("appdb/.cnpg-backup/status/appdb.json", "appdb")
     assert naming.database_of("x/y/my_db_2024-01-21_02-00-00.sql.gz") == "my_db"
 
 
@@ -85,6 +90,26 @@ def test_gunzip_detects_truncation_and_corruption():
         g.finish()
     with pytest.raises(ValueError):
         Decompressor("gzip").finish()  # nothing at all is not a backup
+
+
+def test_log_values_are_numbers_in_json_and_human_in_text():
+    import json as _json
+
+    from worker import log
+
+    fields = {"bytes": log.human_bytes(13_700_000), "took": log.seconds(1.25), "rate": log.rate(10**8, 2)}
+    assert _json.loads(_json.dumps(fields)) == {"bytes": 13_700_000, "took": 1.25, "rate": 50.0}
+    assert [str(v) for v in fields.values()] == ["13.1MiB", "1.2s", "50.0MB/s"]
+    assert f"{fields['bytes']:>10}" == "   13.1MiB"
+
+
+def test_short_secrets_are_redacted_as_words_only():
+    from worker import log
+
+    log.register_secret("test")  # a weak password: redacted where it stands alone...
+    log.register_secret("Long-Secret-Value-42")  # ...a long one wherever it appears
+    assert log.redact("restore latest: password=test; user test") == "restore latest: password=***; user ***"
+    assert log.redact("xLong-Secret-Value-42y") == "x***y"
 
 
 def test_zstd_key_and_kind():
