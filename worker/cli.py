@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(sp, c.RESTORE_OBJECT, "key, file name under the prefix, or 'latest'")
     _add(sp, c.TARGET_DATABASE, "restore into this database instead")
     sp.add_argument("--force", action="store_true", help="replace the contents of a non-empty database")
+    sp.add_argument(
+        "--create", action="store_true", help="create the --target-database if it does not exist (needs CREATEDB)"
+    )
     sp.add_argument("--backup-before-restore", action="store_true", help="take a full backup first; abort if it fails")
     sp.add_argument("--dry-run", action="store_true", help="only verify the object")
     _add(sp, c.RUN_ID, "restore at most once per run id")

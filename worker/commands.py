@@ -24,7 +24,7 @@ def _bucket(args: argparse.Namespace) -> Bucket:
         raise UsageError("no database given", hint="pass --database or set PGDATABASE (cnpg.database)")
     if args.endpoint and not args.endpoint.startswith(("http://", "https://")):
         raise UsageError(f"S3 endpoint {args.endpoint!r} is not an http(s) URL")
-    return Bucket(S3Location(args.bucket, args.endpoint, args.region, args.storage_class))
+    return Bucket(S3Location(args.bucket, args.endpoint, args.region, getattr(args, "storage_class", None)))
 
 
 def _age(taken_at: datetime) -> str:
@@ -149,6 +149,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             run_id=args.run_id,
             allow_unverified=args.allow_unverified,
             allow_flagged=args.allow_flagged,
+            create_database=args.create,
             jobs=max(1, args.jobs),
             format=args.format,
             compression_level=args.compression_level,

@@ -204,7 +204,12 @@ def _drill(bucket: Bucket, prefix: str, database: str, key: str, m: Manifest, re
         run_restore(
             bucket,
             RestoreOptions(
-                prefix=prefix, database=database, object=key, target_database=DRILL_DATABASE, create_roles=True
+                prefix=prefix,
+                database=database,
+                object=key,
+                target_database=DRILL_DATABASE,
+                create_roles=True,
+                maintenance_db="postgres",
             ),
         )
         got = _restored_counts(expected)

@@ -51,6 +51,8 @@ class RestoreOptions:
     # Restore drills only (a scratch server whose one role is its own): create, NOLOGIN, every role
     # the dump refers to, so owners and grants restore as they are.
     create_roles: bool = False
+    create_database: bool = False  # create a missing target database (--create)
+    maintenance_db: str | None = None  # where to look for / create it; default: `database`
     jobs: int = 1
     format: str = contract.DEFAULT_FORMAT  # of the backup taken before the restore
     compression_level: int = contract.DEFAULT_COMPRESSION_LEVEL
@@ -220,6 +222,10 @@ RESTORE_LOCK_KEY = 0x636E7067
 
 def _restore_into(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db: str) -> int:
     where = pg.target(target_db)
+    if target_db != opts.database:  # the configured database exists; another one may not
+        maintenance = opts.maintenance_db or opts.database
+        pg.wait_ready(opts.wait_timeout, maintenance)
+        target.ensure_database(maintenance, target_db, create=opts.create_database)
     pg.wait_ready(opts.wait_timeout, target_db)
     with pg.connect(target_db) as guard:
         row = guard.execute("SELECT pg_try_advisory_lock(%s)", (RESTORE_LOCK_KEY,)).fetchone()

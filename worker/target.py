@@ -186,3 +186,28 @@ def create_roles(v: Verified, client: pg.Client, dbname: str) -> None:
         for role in sorted(roles - existing):
             conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
     log.info("roles created for the restore", count=len(roles - existing))
+
+
+def ensure_database(maintenance_db: str, name: str, *, create: bool) -> None:
+    """A restore into another database (--target-database): create it with --create, or say how."""
+    with pg.connect(maintenance_db) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return
+        where = pg.target(name)
+        role = conn.execute("SELECT current_user").fetchone()
+        user = role[0] if role else "?"
+        if not create:
+            raise WorkerError(
+                f"target database {name!r} does not exist on {where}; nothing was touched",
+                hint="pass --create (restore.createDatabase) to create it, or create it first "
+                "(CloudNativePG: a Database resource)",
+            )
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.errors.InsufficientPrivilege:
+            raise WorkerError(
+                f"role {user!r} may not create database {name!r} on {where} (it lacks CREATEDB); nothing was touched",
+                hint=f"create it first (CloudNativePG: a Database resource with spec.name {name} and owner {user}), "
+                "or grant CREATEDB",
+            ) from None
+    log.info("target database created", database=name, owner=user)

@@ -245,3 +245,38 @@ def test_backup_refuses_a_database_holding_a_partial_restore(pg, minio, bucket, 
     [line] = r.error_lines
     assert "holds a partial restore" in line and "backup refused" in line
     assert json.loads(w.run("list", "--json").stdout) == []
+
+
+def test_restore_into_a_missing_database_says_how_and_create_makes_it(pg, backed_up):
+    w, key = backed_up
+    with pg.connect() as c:
+        c.execute("DROP DATABASE IF EXISTS appdb_copy")
+    r = w.run("restore", "--object", key, "--target-database", "appdb_copy")
+    assert r.returncode == 1 and len(r.error_lines) == 1, r.stderr
+    assert "target database 'appdb_copy' does not exist" in r.stderr and "--create" in r.stderr
+    assert "cnpg.database" not in r.stderr  # the old hint named the wrong setting
+    r = w.run("restore", "--object", key, "--target-database", "appdb_copy", "--create")
+    assert r.returncode == 0, r.stderr
+    assert "target database created" in r.stderr
+    with pg.connect("appdb_copy") as c:
+        assert c.execute("SELECT count(*) FROM sales.customers").fetchone()[0] > 0
+
+
+def test_create_without_createdb_names_the_privilege(pg, backed_up, minio, bucket, make_worker):
+    w, key = backed_up
+    with pg.connect() as c:
+        c.execute("DROP DATABASE IF EXISTS appdb_nopriv")
+        c.execute("DROP ROLE IF EXISTS restorer")
+        c.execute("CREATE ROLE restorer LOGIN PASSWORD 'restorer-pw-123' NOCREATEDB")
+    r = w.run(
+        "restore",
+        "--object",
+        key,
+        "--target-database",
+        "appdb_nopriv",
+        "--create",
+        PGUSER="restorer",
+        PGPASSWORD="restorer-pw-123",
+    )
+    assert r.returncode == 1 and len(r.error_lines) == 1, r.stderr
+    assert "role 'restorer' may not create database 'appdb_nopriv'" in r.stderr and "CREATEDB" in r.stderr
