@@ -15,6 +15,7 @@ import app  # noqa: F401 - sets the jsii environment before cdk8s is imported
 from app import naming, props
 from app.config import Config
 from app.constructs.backup import BackupCronJob
+from app.constructs.drill import DrillCronJob
 from app.constructs.monitoring import BackupAlerts
 from app.constructs.restore import RestoreJob
 from app.constructs.secrets import ManagedS3Secret, s3_credentials
@@ -33,8 +34,9 @@ def warn_stderr(message: str) -> None:
 
 class BackupChart(Chart):
     """Everything one config produces: ServiceAccount, managed S3 Secret, one backup CronJob per
-    database, the PrometheusRule alerting on them (monitoring.prometheusRule.enabled), and the
-    declarative restore Job when restore.object is set."""
+    database (and one restore drill CronJob per database with verify.enabled), the PrometheusRule
+    alerting on them (monitoring.prometheusRule.enabled), and the declarative restore Job when
+    restore.object is set."""
 
     def __init__(self, scope: Construct, id: str, *, cfg: Config) -> None:
         super().__init__(scope, id, disable_resource_name_hashes=True)
@@ -48,6 +50,10 @@ class BackupChart(Chart):
                 BackupCronJob(
                     self, f"backup-{target.name or 'default'}", props=props.backup_cronjob(cfg, target, credentials)
                 )
+                if cfg.verify.enabled:
+                    DrillCronJob(
+                        self, f"drill-{target.name or 'default'}", props=props.drill_cronjob(cfg, target, credentials)
+                    )
             if cfg.monitoring.prometheus_rule.enabled:
                 BackupAlerts(self, "alerts", props=props.prometheus_rule(cfg))
         if cfg.restore_requested:

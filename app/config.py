@@ -12,7 +12,7 @@ Field-level rules live in ``app.validation``; rules spanning several fields are 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -45,6 +45,11 @@ DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "100m", "memory": "256Mi"},
     "limits": {"cpu": "2", "memory": "1Gi"},
 }
+# A restore drill runs a whole PostgreSQL server next to the worker: more memory than a backup.
+DEFAULT_VERIFY_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "100m", "memory": "512Mi"},
+    "limits": {"cpu": "2", "memory": "2Gi"},
+}
 
 
 class Global(StrictModel):
@@ -58,6 +63,9 @@ class Global(StrictModel):
 class Resources(StrictModel):
     """Container requests/limits. Partial values merge into the defaults key by key, like Helm
     merges a values file into the chart's values.yaml; set a key to null to drop it."""
+
+    # What partial values merge into (a subclass may start from other defaults).
+    _defaults: ClassVar[dict[str, dict[str, str]]] = DEFAULT_RESOURCES
 
     requests: dict[QualifiedName, Quantity] = Field(default_factory=dict)
     limits: dict[QualifiedName, Quantity] = Field(default_factory=dict)
@@ -76,7 +84,7 @@ class Resources(StrictModel):
             if not isinstance(given, dict):
                 merged[side] = given  # let pydantic report the type error
                 continue
-            combined = {**DEFAULT_RESOURCES[side], **given}
+            combined = {**cls._defaults[side], **given}
             merged[side] = {k: v for k, v in combined.items() if v is not None}
         extra = {k: v for k, v in data.items() if k not in ("requests", "limits")}
         return {**merged, **extra}
@@ -86,6 +94,21 @@ def _default_resources() -> Resources:
     return Resources()
 
 
+class VerifyResources(Resources):
+    """The restore drill's requests/limits: a Resources whose partial values merge into
+    DEFAULT_VERIFY_RESOURCES instead (in Python: ``Verify(resources=VerifyResources(...))``)."""
+
+    _defaults = DEFAULT_VERIFY_RESOURCES
+
+
+class Retention(StrictModel):
+    _config_path = "backup.retention"
+    daily: int = Field(default=0, ge=0, le=3660)
+    weekly: int = Field(default=0, ge=0, le=520)
+    monthly: int = Field(default=0, ge=0, le=1200)
+    yearly: int = Field(default=0, ge=0, le=100)
+
+
 class Backup(StrictModel):
     _config_path = "backup"
     enabled: bool = True
@@ -93,6 +116,8 @@ class Backup(StrictModel):
     image: str = Field(default=DEFAULT_IMAGE, min_length=1, pattern=r"^\S+$")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     retention_days: int = Field(default=contract.DEFAULT_RETENTION_DAYS, ge=0)
+    # Grandfather-father-son counts, kept besides everything within retentionDays (worker/retention.py).
+    retention: Retention = Field(default_factory=Retention)
     resources: Resources = Field(default_factory=_default_resources)
     node_selector: dict[QualifiedName, LabelValue] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
@@ -207,6 +232,8 @@ class Restore(StrictModel):
     # The restore pod's scratch space: a custom-format archive is staged there whole (pg_restore
     # needs to seek), so it must hold the largest archive restored. Plain backups need none.
     tmp_size_limit: Quantity = DEFAULT_TMP_SIZE_LIMIT
+    # Create restore.targetDatabase when it does not exist (the role needs CREATEDB).
+    create_database: bool = False
     # Backups made by the Helm chart have no manifest; the worker restores them only when told to
     # (their gzip stream and dump trailer are still checked end to end).
     allow_unverified: bool = False
@@ -248,12 +275,54 @@ class PrometheusRule(StrictModel):
         return round(longest_interval_seconds(schedule) * self.slack)
 
 
+class Heartbeat(StrictModel):
+    """A heartbeat ping after every backup run (healthchecks.io style: GET <url>, <url>/fail)."""
+
+    _config_path = "monitoring.heartbeat"
+    # The URL carries a secret (the check's id): it reaches the pods only as a secretKeyRef.
+    url_secret: SecretKeySelector | None = None
+
+
+class Webhook(StrictModel):
+    """A JSON message (Slack-compatible `text`) after a failed backup run, and after a good one
+    with notify_success."""
+
+    _config_path = "monitoring.webhook"
+    # The URL carries a secret (the webhook's token): it reaches the pods only as a secretKeyRef.
+    url_secret: SecretKeySelector | None = None
+    notify_success: bool = False
+
+
 class Monitoring(StrictModel):
     _config_path = "monitoring"
     annotations: dict[QualifiedName, AnnotationValue] = Field(default_factory=dict)
     # Extensions.
     pushgateway: Pushgateway = Field(default_factory=Pushgateway)
     prometheus_rule: PrometheusRule = Field(default_factory=PrometheusRule)
+    heartbeat: Heartbeat = Field(default_factory=Heartbeat)
+    webhook: Webhook = Field(default_factory=Webhook)
+
+
+def _default_verify_resources() -> VerifyResources:
+    return VerifyResources()
+
+
+class Verify(StrictModel):
+    """Restore drills: per backed-up database a CronJob `<backup CronJob>-drill` that restores the
+    newest backup into a throw-away PostgreSQL inside its own pod and compares every table's row
+    count with the backup's (app/constructs/drill.py, worker/drill.py). It never connects to the
+    production cluster."""
+
+    _config_path = "verify"
+    enabled: bool = False
+    # Weekly, Sunday 05:00 (backup.timeZone): after the nightly backup, outside business hours.
+    schedule: Cron = "0 5 * * 0"
+    # The drill pod's /tmp emptyDir holds the whole restored database (the scratch server's data
+    # directory, WAL included) and, for a custom-format backup, the archive staged for pg_restore.
+    tmp_size_limit: Quantity = "10Gi"
+    resources: VerifyResources = Field(default_factory=_default_verify_resources)
+    # A drill running longer than this is killed (6 h); 0: no deadline.
+    active_deadline_seconds: int = Field(default=21600, ge=0)
 
 
 class ServiceAccount(StrictModel):
@@ -286,6 +355,7 @@ class Config(StrictModel):
     # Extensions.
     service_account: ServiceAccount = Field(default_factory=ServiceAccount)
     databases: list[DatabaseEntry] = Field(default_factory=list)
+    verify: Verify = Field(default_factory=Verify)
 
     @property
     def restore_requested(self) -> bool:

@@ -52,8 +52,19 @@ def with_suffix(base: str, suffix: str, limit: int = MAX_NAME) -> str:
     return f"{_trunc(base, room)}-{suffix}"
 
 
+DRILL_SUFFIX = "drill"
+
+
 def cronjob_name(cfg: Config, target: BackupTarget) -> str:
     return with_suffix(fullname(cfg), target.name or "", MAX_CRONJOB_NAME)
+
+
+def drill_cronjob_name(cfg: Config, target: BackupTarget) -> str:
+    """`<backup CronJob name>-drill`, derived like the backup CronJob's: the fullname is shortened
+    and the suffix (`<databases[].name>-drill`) kept whole, so the database's name survives a long
+    release name (shortening the backup CronJob's name instead could cut it off)."""
+    suffix = f"{target.name}-{DRILL_SUFFIX}" if target.name else DRILL_SUFFIX
+    return with_suffix(fullname(cfg), suffix, MAX_CRONJOB_NAME)
 
 
 def service_account_name(cfg: Config) -> str:

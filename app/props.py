@@ -7,8 +7,9 @@ from __future__ import annotations
 from app import naming
 from app.config import Config, Resources
 from app.constructs.backup import BackupCronJobProps
-from app.constructs.monitoring import DatabaseAlertsProps, PrometheusRuleProps
-from app.constructs.pod import S3Credentials, WorkerPodProps
+from app.constructs.drill import DrillCronJobProps, drill_args
+from app.constructs.monitoring import DatabaseAlertsProps, DrillAlertsProps, PrometheusRuleProps
+from app.constructs.pod import Notifications, PostgresAccess, S3Credentials, WorkerPodProps
 from app.constructs.restore import RestoreJobProps, restore_args
 from app.constructs.secrets import ManagedS3SecretProps
 from app.constructs.service_account import ServiceAccountProps
@@ -38,30 +39,51 @@ def managed_s3_secret(cfg: Config, name: str) -> ManagedS3SecretProps:
     )
 
 
+def postgres_access(cfg: Config, target: BackupTarget) -> PostgresAccess:
+    return PostgresAccess(
+        secret_name=target.secret_name,
+        service_name=target.service_name,
+        cnpg=cfg.cnpg,
+        wait_timeout_seconds=cfg.backup.wait_timeout_seconds,
+    )
+
+
+def notifications(cfg: Config) -> Notifications:
+    monitoring = cfg.monitoring
+    return Notifications(
+        heartbeat_url=monitoring.heartbeat.url_secret,
+        webhook_url=monitoring.webhook.url_secret,
+        notify_success=monitoring.webhook.notify_success,
+    )
+
+
 def worker_pod(
     cfg: Config,
     target: BackupTarget,
     *,
+    postgres: PostgresAccess | None,
     container_name: str,
     args: list[str],
     resources: Resources,
     credentials: S3Credentials,
     tmp_size_limit: str = DEFAULT_TMP_SIZE_LIMIT,
+    notify: bool = False,
 ) -> WorkerPodProps:
     return WorkerPodProps(
         target=target,
+        postgres=postgres,
         container_name=container_name,
         args=args,
         resources=resources,
         credentials=credentials,
         service_account_name=naming.service_account_name(cfg),
         backup=cfg.backup,
-        cnpg=cfg.cnpg,
         s3=cfg.s3,
         security_context=cfg.security_context,
         annotations=dict(cfg.monitoring.annotations),
         tmp_size_limit=tmp_size_limit,
         pushgateway_url=cfg.monitoring.pushgateway.url,
+        notifications=notifications(cfg) if notify else Notifications(),
     )
 
 
@@ -75,10 +97,34 @@ def backup_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials
         pod=worker_pod(
             cfg,
             target,
+            postgres=postgres_access(cfg, target),
             container_name="backup",
             args=contract.backup_args(),
             resources=cfg.backup.resources,
             credentials=credentials,
+            notify=True,
+        ),
+    )
+
+
+def drill_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials) -> DrillCronJobProps:
+    verify = cfg.verify
+    return DrillCronJobProps(
+        name=naming.drill_cronjob_name(cfg, target),
+        labels=naming.labels(cfg, "drill", target),
+        schedule=verify.schedule,
+        active_deadline_seconds=verify.active_deadline_seconds or None,
+        backup=cfg.backup,
+        pod=worker_pod(
+            cfg,
+            target,
+            postgres=None,  # a drill restores into its own throw-away server, never the cluster
+            container_name="drill",
+            args=drill_args(),
+            resources=verify.resources,
+            credentials=credentials,
+            tmp_size_limit=verify.tmp_size_limit,
+            notify=True,
         ),
     )
 
@@ -92,11 +138,15 @@ def restore_job(cfg: Config, target: BackupTarget, name: str, credentials: S3Cre
         pod=worker_pod(
             cfg,
             target,
+            postgres=postgres_access(cfg, target),
             container_name="restore",
             args=restore_args(object_key, name, cfg.restore),
             resources=cfg.restore.resources,
             credentials=credentials,
             tmp_size_limit=cfg.restore.tmp_size_limit,
+            # No heartbeat/webhook: the worker notifies after backups and drills only, and a Secret
+            # reference the restore does not use must not be able to keep it from starting.
+            notify=False,
         ),
     )
 
@@ -120,7 +170,19 @@ def prometheus_rule(cfg: Config) -> PrometheusRuleProps:
                 schedule=target.schedule,
                 longest_interval_seconds=longest_interval_seconds(target.schedule),
                 missing_after_seconds=rule.missing_after_seconds(target.schedule),
+                drill=drill_alerts(cfg, target) if cfg.verify.enabled else None,
             )
             for target in backup_targets(cfg)
         ],
+    )
+
+
+def drill_alerts(cfg: Config, target: BackupTarget) -> DrillAlertsProps:
+    schedule = cfg.verify.schedule
+    return DrillAlertsProps(
+        group=naming.drill_cronjob_name(cfg, target),
+        cronjob=naming.drill_cronjob_name(cfg, target),
+        schedule=schedule,
+        longest_interval_seconds=longest_interval_seconds(schedule),
+        missing_after_seconds=cfg.monitoring.prometheus_rule.missing_after_seconds(schedule),
     )

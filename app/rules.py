@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from app.identity import DEFAULT_IMAGE
-from app.naming import cronjob_name
+from app.naming import cronjob_name, drill_cronjob_name
 from app.naming import labels as standard_labels
 from app.targets import backup_targets
 from worker import contract
@@ -64,10 +64,12 @@ def cross_field_problems(cfg: Config) -> list[str]:
             "remove s3.accessKeyId and s3.secretAccessKey"
         )
 
+    problems += _cronjob_name_problems(cfg)
     problems += _restore_problems(cfg)
     problems += _monitoring_problems(cfg)
     problems += _resource_problems("backup.resources", cfg.backup.resources)
     problems += _resource_problems("restore.resources", cfg.restore.resources)
+    problems += _resource_problems("verify.resources", cfg.verify.resources)
     return problems
 
 
@@ -93,18 +95,7 @@ def _database_list_problems(cfg: Config) -> list[str]:
                 "names must be unique"
             )
         seen_names.setdefault(entry.name, i)
-    # Names are shortened to fit Kubernetes' limits, so two long, different names can still end up
-    # as one CronJob name, and the second would silently replace the first on apply.
     targets = backup_targets(cfg)
-    seen_jobs: dict[str, int] = {}
-    for i, target in enumerate(targets):
-        job = cronjob_name(cfg, target)
-        if job in seen_jobs and cfg.databases[seen_jobs[job]].name != cfg.databases[i].name:
-            problems.append(
-                f"databases[{i}].name: its CronJob name '{job}' (shortened to {len(job)} characters) is the "
-                f"same as databases[{seen_jobs[job]}]'s; use shorter or more distinct names"
-            )
-        seen_jobs.setdefault(job, i)
     # Two databases sharing (or nesting) a prefix would mix their backups: `latest` and retention
     # work by listing a prefix, so one database could restore or delete the other's dumps.
     for i, a in enumerate(targets):
@@ -114,6 +105,44 @@ def _database_list_problems(cfg: Config) -> list[str]:
                 problems.append(
                     f"databases[{i}].prefix: '{a.prefix}' overlaps databases[{j}]'s prefix '{b.prefix}'; "
                     "each database needs its own S3 folder (retention and `latest` list by prefix)"
+                )
+    return problems
+
+
+def _cronjob_name_problems(cfg: Config) -> list[str]:
+    """Names are shortened to fit Kubernetes' limits, so two long, different names can still end up
+    as one CronJob name, and the second would silently replace the first on apply. With restore
+    drills a database's drill CronJob (`<name>-drill`) may also meet another database's backup
+    CronJob (a database named `<name>-drill`), or the backup CronJob of a fullname cut at `-drill`."""
+    problems: list[str] = []
+    drills = cfg.verify.enabled and cfg.backup.enabled  # what the chart generates
+    seen: dict[str, tuple[int, str]] = {}
+    for i, target in enumerate(backup_targets(cfg)):
+        jobs = [(cronjob_name(cfg, target), "backup")]
+        if drills:
+            jobs.append((drill_cronjob_name(cfg, target), "restore drill"))
+        for job, kind in jobs:
+            if job not in seen:
+                seen[job] = (i, kind)
+                continue
+            j, other = seen[job]
+            if not cfg.databases:
+                problems.append(
+                    f"verify.enabled: the restore drill CronJob name '{job}' (shortened to {len(job)} characters) "
+                    "is the same as the backup CronJob's; use a shorter global.fullnameOverride or "
+                    "global.releaseName"
+                )
+            elif cfg.databases[j].name == cfg.databases[i].name:
+                continue  # a duplicate databases[].name, reported on its own
+            elif (kind, other) == ("backup", "backup"):
+                problems.append(
+                    f"databases[{i}].name: its CronJob name '{job}' (shortened to {len(job)} characters) is the "
+                    f"same as databases[{j}]'s; use shorter or more distinct names"
+                )
+            else:
+                problems.append(
+                    f"databases[{i}].name: its {kind} CronJob name '{job}' ({len(job)} characters) is the same "
+                    f"as databases[{j}]'s {other} CronJob (verify.enabled); use shorter or more distinct names"
                 )
     return problems
 
@@ -131,6 +160,12 @@ def _monitoring_problems(cfg: Config) -> list[str]:
         problems.append(
             "monitoring.prometheusRule.enabled: requires monitoring.pushgateway.url (the alerts read the "
             "metrics the worker pushes there; without them they could never fire, or fire for ever)"
+        )
+    webhook = cfg.monitoring.webhook
+    if webhook.notify_success and webhook.url_secret is None:
+        problems.append(
+            "monitoring.webhook.notifySuccess: true requires monitoring.webhook.urlSecret (the Secret key "
+            "holding the webhook URL to post to)"
         )
     reserved = standard_labels(cfg, "alerts")
     for key in rule.labels:
@@ -193,6 +228,11 @@ def config_warnings(cfg: Config) -> list[str]:
         warnings.append(
             "monitoring.prometheusRule.enabled is true but backup.enabled is false: no PrometheusRule is "
             "generated (there are no scheduled backups to alert on)."
+        )
+    if cfg.verify.enabled and not cfg.backup.enabled:
+        warnings.append(
+            "verify.enabled is true but backup.enabled is false: no restore drill CronJob is generated "
+            "(drills run per backed-up database)."
         )
     if cfg.backup.enabled is False and not cfg.restore_requested:
         warnings.append("backup.enabled is false and no restore.object is set: no CronJob or Job is generated.")

@@ -198,6 +198,11 @@ def backup_args() -> list[str]:
     return ["backup"]
 
 
+def drill_args() -> list[str]:
+    # the database, bucket and prefix come from the environment, like the backup's
+    return ["drill"]
+
+
 def restore_args(
     object_key: str,
     run_id: str,
@@ -207,8 +212,11 @@ def restore_args(
     target_database: str = "",
     allow_unverified: bool = False,
     jobs: int = 1,
+    create_database: bool = False,
 ) -> list[str]:
     args = ["restore", "--object", object_key, "--run-id", run_id]
+    if create_database:
+        args.append("--create")
     if force:
         args.append("--force")
     if backup_before_restore:
@@ -285,12 +293,17 @@ def render_markdown() -> str:
         f"| init `wait-for-postgres` | `wait --timeout <backup.waitTimeoutSeconds>` (default {DEFAULT_WAIT_TIMEOUT_SECONDS}) |",
         f"| backup | `{' '.join(backup_args())}` |",
         "| restore | `restore --object <KEY or latest> --run-id <job name> [--force] [--backup-before-restore]"
-        " [--target-database <name>] [--allow-unverified]` |",
+        " [--target-database <name>] [--allow-unverified] [--jobs N] [--create]` |",
+        f"| drill (`verify.enabled`) | `{' '.join(drill_args())}` |",
         "",
         "`<KEY>` is `restore.object` resolved against the database's prefix: a bare file name is relative to",
         "the prefix, a key already under it is kept, `latest` stays `latest`.",
         "",
         "## Environment (set on every container of a pod)",
+        "",
+        "Drill pods get no PostgreSQL connection variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,",
+        "`PGSSLMODE`, `PGSSLROOTCERT`) and no CA volume: a drill never connects to the production cluster.",
+        "",
         "| variable | source |",
         "| --- | --- |",
         *[f"| `{name}` | {source} |" for name, source in _LIBPQ_AND_AWS],

@@ -26,7 +26,7 @@ from typing import Any
 
 from psycopg import sql
 
-from . import catalog, log, metrics, naming, pg
+from . import catalog, log, metrics, naming, notify, pg
 from .compress import Decompressor
 from .errors import WorkerError
 from .manifest import Manifest
@@ -189,6 +189,7 @@ def run_drill(bucket: Bucket, prefix: str, database: str, obj: str, pushgateway:
         result["finished_at"] = utcnow().isoformat()
         result["duration_s"] = round(time.monotonic() - t0, 1)
         metrics.record_drill(bucket, prefix, database, result, pushgateway)
+        notify.after_drill(database, result)
 
 
 def _drill(bucket: Bucket, prefix: str, database: str, key: str, m: Manifest, result: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from typing import Any
 from urllib.parse import urlsplit
 
 from . import contract, log
@@ -70,3 +71,26 @@ def after_backup(database: str, run: RunRecord) -> None:
         body = {"text": text, "database": database, "outcome": run.outcome, "key": run.key, "error": run.error}
         if _send(webhook, "webhook", json.dumps(body).encode()):
             log.info("webhook notified", host=_host(webhook), outcome=run.outcome)
+
+
+def after_drill(database: str, drill: dict[str, Any]) -> None:
+    """A failed drill is worth a message (and a /fail ping) as much as a failed backup."""
+    ok = drill.get("outcome") == "success"
+    run = RunRecord(
+        "success" if ok else "failure",
+        str(drill.get("started_at", "")),
+        str(drill.get("finished_at", "")),
+        float(drill.get("duration_s", 0)),
+        key=str(drill.get("key", "")),
+        error=f"restore drill: {drill.get('error', '')}" if not ok else "",
+    )
+    webhook = _checked(WEBHOOK_ENV)
+    if webhook and not ok:
+        text = f"restore drill of {database} FAILED: {drill.get('error', '')}"
+        body = {"text": text, "database": database, "outcome": "drill-failure", "key": run.key, "error": run.error}
+        if _send(webhook, "webhook", json.dumps(body).encode()):
+            log.info("webhook notified", host=_host(webhook), outcome="drill-failure")
+    heartbeat = _checked(HEARTBEAT_ENV)
+    if heartbeat and not ok:  # a passing drill does not stand in for the backup's own heartbeat
+        if _send(heartbeat.rstrip("/") + "/fail", "heartbeat ping"):
+            log.info("heartbeat sent", host=_host(heartbeat), outcome="drill-failure")

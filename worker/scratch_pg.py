@@ -119,7 +119,9 @@ class ScratchServer:
             opts = (
                 f"-c listen_addresses='' -c unix_socket_directories='{self.socket_dir}' -p {self.port} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_wal_senders=0 "
-                "-c wal_level=minimal -c max_locks_per_transaction=1024 -c shared_buffers=64MB"
+                "-c wal_level=minimal -c max_locks_per_transaction=1024 -c shared_buffers=64MB "
+                # pods get 64 MB of /dev/shm: parallel query's shared memory goes to files instead
+                "-c dynamic_shared_memory_type=mmap"
             )
             self._run(
                 str(b / "pg_ctl"),

@@ -1,5 +1,6 @@
 """Generated alerting: one PrometheusRule (the Prometheus Operator's `monitoring.coreos.com/v1`) with
-one rule group per backed-up database.
+one rule group per backed-up database, and with restore drills (verify.enabled) one more per database
+for its drills.
 
 The alerts read what the worker pushes to a Pushgateway (job `contract.METRICS_JOB`, grouping labels
 bucket/prefix/database; worker/contract.py "Metrics") and, for a missing backup, also
@@ -27,11 +28,24 @@ ALERT_MISSING = "CnpgBackupMissing"
 ALERT_FAILED = "CnpgBackupFailed"
 ALERT_FLAGGED = "CnpgBackupFlagged"
 ALERT_DRILL_FAILED = "CnpgBackupDrillFailed"
-# CnpgBackupMissing has three rules, told apart by this label.
+ALERT_DRILL_MISSING = "CnpgBackupDrillMissing"
+# CnpgBackupMissing has three rules and CnpgBackupDrillMissing two, told apart by this label.
 CHECK_LABEL = "check"
 CHECK_AGE = "last-success-age"
 CHECK_ABSENT = "metrics-absent"
 CHECK_CRONJOB = "cronjob-last-success"
+CHECK_DRILL_AGE = "last-drill-age"
+
+
+@dataclasses.dataclass(frozen=True)
+class DrillAlertsProps:
+    """A database's restore drills (verify.enabled): their own rule group."""
+
+    group: str  # the rule group's name: unique within the PrometheusRule (the drill CronJob's name)
+    cronjob: str  # the drill CronJob
+    schedule: str  # verify.schedule
+    longest_interval_seconds: int  # the longest gap between two runs of `schedule`
+    missing_after_seconds: int  # no drill ended for longer than this: CnpgBackupDrillMissing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +60,7 @@ class DatabaseAlertsProps:
     schedule: str
     longest_interval_seconds: int  # the longest gap between two runs of `schedule`
     missing_after_seconds: int  # no successful backup for longer than this: CnpgBackupMissing
+    drill: DrillAlertsProps | None = None  # None: no drills, no drill rule group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,24 +137,45 @@ def _literal(text: str) -> str:
     return text.replace("{{", '{{ "{{" }}')
 
 
-def database_rules(db: DatabaseAlertsProps, severity: str, namespace: str, slack: float) -> RuleGroup:
-    sel = worker_selector(db)
-    limit, after = db.missing_after_seconds, duration(db.missing_after_seconds)
-    # Rule label values are Go templates too (expanded per alert).
-    identity = (("bucket", db.bucket), ("prefix", db.prefix), ("database", db.database))
-    labels = {"severity": severity} | {k: _literal(v) for k, v in identity if v}
-    where = _literal(f'database "{db.database}" in s3://{db.bucket}/{db.prefix + "/" if db.prefix else ""}')
-    every = duration(db.longest_interval_seconds)
-    why = _literal(f"schedule `{db.schedule}` runs at least every {every}, × {slack:g} = {after}")
-    cronjob = _literal(f"{namespace}/{db.cronjob}" if namespace else db.cronjob)
-    missing = f"No successful backup of database {_literal(db.database)} for more than {after}"
+def _where(db: DatabaseAlertsProps) -> str:
+    return _literal(f'database "{db.database}" in s3://{db.bucket}/{db.prefix + "/" if db.prefix else ""}')
 
-    def rule(
-        alert: str, expr: str, summary: str, description: str, check: str = "", for_: str | None = None
+
+def _why(what: str, schedule: str, longest_interval_seconds: int, slack: float, after: str) -> str:
+    every = duration(longest_interval_seconds)
+    return _literal(f"{what} `{schedule}` runs at least every {every}, × {slack:g} = {after}")
+
+
+def _qualified(namespace: str, cronjob: str) -> str:
+    return _literal(f"{namespace}/{cronjob}" if namespace else cronjob)
+
+
+@dataclasses.dataclass(frozen=True)
+class _DatabaseRule:
+    """Builds a database's rules: each labelled with the severity and its bucket, prefix and database."""
+
+    labels: dict[str, str]
+
+    @classmethod
+    def of(cls, db: DatabaseAlertsProps, severity: str) -> _DatabaseRule:
+        # Rule label values are Go templates too (expanded per alert).
+        identity = (("bucket", db.bucket), ("prefix", db.prefix), ("database", db.database))
+        return cls({"severity": severity} | {k: _literal(v) for k, v in identity if v})
+
+    def __call__(
+        self, alert: str, expr: str, summary: str, description: str, check: str = "", for_: str | None = None
     ) -> AlertRule:
         extra = {CHECK_LABEL: check} if check else {}
         annotations = {"summary": summary, "description": description}
-        return AlertRule(alert=alert, expr=expr, labels=labels | extra, annotations=annotations, for_=for_)
+        return AlertRule(alert=alert, expr=expr, labels=self.labels | extra, annotations=annotations, for_=for_)
+
+
+def database_rules(db: DatabaseAlertsProps, severity: str, namespace: str, slack: float) -> RuleGroup:
+    sel, rule, where = worker_selector(db), _DatabaseRule.of(db, severity), _where(db)
+    limit, after = db.missing_after_seconds, duration(db.missing_after_seconds)
+    why = _why("schedule", db.schedule, db.longest_interval_seconds, slack, after)
+    cronjob = _qualified(namespace, db.cronjob)
+    missing = f"No successful backup of database {_literal(db.database)} for more than {after}"
 
     return RuleGroup(
         name=db.group,
@@ -189,22 +225,69 @@ def database_rules(db: DatabaseAlertsProps, severity: str, namespace: str, slack
                 "dump shrank by more than backup.flagShrinkPercent against the previous backup. "
                 "`restore --object latest` passes over it; check the database.",
             ),
+        ],
+    )
+
+
+def drill_rules(
+    db: DatabaseAlertsProps, drill: DrillAlertsProps, severity: str, namespace: str, slack: float
+) -> RuleGroup:
+    """The drills' group: the last one failed, or none has reported for the drill schedule's longest
+    gap × slack — a drill killed before it can report (out of memory; /tmp over its limit, which the
+    kubelet answers by evicting the pod at once) never pushes a failure, so CnpgBackupDrillFailed
+    alone would stay silent."""
+    sel, rule, where = worker_selector(db), _DatabaseRule.of(db, severity), _where(db)
+    limit, after = drill.missing_after_seconds, duration(drill.missing_after_seconds)
+    why = _why("drill schedule", drill.schedule, drill.longest_interval_seconds, slack, after)
+    cronjob = _qualified(namespace, drill.cronjob)
+    missing = f"No restore drill of database {_literal(db.database)} has reported for more than {after}"
+    causes = (
+        f"the drill CronJob {cronjob} is suspended, or its runs are killed before they report (out of memory: "
+        "verify.resources; /tmp full: verify.tmpSizeLimit), or its pods cannot start"
+    )
+
+    return RuleGroup(
+        name=drill.group,
+        rules=[
             rule(
                 ALERT_DRILL_FAILED,
                 f"{contract.METRIC_DRILL_OK}{sel} == 0",
                 f"The restore drill of database {_literal(db.database)} failed",
-                f"The last restore drill of {where} failed: its newest backup could not be restored and verified.",
+                f"The last restore drill of {where} failed: its newest backup could not be restored and verified "
+                f"(kubectl logs on the newest failed Job of CronJob {cronjob}).",
+            ),
+            rule(
+                ALERT_DRILL_MISSING,
+                f"time() - {contract.METRIC_DRILL_LAST}{sel} > {limit}",
+                missing,
+                f"The last restore drill of {where} ended {{{{ $value | humanizeDuration }}}} ago ({why}): {causes}.",
+                CHECK_DRILL_AGE,
+            ),
+            rule(
+                ALERT_DRILL_MISSING,
+                f"absent({contract.METRIC_DRILL_LAST}{sel})",
+                missing,
+                f"Prometheus has had no {contract.METRIC_DRILL_LAST} for {where} for {after} ({why}): no drill has "
+                f"reported yet — {causes} — or the worker cannot reach monitoring.pushgateway.url.",
+                CHECK_ABSENT,
+                for_=after,
             ),
         ],
     )
 
 
 def rule_groups(props: PrometheusRuleProps) -> list[RuleGroup]:
-    return [database_rules(db, props.severity, props.namespace, props.slack) for db in props.databases]
+    groups: list[RuleGroup] = []
+    for db in props.databases:
+        groups.append(database_rules(db, props.severity, props.namespace, props.slack))
+        if db.drill is not None:
+            groups.append(drill_rules(db, db.drill, props.severity, props.namespace, props.slack))
+    return groups
 
 
 class BackupAlerts(Construct):
-    """The PrometheusRule: one rule group per database of `props.databases`."""
+    """The PrometheusRule: one rule group per database of `props.databases`, and one per database
+    with drills."""
 
     def __init__(self, scope: Construct, id: str, *, props: PrometheusRuleProps) -> None:
         super().__init__(scope, id)

@@ -1,6 +1,7 @@
-"""The pod every worker run uses (backup CronJob, restore Job, one-off restore): containers,
-environment per docs/worker-contract.md, security contexts and volumes, in one place so the
-three stay identical."""
+"""The pod every worker run uses (backup CronJob, restore Job, one-off restore, restore drill):
+containers, environment per docs/worker-contract.md, security contexts and volumes, in one place so
+they stay identical. A pod reaches PostgreSQL only through its `PostgresAccess`: the drill pod has
+none, so it gets no connection settings, no CA and no init container waiting for the database."""
 
 from __future__ import annotations
 
@@ -35,22 +36,44 @@ class S3Credentials:
 
 
 @dataclasses.dataclass(frozen=True)
+class PostgresAccess:
+    """How a pod reaches the database it backs up or restores into: libpq settings from the CNPG
+    Secret (or the service name), TLS and its CA, and the init container waiting for the server."""
+
+    secret_name: str  # the CNPG Secret: host, port, username, password
+    service_name: str  # the host, literally, instead of the Secret's `host`; "": the Secret's
+    cnpg: Cnpg  # TLS mode and CA
+    wait_timeout_seconds: int  # the wait-for-postgres init container's --timeout
+
+
+@dataclasses.dataclass(frozen=True)
+class Notifications:
+    """Where the worker reports a run besides the metrics. The URLs carry secrets, so the pod gets
+    them only as secretKeyRefs."""
+
+    heartbeat_url: SecretKeySelector | None = None  # monitoring.heartbeat.urlSecret
+    webhook_url: SecretKeySelector | None = None  # monitoring.webhook.urlSecret
+    notify_success: bool = False  # monitoring.webhook.notifySuccess
+
+
+@dataclasses.dataclass(frozen=True)
 class WorkerPodProps:
     """What a worker pod is made of, and nothing more: the config sections it reads, typed."""
 
-    target: BackupTarget  # which database (connection Secret, prefix)
+    target: BackupTarget  # which database (PGDATABASE: the one to back up, restore into, or drill) and prefix
+    postgres: PostgresAccess | None  # None: the pod never connects to the cluster (restore drills)
     container_name: str
     args: list[str]  # the worker command line (worker/contract.py)
     resources: Resources
     credentials: S3Credentials
     service_account_name: str
-    backup: Backup  # image, pull policy, wait timeout, scheduling, format/level/retention/log format
-    cnpg: Cnpg  # TLS mode and CA
+    backup: Backup  # image, pull policy, scheduling, format/level/retention/log format
     s3: S3  # bucket, region, endpoint, storage class
     security_context: SecurityContext
     annotations: dict[str, str] = dataclasses.field(default_factory=dict)  # pod annotations (monitoring)
     tmp_size_limit: str = DEFAULT_TMP_SIZE_LIMIT  # the /tmp emptyDir (a custom-format restore stages its archive there)
     pushgateway_url: str = ""  # monitoring.pushgateway.url: where the worker pushes its metrics; "": no push
+    notifications: Notifications = Notifications()  # heartbeat and webhook; none by default
 
 
 def _secret_env(name: str, secret: str, key: str) -> k8s.EnvVar:
@@ -59,21 +82,46 @@ def _secret_env(name: str, secret: str, key: str) -> k8s.EnvVar:
     )
 
 
-def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
-    """The environment of docs/worker-contract.md. Passwords only ever as secretKeyRef."""
-    target, credentials, cnpg = props.target, props.credentials, props.cnpg
+def postgres_env(pg: PostgresAccess, database: str) -> list[k8s.EnvVar]:
+    """libpq's settings for the database the pod backs up or restores into."""
     env = [
-        k8s.EnvVar(name="PGHOST", value=target.service_name)
-        if target.service_name
-        else _secret_env("PGHOST", target.secret_name, "host"),
-        _secret_env("PGPORT", target.secret_name, "port"),
-        _secret_env("PGUSER", target.secret_name, "username"),
-        _secret_env("PGPASSWORD", target.secret_name, "password"),
-        k8s.EnvVar(name="PGDATABASE", value=target.database),
-        k8s.EnvVar(name="PGSSLMODE", value=cnpg.ssl_mode),
+        k8s.EnvVar(name="PGHOST", value=pg.service_name)
+        if pg.service_name
+        else _secret_env("PGHOST", pg.secret_name, "host"),
+        _secret_env("PGPORT", pg.secret_name, "port"),
+        _secret_env("PGUSER", pg.secret_name, "username"),
+        _secret_env("PGPASSWORD", pg.secret_name, "password"),
+        k8s.EnvVar(name="PGDATABASE", value=database),
+        k8s.EnvVar(name="PGSSLMODE", value=pg.cnpg.ssl_mode),
     ]
-    if cnpg.ssl_root_cert_secret is not None:
-        env.append(k8s.EnvVar(name="PGSSLROOTCERT", value=f"{CA_DIR}/{cnpg.ssl_root_cert_secret.key}"))
+    if pg.cnpg.ssl_root_cert_secret is not None:
+        env.append(k8s.EnvVar(name="PGSSLROOTCERT", value=f"{CA_DIR}/{pg.cnpg.ssl_root_cert_secret.key}"))
+    return env
+
+
+def notification_env(notifications: Notifications) -> list[k8s.EnvVar]:
+    env: list[k8s.EnvVar] = []
+    if notifications.heartbeat_url is not None:
+        ref = notifications.heartbeat_url
+        env.append(_secret_env(contract.HEARTBEAT_URL.env, ref.name, ref.key))
+    if notifications.webhook_url is not None:
+        ref = notifications.webhook_url
+        env.append(_secret_env(contract.WEBHOOK_URL.env, ref.name, ref.key))
+    if notifications.notify_success:
+        env.append(k8s.EnvVar(name=contract.NOTIFY_SUCCESS.env, value="true"))
+    return env
+
+
+def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
+    """The environment of docs/worker-contract.md. Passwords and URLs holding secrets only ever as
+    secretKeyRef."""
+    target, credentials, pg = props.target, props.credentials, props.postgres
+    if pg is not None:
+        env = postgres_env(pg, target.database)
+    else:
+        # No connection at all: the worker takes PGDATABASE as whose backups (the drill's own server
+        # is reached through a socket in its sandbox, worker/scratch_pg.py).
+        env = [k8s.EnvVar(name="PGDATABASE", value=target.database)]
     if credentials.secret_name:
         env += [
             _secret_env("AWS_ACCESS_KEY_ID", credentials.secret_name, "AWS_ACCESS_KEY_ID"),
@@ -92,6 +140,10 @@ def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
     backup = props.backup
     env += [
         k8s.EnvVar(name=contract.RETENTION_DAYS.env, value=str(backup.retention_days)),
+        *(
+            k8s.EnvVar(name=setting.env, value=str(getattr(backup.retention, period)))
+            for period, setting in contract.RETENTION_GFS.items()
+        ),
         k8s.EnvVar(name=contract.FORMAT.env, value=backup.format),
         k8s.EnvVar(name=contract.COMPRESSION.env, value=backup.compression),
         k8s.EnvVar(name=contract.COMPRESSION_LEVEL.env, value=str(backup.compression_level)),
@@ -100,6 +152,7 @@ def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
     ]
     if props.pushgateway_url:
         env.append(k8s.EnvVar(name=contract.PUSHGATEWAY.env, value=props.pushgateway_url))
+    env += notification_env(props.notifications)
     env += [
         k8s.EnvVar(name=contract.LOG_FORMAT.env, value=backup.log_format),
         k8s.EnvVar(name="HOME", value=TMP_DIR),
@@ -203,8 +256,8 @@ def tolerations(backup: Backup) -> list[k8s.Toleration] | None:
 
 
 def worker_pod_spec(props: WorkerPodProps) -> k8s.PodSpec:
-    backup = props.backup
-    volumes, mounts = _volumes(props.cnpg.ssl_root_cert_secret, props.tmp_size_limit)
+    backup, pg = props.backup, props.postgres
+    volumes, mounts = _volumes(pg.cnpg.ssl_root_cert_secret if pg is not None else None, props.tmp_size_limit)
     env = worker_env(props)
 
     def container(name: str, args: list[str]) -> k8s.Container:
@@ -228,7 +281,9 @@ def worker_pod_spec(props: WorkerPodProps) -> k8s.PodSpec:
         enable_service_links=False,
         termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
         security_context=pod_security_context(props.security_context),
-        init_containers=[container("wait-for-postgres", contract.wait_args(backup.wait_timeout_seconds))],
+        init_containers=[container("wait-for-postgres", contract.wait_args(pg.wait_timeout_seconds))]
+        if pg is not None
+        else None,
         containers=[container(props.container_name, props.args)],
         volumes=volumes,
         image_pull_secrets=[k8s.LocalObjectReference(name=n) for n in backup.image_pull_secrets] or None,

@@ -32,6 +32,7 @@ def restore_args(object_key: str, run_id: str, request: Restore) -> list[str]:
         target_database=request.target_database,
         allow_unverified=request.allow_unverified,
         jobs=request.jobs,
+        create_database=request.create_database,
     )
 
 

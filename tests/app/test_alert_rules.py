@@ -6,7 +6,8 @@ and annotations, and one where it must not.
 
 promtool is Debian's (package `prometheus`), installed by `bash tools/install-servers.sh monitoring`.
 The configuration: two databases, `orders` daily (`0 2 * * *`: missing after 36 h) and `billing` on
-weekdays (`30 3 * * 1-5`: Friday to Monday is 72 h, missing after 108 h), slack 1.5.
+weekdays (`30 3 * * 1-5`: Friday to Monday is 72 h, missing after 108 h), slack 1.5, and restore drills
+of both daily (`verify.schedule` `0 5 * * *`: no drill reported for 36 h is missing).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ CONFIG = values(
         "monitoring": {
             "pushgateway": {"url": "http://prometheus-pushgateway.monitoring.svc:9091"},
             "prometheusRule": {"enabled": True, "namespace": "databases"},
-        }
+        },
+        "verify": {"enabled": True, "schedule": "0 5 * * *"},
     },
 )
 BUCKET = "my-backups-bucket"
@@ -198,7 +200,41 @@ def drill_failed(db: str) -> dict[str, Any]:
         "exp_annotations": {
             "summary": f"The restore drill of database {db} failed",
             "description": f"The last restore drill of {_where(db)} failed: its newest backup could not be "
-            "restored and verified.",
+            f"restored and verified (kubectl logs on the newest failed Job of CronJob "
+            f"databases/cnpg-backup-cnpg-pgdump-backup-{db}-drill).",
+        },
+    }
+
+
+DRILL_WHY = "drill schedule `0 5 * * *` runs at least every 1d, × 1.5 = 1d12h"
+
+
+def _drill_causes(db: str) -> str:
+    return (
+        f"the drill CronJob databases/cnpg-backup-cnpg-pgdump-backup-{db}-drill is suspended, or its runs are "
+        "killed before they report (out of memory: verify.resources; /tmp full: verify.tmpSizeLimit), or its "
+        "pods cannot start"
+    )
+
+
+def drill_missing_age(db: str, ago: str) -> dict[str, Any]:
+    return {
+        "exp_labels": _rule_labels(db, check="last-drill-age") | _pushed_labels(db),
+        "exp_annotations": {
+            "summary": f"No restore drill of database {db} has reported for more than 1d12h",
+            "description": f"The last restore drill of {_where(db)} ended {ago} ago ({DRILL_WHY}): {_drill_causes(db)}.",
+        },
+    }
+
+
+def drill_missing_absent(db: str) -> dict[str, Any]:
+    return {
+        "exp_labels": _rule_labels(db, check="metrics-absent", job="cnpg_pgdump_backup"),
+        "exp_annotations": {
+            "summary": f"No restore drill of database {db} has reported for more than 1d12h",
+            "description": f"Prometheus has had no cnpg_pgdump_backup_drill_timestamp_seconds for {_where(db)} for "
+            f"1d12h ({DRILL_WHY}): no drill has reported yet — {_drill_causes(db)} — or the worker cannot reach "
+            "monitoring.pushgateway.url.",
         },
     }
 
@@ -291,13 +327,36 @@ CASES: dict[str, tuple[dict[str, str], list[Check]]] = {
         },
         [("5h", "CnpgBackupDrillFailed", []), ("15h", "CnpgBackupDrillFailed", [drill_failed("billing")])],
     ),
+    # orders' last drill ended at t=0 and none since (killed every night before it could report);
+    # billing's drills report all along.
+    "drill-missing-last-drill-age": (
+        {
+            worker(contract.METRIC_DRILL_LAST, "orders"): STALE,
+            worker(contract.METRIC_DRILL_LAST, "billing"): FRESH,
+        },
+        [
+            ("30h", "CnpgBackupDrillMissing", []),
+            ("40h", "CnpgBackupDrillMissing", [drill_missing_age("orders", "1d 16h 0m 0s")]),
+        ],
+    ),
+    # No drill of orders ever reported (one in another bucket does not count): pending until 36 h.
+    "drill-missing-metrics-absent": (
+        {
+            worker(contract.METRIC_DRILL_LAST, "orders", bucket="another-bucket"): FRESH,
+            worker(contract.METRIC_DRILL_LAST, "billing"): FRESH,
+        },
+        [
+            ("35h", "CnpgBackupDrillMissing", []),
+            ("37h", "CnpgBackupDrillMissing", [drill_missing_absent("orders")]),
+        ],
+    ),
 }
 
 
 def test_promtool_accepts_the_rule_file(promtool: str, rule_file: Path) -> None:
     out = _run(promtool, "check", "rules", str(rule_file))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 12 rules found" in out.stdout  # 6 per database
+    assert "SUCCESS: 16 rules found" in out.stdout  # per database 5 backup rules and 3 drill rules
 
 
 def test_odd_names_are_quoted_and_kept_literal(promtool: str, tmp_path: Path) -> None:

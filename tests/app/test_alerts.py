@@ -89,7 +89,6 @@ def test_enabled_rule_for_the_default_daily_schedule(tmp_path: Path) -> None:
         "CnpgBackupMissing",
         "CnpgBackupFailed",
         "CnpgBackupFlagged",
-        "CnpgBackupDrillFailed",
     ]
     sel = '{job="cnpg_pgdump_backup", bucket="my-backups-bucket", prefix="appdb", database="appdb"}'
     exprs = {(r["alert"], r["labels"].get("check")): r["expr"] for r in group["rules"]}
@@ -104,14 +103,13 @@ def test_enabled_rule_for_the_default_daily_schedule(tmp_path: Path) -> None:
         ),
         ("CnpgBackupFailed", None): f"cnpg_pgdump_backup_last_run_success{sel} == 0",
         ("CnpgBackupFlagged", None): f"cnpg_pgdump_backup_last_flagged{sel} == 1",
-        ("CnpgBackupDrillFailed", None): f"cnpg_pgdump_backup_drill_success{sel} == 0",
     }
     # the metric names are the contract's, not retyped here by accident
     for name in (contract.METRIC_LAST_SUCCESS, contract.METRIC_LAST_RUN_OK, contract.METRIC_FLAGGED):
         assert name in out.text
     assert f'job="{contract.METRICS_JOB}"' in out.text
     # only the absent() check waits (a new deployment gets one interval × slack for its first backup)
-    assert [r.get("for") for r in group["rules"]] == [None, "1d12h", None, None, None, None]
+    assert [r.get("for") for r in group["rules"]] == [None, "1d12h", None, None, None]
     for r in group["rules"]:
         base = {"severity": "warning", "bucket": "my-backups-bucket", "prefix": "appdb", "database": "appdb"}
         assert {k: v for k, v in r["labels"].items() if k != "check"} == base
@@ -215,6 +213,53 @@ def test_enabled_without_backups_warns_and_generates_no_rule(tmp_path: Path) -> 
     assert any("no PrometheusRule is generated" in w for w in out.warnings)
     cfg: Config = config_from_values(vals)
     assert any("monitoring.prometheusRule.enabled" in w for w in config_warnings(cfg))
+
+
+# --- restore drills (verify.enabled): a drill group per database, none without drills ---------------
+
+
+def test_no_drill_alerts_without_drills(tmp_path: Path) -> None:
+    """CnpgBackupDrillFailed without drill CronJobs would only ever watch drills run by hand; the
+    drill group comes with verify.enabled."""
+    rule = _rule(render(values(TWO_CLUSTERS, ENABLED), tmp_path))
+    assert [g["name"] for g in rule["spec"]["groups"]] == [
+        "cnpg-backup-cnpg-pgdump-backup-orders",
+        "cnpg-backup-cnpg-pgdump-backup-billing",
+    ]
+    assert "Drill" not in yaml.safe_dump(rule) and contract.METRIC_DRILL_OK not in yaml.safe_dump(rule)
+
+
+def test_a_drill_group_per_database_with_drills(tmp_path: Path) -> None:
+    drills = {"verify": {"enabled": True, "schedule": "0 4 * * 6"}}  # Saturdays: 7 days × 1.5 = 10d12h
+    out = render(values(TWO_CLUSTERS, ENABLED, drills), tmp_path)
+    groups = {g["name"]: g for g in _rule(out)["spec"]["groups"]}
+    base = "cnpg-backup-cnpg-pgdump-backup"
+    assert list(groups) == [f"{base}-orders", f"{base}-orders-drill", f"{base}-billing", f"{base}-billing-drill"]
+    # each drill group is named after its drill CronJob, which exists
+    assert {n for n in groups if n.endswith("-drill")} <= {c["metadata"]["name"] for c in out.kind("CronJob")}
+    for name in ("orders", "billing"):
+        assert "Drill" not in yaml.safe_dump(groups[f"{base}-{name}"])
+        group = groups[f"{base}-{name}-drill"]
+        sel = f'{{{WORKER}, prefix="appdb/{name}", database="{name}"}}'
+        exprs = {(r["alert"], r["labels"].get("check")): r["expr"] for r in group["rules"]}
+        assert exprs == {
+            ("CnpgBackupDrillFailed", None): f"cnpg_pgdump_backup_drill_success{sel} == 0",
+            ("CnpgBackupDrillMissing", "last-drill-age"): (
+                f"time() - cnpg_pgdump_backup_drill_timestamp_seconds{sel} > 907200"
+            ),
+            ("CnpgBackupDrillMissing", "metrics-absent"): f"absent(cnpg_pgdump_backup_drill_timestamp_seconds{sel})",
+        }
+        assert [r.get("for") for r in group["rules"]] == [None, None, "10d12h"]
+        for r in group["rules"]:
+            assert {k: v for k, v in r["labels"].items() if k != "check"} == {
+                "severity": "warning",
+                "bucket": "my-backups-bucket",
+                "prefix": f"appdb/{name}",
+                "database": name,
+            }
+        assert "verify.tmpSizeLimit" in group["rules"][1]["annotations"]["description"]
+    assert contract.METRIC_DRILL_LAST in out.text
+    _validate_against_crd(_rule(out))
 
 
 # --- the Prometheus Operator's CRD -----------------------------------------------------------

@@ -222,6 +222,93 @@ MONITORING_BAD: list[tuple[str, dict[str, Any], str]] = [
         {"monitoring": {"pushgateway": {"uri": "http://pushgateway:9091"}}},
         "monitoring.pushgateway.uri: unknown key (did you mean 'url'?)",
     ),
+    # A URL holding a secret has no literal key to go into: only a Secret reference.
+    (
+        "webhook-literal-url",
+        {"monitoring": {"webhook": {"url": "https://hooks.slack.com/services/T0/B0/hunter2"}}},
+        "monitoring.webhook.url: unknown key; allowed keys here: urlSecret, notifySuccess",
+    ),
+    (
+        "heartbeat-literal-url",
+        {"monitoring": {"heartbeat": {"url": "https://hc-ping.com/hunter2"}}},
+        "monitoring.heartbeat.url: unknown key; allowed keys here: urlSecret",
+    ),
+    (
+        "heartbeat-secret-missing-key",
+        {"monitoring": {"heartbeat": {"urlSecret": {"name": "alerts"}}}},
+        "monitoring.heartbeat.urlSecret.key: required",
+    ),
+    (
+        "webhook-secret-name",
+        {"monitoring": {"webhook": {"urlSecret": {"name": "Bad_Name", "key": "url"}}}},
+        "monitoring.webhook.urlSecret.name: 'Bad_Name' is not a valid Kubernetes object name",
+    ),
+    (
+        "webhook-secret-key",
+        {"monitoring": {"webhook": {"urlSecret": {"name": "alerts", "key": "a/b"}}}},
+        "monitoring.webhook.urlSecret.key: 'a/b' is not a valid Secret key",
+    ),
+    (
+        "notify-success-without-webhook",
+        {"monitoring": {"webhook": {"notifySuccess": True}}},
+        "monitoring.webhook.notifySuccess: true requires monitoring.webhook.urlSecret",
+    ),
+    (
+        "notify-success-not-a-bool",
+        {"monitoring": {"webhook": {"urlSecret": {"name": "a", "key": "b"}, "notifySuccess": "sometimes"}}},
+        "monitoring.webhook.notifySuccess: Input should be a valid boolean",
+    ),
+]
+
+DRILLS = {"verify": {"enabled": True}}
+VERIFY_BAD: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "schedule",
+        {"verify": {"schedule": "0 5 * *"}},
+        "verify.schedule: not a valid cron expression '0 5 * *' (expected 5 fields",
+    ),
+    ("schedule-range", {"verify": {"schedule": "0 5 * * 7"}}, "verify.schedule: not a valid cron expression"),
+    (
+        "tmp-size",
+        {"verify": {"tmpSizeLimit": "10 GB"}},
+        "verify.tmpSizeLimit: '10 GB' is not a Kubernetes quantity",
+    ),
+    (
+        "deadline",
+        {"verify": {"activeDeadlineSeconds": -1}},
+        "verify.activeDeadlineSeconds: Input should be greater than or equal to 0",
+    ),
+    ("enabled", {"verify": {"enabled": "maybe"}}, "verify.enabled: Input should be a valid boolean"),
+    ("typo", {"verify": {"tmpSize": "1Gi"}}, "verify.tmpSize: unknown key (did you mean 'tmpSizeLimit'?)"),
+    (
+        "resources-typo",
+        {"verify": {"resources": {"limit": {"memory": "1Gi"}}}},
+        "verify.resources.limit: unknown key (did you mean 'limits'?)",
+    ),
+    (
+        # against the drill's own default limit (2Gi), not the backup's (1Gi)
+        "request-above-limit",
+        {"verify": {"resources": {"requests": {"memory": "3Gi"}}}},
+        "verify.resources.requests.memory: 3Gi is more than limits.memory (2Gi)",
+    ),
+    (
+        # a database named `<other>-drill`: its backup CronJob would be the other's drill CronJob
+        "drill-cronjob-meets-a-backup-cronjob",
+        {
+            **DRILLS,
+            "cnpg": {"database": ""},
+            "databases": [{"name": "orders", "database": "o"}, {"name": "orders-drill", "database": "od"}],
+        },
+        "databases[1].name: its backup CronJob name 'cnpg-backup-cnpg-pgdump-backup-orders-drill' (43 characters) "
+        "is the same as databases[0]'s restore drill CronJob (verify.enabled)",
+    ),
+    (
+        # one database: a fullname cut to 52 characters right after `-drill` is the drill's name too
+        "drill-cronjob-meets-the-backup-cronjob",
+        {**DRILLS, "global": {"fullnameOverride": "a" * 46 + "-drill-prod"}},
+        "verify.enabled: the restore drill CronJob name '" + "a" * 46 + "-drill' (shortened to 52 characters) is the "
+        "same as the backup CronJob's",
+    ),
 ]
 
 BAD: list[tuple[str, dict[str, Any], str]] = [
@@ -568,6 +655,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("wrong-type", {"backup": {"enabled": "maybe"}}, "backup.enabled: Input should be a valid boolean"),
     *[(f"monitoring-{case}", override, expected) for case, override, expected in MONITORING_BAD],
+    *[(f"verify-{case}", override, expected) for case, override, expected in VERIFY_BAD],
 ]
 
 
@@ -587,6 +675,52 @@ def test_monitoring_problem_is_one_line(override: dict[str, Any], expected: str)
     assert message.startswith(f"config error: {expected}")
     assert len(message.splitlines()) == 1, message
     assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"), [(o, e) for _, o, e in VERIFY_BAD], ids=[i for i, _, _ in VERIFY_BAD]
+)
+def test_verify_problem_is_one_line(override: dict[str, Any], expected: str) -> None:
+    message = _problems(merge_values(values(), override))
+    assert message.startswith(f"config error: {expected}")
+    assert len(message.splitlines()) == 1, message
+
+
+def test_verify_defaults() -> None:
+    verify = config_from_values(values()).verify
+    assert (verify.enabled, verify.schedule, verify.tmp_size_limit, verify.active_deadline_seconds) == (
+        False,
+        "0 5 * * 0",
+        "10Gi",
+        21600,
+    )
+    assert verify.resources.requests == {"cpu": "100m", "memory": "512Mi"}
+    assert verify.resources.limits == {"cpu": "2", "memory": "2Gi"}
+    assert isinstance(verify.resources, C.Resources)  # the same model as backup/restore, own defaults
+
+
+def test_verify_resources_merge_into_their_own_defaults() -> None:
+    cfg = config_from_values(
+        merge_values(values(), {"verify": {"resources": {"limits": {"memory": "8Gi", "cpu": None}}}})
+    )
+    assert cfg.verify.resources.requests == {"cpu": "100m", "memory": "512Mi"}
+    assert cfg.verify.resources.limits == {"memory": "8Gi"}
+    # and the backup's own stay the backup's
+    assert cfg.backup.resources.limits == {"cpu": "2", "memory": "1Gi"}
+    assert C.Verify(resources=C.VerifyResources(limits={"memory": "4Gi"})).resources.requests["memory"] == "512Mi"
+
+
+def test_notification_defaults() -> None:
+    monitoring = config_from_values(values()).monitoring
+    assert monitoring.heartbeat.url_secret is None and monitoring.webhook.url_secret is None
+    assert monitoring.webhook.notify_success is False
+    cfg = config_from_values(
+        merge_values(
+            values(),
+            {"monitoring": {"webhook": {"urlSecret": {"name": "alerts", "key": "slack"}, "notifySuccess": True}}},
+        )
+    )
+    assert cfg.monitoring.webhook.url_secret == C.SecretKeySelector(name="alerts", key="slack")
 
 
 REQUIRED = [
@@ -746,7 +880,7 @@ def test_every_field_is_documented() -> None:
             if (
                 isinstance(sub, type)
                 and issubclass(sub, StrictModel)
-                and sub not in (C.Resources, C.Affinity, C.SecretKeySelector)
+                and not issubclass(sub, C.Resources | C.Affinity | C.SecretKeySelector)
             ):
                 found += walk(sub, key + ".")
         return found

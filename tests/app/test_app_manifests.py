@@ -13,6 +13,7 @@ import pytest
 from app.identity import APP_VERSION
 from testsupport.app_helpers import (
     REPO,
+    TWO_CLUSTERS,
     VARIANTS,
     contract_env_names,
     pod_specs,
@@ -22,19 +23,53 @@ from testsupport.app_helpers import (
     validate_strict,
     values,
 )
+from worker import contract
+
+HEARTBEAT = {"name": "backup-alerts", "key": "heartbeat-url"}
+WEBHOOK = {"name": "backup-alerts", "key": "slack-webhook"}
+# Variants of this issue (#14), rendered with testsupport's VARIANTS. tests/kube applies
+# restore_drills too (tests/kube/test_kube_apply.py repeats it: testsupport is shared with the e2e tests).
+DRILL_VARIANTS: dict[str, dict[str, Any]] = {
+    # Heartbeat and webhook on the backup pods; the restore Job (restore.object) gets neither.
+    "notifications": values(
+        {
+            "monitoring": {
+                "heartbeat": {"urlSecret": HEARTBEAT},
+                "webhook": {"urlSecret": WEBHOOK, "notifySuccess": True},
+            },
+            "restore": {"object": "latest"},
+        }
+    ),
+    # Two clusters, TLS with a CA, alerts and notifications: the drill pods carry none of the
+    # PostgreSQL settings the backup pods have, and the alerts get a drill group per database.
+    "restore_drills": values(
+        TWO_CLUSTERS,
+        {
+            "cnpg": {"sslMode": "verify-full", "sslRootCertSecret": {"name": "appdb-ca", "key": "ca.crt"}},
+            "verify": {"enabled": True, "tmpSizeLimit": "50Gi", "resources": {"limits": {"memory": "4Gi"}}},
+            "monitoring": {
+                "pushgateway": {"url": "http://prometheus-pushgateway.monitoring.svc:9091"},
+                "prometheusRule": {"enabled": True, "namespace": "databases"},
+                "heartbeat": {"urlSecret": HEARTBEAT},
+                "webhook": {"urlSecret": WEBHOOK},
+            },
+        },
+    ),
+}
+ALL_VARIANTS = {**VARIANTS, **DRILL_VARIANTS}
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return {name: render(vals, tmp_path_factory.mktemp(name)) for name, vals in VARIANTS.items()}
+    return {name: render(vals, tmp_path_factory.mktemp(name)) for name, vals in ALL_VARIANTS.items()}
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("variant", sorted(ALL_VARIANTS))
 def test_snapshot(variant: str, rendered: dict[str, Any], snapshot: Any) -> None:
     assert rendered[variant].text == snapshot
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("variant", sorted(ALL_VARIANTS))
 def test_every_manifest_is_schema_valid_strictly(variant: str, rendered: dict[str, Any]) -> None:
     for doc in rendered[variant].docs:
         validate_strict(doc)
@@ -60,7 +95,7 @@ def test_strict_validation_catches_a_misspelt_field(rendered: dict[str, Any]) ->
         validate_strict(doc)
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("variant", sorted(ALL_VARIANTS))
 def test_every_pod_meets_podsecurity_restricted(variant: str, rendered: dict[str, Any]) -> None:
     specs = [s for d in rendered[variant].docs for s in pod_specs(d)]
     if variant != "backup_disabled":
@@ -107,7 +142,7 @@ def test_weakened_security_context_warns_and_fails_restricted(tmp_path: Path) ->
     assert restricted_violations(spec)
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("variant", sorted(ALL_VARIANTS))
 def test_labels_on_every_object_and_pod_template(variant: str, rendered: dict[str, Any]) -> None:
     keys = {"name", "instance", "version", "component", "part-of", "managed-by"}
     for doc in rendered[variant].docs:
@@ -118,7 +153,7 @@ def test_labels_on_every_object_and_pod_template(variant: str, rendered: dict[st
             assert labels["app.kubernetes.io/managed-by"] == "cdk8s"
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("variant", sorted(ALL_VARIANTS))
 def test_names_fit_kubernetes_limits(variant: str, rendered: dict[str, Any]) -> None:
     for doc in rendered[variant].docs:
         limit = 52 if doc["kind"] == "CronJob" else 63
@@ -150,6 +185,9 @@ def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, An
         "CNPG_BACKUP_S3_ENDPOINT": "minio_endpoint",
         "CNPG_BACKUP_S3_STORAGE_CLASS": "minio_endpoint",
         "CNPG_BACKUP_PUSHGATEWAY_URL": "prometheus_rule",
+        contract.HEARTBEAT_URL.env: "notifications",
+        contract.WEBHOOK_URL.env: "notifications",
+        contract.NOTIFY_SUCCESS.env: "notifications",
     }
     for name in contract_env_names():
         variant = conditional.get(name, "defaults")
@@ -162,6 +200,9 @@ def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, An
         "CNPG_BACKUP_S3_ENDPOINT",
         "CNPG_BACKUP_S3_STORAGE_CLASS",
         "CNPG_BACKUP_PUSHGATEWAY_URL",
+        contract.HEARTBEAT_URL.env,
+        contract.WEBHOOK_URL.env,
+        contract.NOTIFY_SUCCESS.env,
     ):
         assert name not in default_env
     irsa_env = _env(_containers(rendered["irsa_no_secret"].one("CronJob"))[0])
@@ -173,12 +214,20 @@ def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, An
                 assert set(_env(container)) <= set(contract_env_names()), variant
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("variant", sorted(ALL_VARIANTS))
 def test_credentials_only_via_secret_key_ref(variant: str, rendered: dict[str, Any]) -> None:
     for doc in rendered[variant].docs:
         for container in _containers(doc):
             env = _env(container)
-            for name in ("PGPASSWORD", "PGUSER", "PGPORT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            for name in (
+                "PGPASSWORD",
+                "PGUSER",
+                "PGPORT",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                contract.HEARTBEAT_URL.env,  # the URLs carry secrets (a check id, a webhook token)
+                contract.WEBHOOK_URL.env,
+            ):
                 if name in env:
                     assert "value" not in env[name]
                     assert env[name]["valueFrom"]["secretKeyRef"]["key"]
@@ -334,3 +383,172 @@ def test_scheduling_is_typed_through(rendered: dict[str, Any]) -> None:
         "requests": {"cpu": "100m", "memory": "256Mi"},
         "limits": {"cpu": "2", "memory": "2Gi"},
     }
+
+
+# --- notifications (monitoring.heartbeat, monitoring.webhook) ----------------------------------
+
+
+def _secret_ref(env: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    assert set(env[name]) == {"name", "valueFrom"}, env[name]
+    ref: dict[str, Any] = env[name]["valueFrom"]["secretKeyRef"]
+    return ref
+
+
+def test_notification_urls_reach_the_backup_pod_only_as_secret_key_refs(rendered: dict[str, Any]) -> None:
+    out = rendered["notifications"]
+    for container in _containers(out.one("CronJob")):
+        env = _env(container)
+        assert _secret_ref(env, contract.HEARTBEAT_URL.env) == HEARTBEAT
+        assert _secret_ref(env, contract.WEBHOOK_URL.env) == WEBHOOK
+        assert env[contract.NOTIFY_SUCCESS.env] == {"name": contract.NOTIFY_SUCCESS.env, "value": "true"}
+    # The worker notifies after backups and drills only: the restore Job carries no reference that
+    # could keep it from starting (a missing or misnamed Secret) at the worst moment.
+    for container in _containers(out.one("Job")):
+        assert not {contract.HEARTBEAT_URL.env, contract.WEBHOOK_URL.env, contract.NOTIFY_SUCCESS.env} & set(
+            _env(container)
+        )
+
+
+def test_notify_success_is_absent_unless_set(rendered: dict[str, Any]) -> None:
+    for doc in rendered["restore_drills"].kind("CronJob"):
+        env = _env(_containers(doc)[-1])
+        assert contract.WEBHOOK_URL.env in env and contract.NOTIFY_SUCCESS.env not in env
+
+
+# --- restore drills (verify) -------------------------------------------------------------------
+
+# libpq's connection settings: a backup pod has them, a drill pod must not (PGDATABASE it keeps: whose
+# backups to drill).
+PG_CONNECTION = {"PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGSSLMODE", "PGSSLROOTCERT"}
+
+
+def _cronjobs(out: Any) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in out.kind("CronJob")}
+
+
+def _secret_names(doc: dict[str, Any]) -> set[str]:
+    names = {e["valueFrom"]["secretKeyRef"]["name"] for c in _containers(doc) for e in c["env"] if "valueFrom" in e}
+    names |= {v["secret"]["secretName"] for s in pod_specs(doc) for v in s["volumes"] if "secret" in v}
+    return names
+
+
+def test_no_drill_cronjob_unless_verify_is_enabled(rendered: dict[str, Any]) -> None:
+    for variant, out in rendered.items():
+        if variant != "restore_drills":
+            assert not [n for n in _cronjobs(out) if n.endswith("-drill")], variant
+            assert "component: drill" not in out.text
+
+
+def test_one_drill_cronjob_per_database(rendered: dict[str, Any]) -> None:
+    cronjobs = _cronjobs(rendered["restore_drills"])
+    prefix = "cnpg-backup-cnpg-pgdump-backup"
+    assert set(cronjobs) == {
+        f"{prefix}-orders",
+        f"{prefix}-billing",
+        f"{prefix}-orders-drill",
+        f"{prefix}-billing-drill",
+    }
+    for name, database in (("orders", "orders"), ("billing", "billing")):
+        drill = cronjobs[f"{prefix}-{name}-drill"]
+        spec = drill["spec"]
+        assert spec["schedule"] == "0 5 * * 0"  # verify.schedule, not the database's backup schedule
+        assert (spec["concurrencyPolicy"], spec["jobTemplate"]["spec"]["backoffLimit"]) == ("Forbid", 0)
+        assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 21600
+        assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"]) == (3, 3)
+        assert "suspend" not in spec
+        labels = drill["metadata"]["labels"]
+        assert labels["app.kubernetes.io/component"] == "drill"
+        assert labels["cnpg-pgdump-backup/database"] == name
+        [container] = _containers(drill)
+        assert (container["name"], container["command"], container["args"]) == (
+            "drill",
+            ["cnpg-backup-worker"],
+            ["drill"],
+        )
+        env = _env(container)
+        assert env["PGDATABASE"]["value"] == database
+        assert env["CNPG_BACKUP_S3_PREFIX"]["value"] == f"appdb/{name}"
+        assert env[contract.PUSHGATEWAY.env]["value"] == "http://prometheus-pushgateway.monitoring.svc:9091"
+        assert container["resources"] == {
+            "requests": {"cpu": "100m", "memory": "512Mi"},
+            "limits": {"cpu": "2", "memory": "4Gi"},  # a partial verify.resources merges into its own defaults
+        }
+
+
+def test_the_drill_pod_never_connects_to_the_production_cluster(rendered: dict[str, Any]) -> None:
+    cronjobs = _cronjobs(rendered["restore_drills"])
+    for name in ("orders", "billing"):
+        backup = cronjobs[f"cnpg-backup-cnpg-pgdump-backup-{name}"]
+        drill = cronjobs[f"cnpg-backup-cnpg-pgdump-backup-{name}-drill"]
+        [spec] = pod_specs(drill)
+        [container] = spec["containers"]
+        # no init container waiting for PostgreSQL, no CA, no libpq connection settings
+        assert "initContainers" not in spec
+        assert [v["name"] for v in spec["volumes"]] == ["tmp"]
+        assert spec["volumes"][0]["emptyDir"] == {"sizeLimit": "50Gi"}
+        assert not PG_CONNECTION & set(_env(container))
+        assert [n for n in _env(container) if n.startswith("PG")] == ["PGDATABASE"]
+        # no reference to the CNPG Secret at all: only the S3 credentials and the notification URLs
+        assert f"{name}-app" in _secret_names(backup)
+        assert _secret_names(drill) == {"s3-backup-creds", "backup-alerts"}
+        # everything else is exactly what the backup container gets: S3 (credentials included),
+        # Pushgateway, notifications, worker settings, HOME/TMPDIR
+        backup_env = [e for e in _containers(backup)[-1]["env"] if e["name"] not in PG_CONNECTION]
+        assert container["env"] == backup_env
+
+
+def test_the_drill_pod_is_placed_and_secured_like_the_backup_pod(tmp_path: Path) -> None:
+    vals = values(
+        VARIANTS["scheduling_and_resources"],
+        {"backup": {"imagePullSecrets": ["regcred"], "suspend": True}, "verify": {"enabled": True}},
+    )
+    cronjobs = _cronjobs(render(vals, tmp_path))
+    backup, drill = cronjobs["cnpg-backup-cnpg-pgdump-backup"], cronjobs["cnpg-backup-cnpg-pgdump-backup-drill"]
+    [backup_pod], [drill_pod] = pod_specs(backup), pod_specs(drill)
+    for key in (
+        "securityContext",
+        "serviceAccountName",
+        "automountServiceAccountToken",
+        "enableServiceLinks",
+        "restartPolicy",
+        "terminationGracePeriodSeconds",
+        "imagePullSecrets",
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+    ):
+        assert key in drill_pod and drill_pod[key] == backup_pod[key], key
+    assert drill_pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert drill_pod["containers"][0]["securityContext"] == backup_pod["containers"][0]["securityContext"]
+    assert drill_pod["containers"][0]["image"] == backup_pod["containers"][0]["image"]
+    assert drill["spec"]["suspend"] is True  # suspended with the backups
+    assert drill["spec"]["timeZone"] == backup["spec"]["timeZone"] == "Europe/Berlin"
+    # its own history limits? no: the backups' (1 and 5 here), and Forbid whatever backup.concurrencyPolicy says
+    assert (drill["spec"]["successfulJobsHistoryLimit"], drill["spec"]["failedJobsHistoryLimit"]) == (1, 5)
+    assert (backup["spec"]["concurrencyPolicy"], drill["spec"]["concurrencyPolicy"]) == ("Replace", "Forbid")
+    # its own resources and deadline, not the backup's
+    assert drill["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 21600
+    assert drill_pod["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}
+
+
+def test_verify_without_backups_warns_and_generates_no_drill(tmp_path: Path) -> None:
+    out = render(values({"backup": {"enabled": False}, "verify": {"enabled": True}}), tmp_path)
+    assert out.kind("CronJob") == []
+    assert any("verify.enabled is true but backup.enabled is false" in w for w in out.warnings)
+
+
+def test_drill_without_deadline(tmp_path: Path) -> None:
+    out = render(values({"verify": {"enabled": True, "activeDeadlineSeconds": 0}}), tmp_path)
+    drill = _cronjobs(out)["cnpg-backup-cnpg-pgdump-backup-drill"]
+    assert "activeDeadlineSeconds" not in drill["spec"]["jobTemplate"]["spec"]
+
+
+def test_the_kube_tests_apply_the_restore_drills_variant() -> None:
+    """tests/kube repeats the variant (testsupport is shared with the e2e tests): keep the two equal."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kube_apply", REPO / "tests/kube/test_kube_apply.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.RESTORE_DRILLS == DRILL_VARIANTS["restore_drills"]

@@ -8,12 +8,14 @@ import dataclasses
 from typing import Any
 
 import cdk8s
+import pytest
 from pydantic import SecretStr
 
 from app.config import S3, Backup, Cnpg, Resources, SecretKeySelector, SecurityContext
 from app.constructs.backup import BackupCronJob, BackupCronJobProps
-from app.constructs.monitoring import BackupAlerts, DatabaseAlertsProps, PrometheusRuleProps
-from app.constructs.pod import S3Credentials, WorkerPodProps
+from app.constructs.drill import DrillCronJob, DrillCronJobProps, drill_args
+from app.constructs.monitoring import BackupAlerts, DatabaseAlertsProps, DrillAlertsProps, PrometheusRuleProps
+from app.constructs.pod import Notifications, PostgresAccess, S3Credentials, WorkerPodProps
 from app.constructs.restore import RestoreJob, RestoreJobProps
 from app.constructs.secrets import ManagedS3Secret, ManagedS3SecretProps
 from app.constructs.service_account import ServiceAccountProps, WorkerServiceAccount
@@ -27,16 +29,24 @@ TARGET = BackupTarget(
 )
 
 
+POSTGRES = PostgresAccess(
+    secret_name="orders-app",
+    service_name="",
+    cnpg=Cnpg(ssl_mode="verify-full", ssl_root_cert_secret=SecretKeySelector(name="ca", key="ca.crt")),
+    wait_timeout_seconds=42,
+)
+
+
 def _pod(args: list[str], **overrides: Any) -> WorkerPodProps:
     fields: dict[str, Any] = {
         "target": TARGET,
+        "postgres": POSTGRES,
         "container_name": "worker",
         "args": args,
         "resources": Resources(),
         "credentials": S3Credentials(secret_name="s3-creds", managed=False),
         "service_account_name": "backup-sa",
-        "backup": Backup(format="custom", compression_level=6, wait_timeout_seconds=42),
-        "cnpg": Cnpg(ssl_mode="verify-full", ssl_root_cert_secret=SecretKeySelector(name="ca", key="ca.crt")),
+        "backup": Backup(format="custom", compression_level=6),
         "s3": S3(bucket="bkt", region="eu-west-1", endpoint="https://s3.example"),
         "security_context": SecurityContext(run_as_user=1234),
         "annotations": {"prometheus.io/scrape": "false"},
@@ -162,3 +172,130 @@ def test_prometheus_rule_from_its_props() -> None:
     assert "runs at least every 5m, × 3 = 16m40s" in age["annotations"]["description"]
     assert {r["labels"]["severity"] for g in (first, second) for r in g["rules"]} == {"page"}
     assert 'prefix="", database="billing"' in second["rules"][3]["expr"]
+
+
+def _drill_props(**pod_overrides: Any) -> DrillCronJobProps:
+    return DrillCronJobProps(
+        name="orders-drill",
+        labels=LABELS,
+        schedule="0 5 * * 0",
+        active_deadline_seconds=600,
+        # whatever the backup section says about retries and concurrency, a drill runs once, alone
+        backup=Backup(
+            suspend=True,
+            concurrency_policy="Allow",
+            backoff_limit=4,
+            successful_jobs_history_limit=1,
+            failed_jobs_history_limit=7,
+            time_zone="Europe/Berlin",
+            starting_deadline_seconds=120,
+        ),
+        pod=_pod(drill_args(), **{"postgres": None, "tmp_size_limit": "20Gi", **pod_overrides}),
+    )
+
+
+def test_drill_cronjob_from_its_props() -> None:
+    [doc] = _synth(lambda c: DrillCronJob(c, "drill", props=_drill_props()))
+    spec = doc["spec"]
+    assert (doc["kind"], doc["metadata"]["name"], spec["schedule"]) == ("CronJob", "orders-drill", "0 5 * * 0")
+    assert (spec["concurrencyPolicy"], spec["suspend"], spec["timeZone"]) == ("Forbid", True, "Europe/Berlin")
+    assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"]) == (1, 7)
+    assert spec["startingDeadlineSeconds"] == 120
+    job = spec["jobTemplate"]["spec"]
+    assert (job["backoffLimit"], job["activeDeadlineSeconds"]) == (0, 600)
+    pod = job["template"]["spec"]
+    assert "initContainers" not in pod
+    [main] = pod["containers"]
+    assert main["args"] == ["drill"]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "20Gi"}}]
+    env = _env(main)
+    # no connection to PostgreSQL: not even the TLS settings, though the pod props' Cnpg had a CA
+    assert [n for n in env if n.startswith("PG")] == ["PGDATABASE"] and env["PGDATABASE"] == "orders"
+    refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in main["env"] if "valueFrom" in e]
+    assert refs == ["s3-creds", "s3-creds"] and "orders-app" not in str(doc)
+    assert (env["CNPG_BACKUP_S3_BUCKET"], env["CNPG_BACKUP_S3_PREFIX"], env["CNPG_BACKUP_S3_ENDPOINT"]) == (
+        "bkt",
+        "orders",
+        "https://s3.example",
+    )
+    assert env["HOME"] == env["TMPDIR"] == "/tmp"
+
+
+def test_drill_props_refuse_a_pod_that_connects_to_postgres() -> None:
+    with pytest.raises(ValueError, match="must not connect to PostgreSQL"):
+        _drill_props(postgres=POSTGRES)
+
+
+def test_notifications_are_secret_key_refs_from_the_pod_props() -> None:
+    notify = Notifications(
+        heartbeat_url=SecretKeySelector(name="hb", key="url"),
+        webhook_url=SecretKeySelector(name="wh", key="slack"),
+        notify_success=True,
+    )
+    props = BackupCronJobProps(
+        name="orders-backup",
+        labels=LABELS,
+        schedule=TARGET.schedule,
+        active_deadline_seconds=None,
+        backup=Backup(),
+        pod=_pod(contract.backup_args(), notifications=notify),
+    )
+    [doc] = _synth(lambda c: BackupCronJob(c, "backup", props=props))
+    for container in (
+        doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"]
+        + doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    ):
+        env = _env(container)
+        assert env[contract.HEARTBEAT_URL.env] == {"secretKeyRef": {"name": "hb", "key": "url"}}
+        assert env[contract.WEBHOOK_URL.env] == {"secretKeyRef": {"name": "wh", "key": "slack"}}
+        assert env[contract.NOTIFY_SUCCESS.env] == "true"
+    # none by default
+    [doc] = _synth(lambda c: DrillCronJob(c, "drill", props=_drill_props()))
+    env = _env(doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0])
+    assert not {contract.HEARTBEAT_URL.env, contract.WEBHOOK_URL.env, contract.NOTIFY_SUCCESS.env} & set(env)
+
+
+def test_prometheus_rule_drill_group_from_its_props() -> None:
+    orders = DatabaseAlertsProps(
+        group="g-orders",
+        cronjob="cj-orders",
+        bucket="bkt",
+        prefix="orders",
+        database="orders",
+        schedule=TARGET.schedule,
+        longest_interval_seconds=300,
+        missing_after_seconds=1000,
+    )
+    drill = DrillAlertsProps(
+        group="g-orders-drill",
+        cronjob="cj-orders-drill",
+        schedule="0 5 * * 0",
+        longest_interval_seconds=600,
+        missing_after_seconds=2000,  # whatever the props say
+    )
+    props = PrometheusRuleProps(
+        name="alerts-1",
+        labels=LABELS,
+        severity="page",
+        namespace="db",
+        slack=3,
+        databases=[
+            dataclasses.replace(orders, drill=drill),
+            dataclasses.replace(orders, group="g-billing", database="billing"),
+        ],
+    )
+    [doc] = _synth(lambda c: BackupAlerts(c, "alerts", props=props))
+    groups = {g["name"]: g for g in doc["spec"]["groups"]}
+    assert list(groups) == ["g-orders", "g-orders-drill", "g-billing"]  # billing has no drills: no group
+    for name in ("g-orders", "g-billing"):
+        assert "CnpgBackupDrill" not in str(groups[name])
+    failed, age, absent = groups["g-orders-drill"]["rules"]
+    sel = '{job="cnpg_pgdump_backup", bucket="bkt", prefix="orders", database="orders"}'
+    assert (failed["alert"], failed["expr"]) == ("CnpgBackupDrillFailed", f"cnpg_pgdump_backup_drill_success{sel} == 0")
+    assert "CronJob db/cj-orders-drill" in failed["annotations"]["description"]
+    assert (age["alert"], age["labels"]["check"]) == ("CnpgBackupDrillMissing", "last-drill-age")
+    assert age["expr"] == f"time() - cnpg_pgdump_backup_drill_timestamp_seconds{sel} > 2000"
+    assert "drill schedule `0 5 * * 0` runs at least every 10m, × 3 = 33m20s" in age["annotations"]["description"]
+    assert (absent["labels"]["check"], absent["for"]) == ("metrics-absent", "33m20s")
+    assert absent["expr"] == f"absent(cnpg_pgdump_backup_drill_timestamp_seconds{sel})"
+    assert {r["labels"]["severity"] for r in groups["g-orders-drill"]["rules"]} == {"page"}

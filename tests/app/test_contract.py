@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.config import Restore
+from app.constructs.drill import drill_args
 from app.constructs.restore import restore_args as app_restore_args
 from app.targets import BackupTarget
-from worker import contract, naming
+from testsupport.app_helpers import pod_specs, render, values
+from worker import contract, naming, notify
 from worker.cli import build_parser
+from worker.metrics import RunRecord
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,22 +58,120 @@ def _parse(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
     return build_parser().parse_args(argv)
 
 
-def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    values = {
-        contract.S3_BUCKET: "b",
-        contract.S3_PREFIX: "p",
-        contract.S3_ENDPOINT: "http://minio:9000",
-        contract.S3_STORAGE_CLASS: "STANDARD_IA",
-        contract.RETENTION_DAYS: "7",
-        contract.FORMAT: "custom",
-        contract.COMPRESSION: "zstd",
-        contract.COMPRESSION_LEVEL: "5",
-        contract.LOG_FORMAT: "json",
-        contract.DUMP_LOCK_WAIT: "12",
-        contract.FLAG_SHRINK: "40",
-        contract.PUSHGATEWAY: "http://prometheus-pushgateway.monitoring.svc:9091",
+# Every setting the manifests set (`set_from`), with the value CONFIG gives it. The URLs live in a
+# Secret: the manifests carry a reference, which the kubelet resolves from SECRETS.
+SECRETS = {
+    ("backup-notify", "heartbeat"): "https://hc-ping.example/0f1e2d3c",
+    ("backup-notify", "webhook"): "https://hooks.example/services/T0/B0/token",
+}
+SECRET_REFS = {
+    contract.HEARTBEAT_URL: ("backup-notify", "heartbeat"),
+    contract.WEBHOOK_URL: ("backup-notify", "webhook"),
+}
+TABLE: dict[contract.Setting, str] = {
+    contract.S3_BUCKET: "bkt-1",
+    contract.S3_PREFIX: "p",
+    contract.S3_ENDPOINT: "http://minio:9000",
+    contract.S3_STORAGE_CLASS: "STANDARD_IA",
+    contract.RETENTION_DAYS: "7",
+    contract.RETENTION_GFS["daily"]: "7",
+    contract.RETENTION_GFS["weekly"]: "4",
+    contract.RETENTION_GFS["monthly"]: "12",
+    contract.RETENTION_GFS["yearly"]: "3",
+    contract.FORMAT: "custom",
+    contract.COMPRESSION: "zstd",
+    contract.COMPRESSION_LEVEL: "5",
+    contract.LOG_FORMAT: "json",
+    contract.DUMP_LOCK_WAIT: "12",
+    contract.FLAG_SHRINK: "40",
+    contract.PUSHGATEWAY: "http://prometheus-pushgateway.monitoring.svc:9091",
+    contract.HEARTBEAT_URL: SECRETS[SECRET_REFS[contract.HEARTBEAT_URL]],
+    contract.WEBHOOK_URL: SECRETS[SECRET_REFS[contract.WEBHOOK_URL]],
+    contract.NOTIFY_SUCCESS: "true",
+}
+CONFIG = values(
+    {
+        "s3": {"bucket": "bkt-1", "prefix": "p", "endpoint": "http://minio:9000", "storageClass": "STANDARD_IA"},
+        "backup": {
+            "retentionDays": 7,
+            "retention": {"daily": 7, "weekly": 4, "monthly": 12, "yearly": 3},
+            "format": "custom",
+            "compression": "zstd",
+            "compressionLevel": 5,
+            "logFormat": "json",
+            "lockWaitTimeoutSeconds": 12,
+            "flagShrinkPercent": 40,
+        },
+        "monitoring": {
+            "pushgateway": {"url": "http://prometheus-pushgateway.monitoring.svc:9091"},
+            "heartbeat": {"urlSecret": {"name": "backup-notify", "key": "heartbeat"}},
+            "webhook": {"urlSecret": {"name": "backup-notify", "key": "webhook"}, "notifySuccess": True},
+        },
+        "verify": {"enabled": True},
     }
-    assert set(values) == {s for s in contract.SETTINGS if s.set_from}
+)
+
+
+def test_the_table_covers_every_setting_the_manifests_set() -> None:
+    assert set(TABLE) == {s for s in contract.SETTINGS if s.set_from}
+    # a setting whose source is a Secret says so, and has a reference here
+    assert {s for s in TABLE if s.set_from.startswith("secretKeyRef")} == set(SECRET_REFS)
+
+
+def _resolved_env(container: dict[str, Any]) -> dict[str, str]:
+    """The container's environment as the kubelet gives it, for the Secrets in SECRETS."""
+    env = {}
+    for e in container["env"]:
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:
+            ref = e["valueFrom"]["secretKeyRef"]
+            if (ref["name"], ref["key"]) in SECRETS:
+                env[e["name"]] = SECRETS[(ref["name"], ref["key"])]
+    return env
+
+
+@pytest.mark.parametrize("kind", ["backup", "drill"])
+def test_the_manifests_set_every_setting_of_the_table(kind: str, tmp_path: Path) -> None:
+    out = render(CONFIG, tmp_path)
+    name = "cnpg-backup-cnpg-pgdump-backup" + ("-drill" if kind == "drill" else "")
+    [doc] = [d for d in out.kind("CronJob") if d["metadata"]["name"] == name]
+    [spec] = pod_specs(doc)
+    for container in spec.get("initContainers", []) + spec["containers"]:
+        env = _resolved_env(container)
+        assert {s: env.get(s.env) for s in TABLE} == TABLE, container["name"]
+        # secretKeyRef settings are references, never literal values
+        raw = {e["name"]: e for e in container["env"]}
+        for setting, (secret, key) in SECRET_REFS.items():
+            assert raw[setting.env] == {
+                "name": setting.env,
+                "valueFrom": {"secretKeyRef": {"name": secret, "key": key}},
+            }
+    for url in SECRETS.values():
+        assert url not in out.text
+
+
+def _notifications(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, bool]]:
+    """What the worker sends after a successful and a failed backup run with this environment."""
+    for setting in (contract.HEARTBEAT_URL, contract.WEBHOOK_URL, contract.NOTIFY_SUCCESS):
+        monkeypatch.delenv(setting.env, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    sent: list[tuple[str, str, bool]] = []
+
+    def send(url: str, what: str, data: bytes | None = None) -> bool:
+        sent.append((what, url, data is not None))
+        return True
+
+    monkeypatch.setattr(notify, "_send", send)
+    t = "2024-01-21T02:00:00+00:00"
+    notify.after_backup("appdb", RunRecord("success", t, t, 1.0, key="p/appdb_2024-01-21_02-00-00.dump"))
+    notify.after_backup("appdb", RunRecord("failure", t, t, 1.0, error="boom"))
+    return sent
+
+
+def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = dict(TABLE)
     ns = _parse(["backup"], {s.env: v for s, v in values.items()}, monkeypatch)
     got = {
         contract.S3_BUCKET: ns.bucket,
@@ -77,6 +179,7 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.S3_ENDPOINT: ns.endpoint,
         contract.S3_STORAGE_CLASS: ns.storage_class,
         contract.RETENTION_DAYS: str(ns.retention_days),
+        **{contract.RETENTION_GFS[p]: str(getattr(ns, f"keep_{p}")) for p in ("daily", "weekly", "monthly", "yearly")},
         contract.FORMAT: ns.format,
         contract.COMPRESSION: ns.compression,
         contract.COMPRESSION_LEVEL: str(ns.compression_level),
@@ -85,7 +188,21 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.FLAG_SHRINK: str(ns.flag_shrink_percent),
         contract.PUSHGATEWAY: ns.pushgateway,
     }
+    # No flags: the notification settings are read from the environment after a backup run.
+    sent = _notifications(
+        {s.env: values[s] for s in (contract.HEARTBEAT_URL, contract.WEBHOOK_URL, contract.NOTIFY_SUCCESS)}, monkeypatch
+    )
+    heartbeats = [url for what, url, _ in sent if what == "heartbeat ping"]
+    webhooks = [url for what, url, post in sent if what == "webhook" and post]
+    got[contract.HEARTBEAT_URL] = heartbeats[0]
+    assert heartbeats == [heartbeats[0], heartbeats[0] + "/fail"]
+    got[contract.WEBHOOK_URL] = webhooks[0]
+    got[contract.NOTIFY_SUCCESS] = "true" if len(webhooks) == 2 else "false"  # the success was posted too
     assert got == values
+    # unset, the worker notifies no one, and without NOTIFY_SUCCESS it posts failures only
+    assert _notifications({}, monkeypatch) == []
+    only_failures = _notifications({contract.WEBHOOK_URL.env: values[contract.WEBHOOK_URL]}, monkeypatch)
+    assert only_failures == [("webhook", values[contract.WEBHOOK_URL], True)]
 
 
 def test_worker_defaults_are_the_contracts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,6 +226,7 @@ def test_the_restore_args_the_app_writes_parse_in_the_worker(monkeypatch: pytest
         target_database="appdb_copy",
         allow_unverified=True,
         jobs=3,
+        create_database=True,
     )
     args = app_restore_args("appdb/appdb_2024-01-21_02-00-00.sql.gz", "restore-abc123", request)
     ns = _parse(args, {}, monkeypatch)
@@ -121,6 +239,25 @@ def test_the_restore_args_the_app_writes_parse_in_the_worker(monkeypatch: pytest
         ns.target_database,
         ns.allow_unverified,
         ns.jobs,
-    ) == ("restore", "appdb/appdb_2024-01-21_02-00-00.sql.gz", "restore-abc123", True, True, "appdb_copy", True, 3)
+        ns.create,
+    ) == (
+        "restore",
+        "appdb/appdb_2024-01-21_02-00-00.sql.gz",
+        "restore-abc123",
+        True,
+        True,
+        "appdb_copy",
+        True,
+        3,
+        True,
+    )
     ns = _parse(contract.wait_args(42), {}, monkeypatch)
     assert (ns.command, ns.timeout) == ("wait", 42)
+
+
+def test_the_drill_args_the_app_writes_parse_in_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drill CronJob passes no flags: the worker takes the database, bucket and prefix from the
+    environment and drills `latest` (the newest complete, unflagged backup)."""
+    env = {"PGDATABASE": "appdb", contract.S3_BUCKET.env: "bkt-1", contract.S3_PREFIX.env: "p"}
+    ns = _parse(drill_args(), env, monkeypatch)
+    assert (ns.command, ns.database, ns.bucket, ns.prefix, ns.object) == ("drill", "appdb", "bkt-1", "p", "latest")

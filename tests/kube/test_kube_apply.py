@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from testsupport.app_helpers import VARIANTS, values
+from testsupport.app_helpers import TWO_CLUSTERS, VARIANTS, values
 from testsupport.kube_helpers import (
     ALLOWED_KINDS,
     DIST,
@@ -101,6 +101,51 @@ def test_variant_applies_restricted_without_warnings_and_idempotently(
     second = apply(kube, namespace, tmp_path / "dist")
     assert all(line.endswith(" unchanged") for line in _lines(second.stdout)), second.stdout
     assert resource_versions(kube, namespace) == versions  # nothing written, no new restore Job
+
+
+# Restore drills and notifications (#14), as tests/app/test_app_manifests.py's `restore_drills` variant
+# (testsupport's VARIANTS are shared with the e2e tests): two databases, TLS with a CA, alerts with a
+# drill group per database, heartbeat and webhook URLs from a Secret.
+RESTORE_DRILLS = values(
+    TWO_CLUSTERS,
+    {
+        "cnpg": {"sslMode": "verify-full", "sslRootCertSecret": {"name": "appdb-ca", "key": "ca.crt"}},
+        "verify": {"enabled": True, "tmpSizeLimit": "50Gi", "resources": {"limits": {"memory": "4Gi"}}},
+        "monitoring": {
+            "pushgateway": {"url": "http://prometheus-pushgateway.monitoring.svc:9091"},
+            "prometheusRule": {"enabled": True, "namespace": "databases"},
+            "heartbeat": {"urlSecret": {"name": "backup-alerts", "key": "heartbeat-url"}},
+            "webhook": {"urlSecret": {"name": "backup-alerts", "key": "slack-webhook"}},
+        },
+    },
+)
+
+
+def test_restore_drills_apply_restricted_without_warnings_and_idempotently(kube, namespace, tmp_path: Path) -> None:
+    out = synth(RESTORE_DRILLS, tmp_path / "dist")
+    drills = [d for d in out.kind("CronJob") if d["metadata"]["name"].endswith("-drill")]
+    assert len(drills) == 2
+    first = apply(kube, namespace, tmp_path / "dist")
+    assert all(line.endswith(" created") for line in _lines(first.stdout)), first.stdout
+    _assert_admitted_pods(kube, namespace, out.docs)  # the drill pods too, under PodSecurity restricted
+    stored = objects(kube, namespace)
+    for drill in drills:
+        spec = stored[f"CronJob/{drill['metadata']['name']}"]["spec"]
+        assert spec["concurrencyPolicy"] == "Forbid" and spec["jobTemplate"]["spec"]["backoffLimit"] == 0
+        pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+        assert "initContainers" not in pod
+        assert not [e for e in pod["containers"][0]["env"] if e["name"] in ("PGHOST", "PGPASSWORD", "PGUSER")]
+    rule = stored["PrometheusRule/cnpg-backup-cnpg-pgdump-backup-alerts"]
+    assert [g["name"] for g in rule["spec"]["groups"]] == [
+        "cnpg-backup-cnpg-pgdump-backup-orders",
+        "cnpg-backup-cnpg-pgdump-backup-orders-drill",
+        "cnpg-backup-cnpg-pgdump-backup-billing",
+        "cnpg-backup-cnpg-pgdump-backup-billing-drill",
+    ]
+    versions = resource_versions(kube, namespace)
+    second = apply(kube, namespace, tmp_path / "dist")
+    assert all(line.endswith(" unchanged") for line in _lines(second.stdout)), second.stdout
+    assert resource_versions(kube, namespace) == versions
 
 
 def test_server_side_apply_twice_has_no_conflicts_and_changes_nothing(kube, namespace, tmp_path: Path) -> None:
