@@ -202,7 +202,7 @@ def _drill(bucket: Bucket, prefix: str, database: str, key: str, m: Manifest, re
     with ScratchServer(binaries, os.environ.get("TMPDIR")) as server, _libpq_env(server.env):
         with pg.connect("postgres") as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DRILL_DATABASE)))
-        run_restore(
+        report = run_restore(
             bucket,
             RestoreOptions(
                 prefix=prefix,
@@ -214,6 +214,13 @@ def _drill(bucket: Bucket, prefix: str, database: str, key: str, m: Manifest, re
             ),
         )
         got = _restored_counts(expected)
+    if not expected and report.get("tables"):
+        # Never "passed" on nothing compared: the backup's counts must cover what was restored.
+        raise WorkerError(
+            f"drill of {key} failed: the restore created {report['tables']} tables but no row counts were "
+            "found in the backup to compare them with",
+            hint="report it: the worker could not read this dump's data sections",
+        )
     bad = [(name, n, got[name]) for name, n in sorted(expected.items()) if got.get(name) != n]
     result.update(tables=len(expected), rows=sum(expected.values()), mismatches=len(bad))
     if bad:

@@ -147,12 +147,26 @@ class DumpScanner:
     def _top(self, buf: bytes, pos: int) -> Generator[bytes, None, int]:
         """From a line start: pass DDL through up to the next line that changes state."""
         last_nl = buf.rfind(b"\n", pos) + 1  # only whole lines are looked at
-        for m in _TOP_LINE.finditer(buf, pos, last_nl):
+        at = pos
+        while True:
+            if self._quote is not None and self._quote.startswith(b"$"):
+                # Inside a dollar-quoted body only its own closing tag counts, wherever it stands:
+                # `AS $$SELECT x * 2$$` closes on the `$$` glued to the 2, which the opening
+                # token's rule (not glued to an identifier) would not match.
+                close = buf.find(self._quote, at, last_nl)
+                if close < 0:
+                    break
+                at, self._quote = close + len(self._quote), None
+                continue
+            m = _TOP_LINE.search(buf, at, last_nl)
+            if m is None:
+                break
+            at = max(m.end(), at + 1) if m.end() == m.start() else m.end()
             token = m.group("dollar") or m.group("quote")
             if self._quote is not None:
                 if token == self._quote:
                     self._quote = None
-                continue  # a body's, a literal's or a name's text, whatever it looks like
+                continue  # a literal's or a name's text, whatever it looks like
             if token:
                 self._quote = token
                 continue

@@ -181,3 +181,26 @@ def test_row_counts_survive_any_chunking(passthrough):
         assert dict(d.rows) == expected, size
         if passthrough:
             assert out == ROWS_SQL
+
+
+def test_a_dollar_quote_closed_right_after_text_ends_the_body():
+    """pg_dump writes a SQL function as `AS $$SELECT x * 2$$;`: the closing tag is glued to the body.
+    Missing it would leave the rest of the dump "inside the body": no COPY counted, no large-object
+    section found (a restore with large objects would then be refused by the commit guard)."""
+    sql = (
+        b"CREATE FUNCTION extra.double(x integer) RETURNS integer LANGUAGE sql IMMUTABLE AS $$SELECT x * 2$$;\n"
+        b"CREATE FUNCTION f() RETURNS text LANGUAGE plpgsql AS $body$BEGIN RETURN 'a$$b'; END$body$;\n"
+        b"COPY public.items (id) FROM stdin;\n1\n2\n\\.\n"
+        b"-- Name: BLOBS; Type: BLOBS; Schema: -; Owner: -\n"
+        b"BEGIN;\n"
+        b"SELECT pg_catalog.lo_open('16400', 131072);\n"
+        b"COMMIT;\n"
+    )
+    for size in (1, 7, len(sql)):
+        d = DumpScanner()
+        out = b""
+        for i in range(0, len(sql), size):
+            out += b"".join(d.feed(sql[i : i + size]))
+        out += b"".join(d.finish())
+        assert dict(d.rows) == {"public.items": 2}, size
+        assert d.rewritten == 2 and BEGIN_REPLACEMENT in out and COMMIT_REPLACEMENT in out, size
