@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +93,12 @@ class Env:
     database: str
     podman: Podman
     tmp: Path
+    # More Secrets the pods may reference (e.g. a CA Secret for cnpg.sslRootCertSecret): name -> data.
+    extra_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
 
     CNPG_SECRET = "e2e-cnpg-app"
     S3_SECRET = "e2e-s3-creds"
+    CA_SECRET = "e2e-cnpg-ca"
     PREFIX = "e2e"
 
     @property
@@ -111,7 +115,14 @@ class Env:
                 "AWS_ACCESS_KEY_ID": self.minio.access_key,
                 "AWS_SECRET_ACCESS_KEY": self.minio.secret_key,
             },
+            **self.extra_secrets,
         }
+
+    def add_ca_secret(self, ca_pem: str, name: str | None = None, key: str = "ca.crt") -> dict[str, str]:
+        """Add a Secret holding a CA certificate; return the `cnpg.sslRootCertSecret` naming it."""
+        name = name or self.CA_SECRET
+        self.extra_secrets[name] = {key: ca_pem}
+        return {"name": name, "key": key}
 
     def values(self, **sections: dict) -> dict[str, Any]:
         vals: dict[str, Any] = {
@@ -152,6 +163,20 @@ class Env:
     def objects(self) -> list[str]:
         resp = self.s3().list_objects_v2(Bucket=self.bucket, Prefix=self.PREFIX + "/")
         return sorted(o["Key"] for o in resp.get("Contents", []))
+
+    def backup_objects(self) -> list[str]:
+        """The backups and their manifests: objects() without the worker's own state under
+        `<prefix>/.cnpg-backup/` (status object, upload heartbeats, restore ledger)."""
+        return [k for k in self.objects() if not k.startswith(f"{self.PREFIX}/.cnpg-backup/")]
+
+
+def job_of_cronjob(cronjob: dict) -> dict:
+    """What the CronJob controller creates at a scheduled time: a Job with the jobTemplate's spec."""
+    return {
+        "kind": "Job",
+        "metadata": {"name": cronjob["metadata"]["name"] + "-manual"},
+        "spec": copy.deepcopy(cronjob["spec"]["jobTemplate"]["spec"]),
+    }
 
 
 def one(docs: list[dict], kind: str) -> dict:

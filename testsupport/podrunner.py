@@ -11,6 +11,14 @@ pod spec
   volumes[].emptyDir            a fresh tmpfs mounted on the host for this pod, shared by its
                                 containers (size = sizeLimit, group = fsGroup, mode 2777 like the
                                 kubelet's emptyDir with fsGroup); medium "" or "Memory"
+  volumes[].secret              a fresh small tmpfs on the host holding the keys of the named Secret
+                                from the runner's `secrets` (secretName): all of them, or only
+                                items[{key, path, mode}] (path relative, no ".."), written as the
+                                kubelet does: owner root, mode = item mode or defaultMode (default
+                                0644), with fsGroup group fsGroup and mode |= 0440. A missing Secret
+                                or key fails the pod before it starts (the kubelet's
+                                CreateContainerConfigError) unless `optional`, which leaves it out.
+                                Always bind-mounted read-only, as the kubelet mounts Secret volumes
   securityContext               pod defaults for each container (see below); fsGroup -> supplementary
                                 group of every container + group of the volumes
   automountServiceAccountToken  only false (no token is mounted)
@@ -34,7 +42,8 @@ container
                                 no-new-privileges; privileged -> --privileged; capabilities
                                 drop/add -> --cap-drop/--cap-add; seccompProfile RuntimeDefault ->
                                 the container runtime's default profile, Unconfined -> unconfined
-  volumeMounts                  -v hostdir:mountPath[:ro] (name, mountPath, readOnly)
+  volumeMounts                  -v hostdir:mountPath[:ro] (name, mountPath, readOnly; :ro always
+                                for a secret volume)
 pod template metadata
   labels -> --label, annotations -> --annotation
 
@@ -102,8 +111,13 @@ ENV_FROM_FIELDS = {"secretKeyRef"}
 SECRET_KEY_REF_FIELDS = {"name", "key", "optional"}
 RESOURCES_FIELDS = {"limits", "requests"}
 RESOURCE_NAMES = {"cpu", "memory"}
-VOLUME_FIELDS = {"name", "emptyDir"}
+VOLUME_FIELDS = {"name", "emptyDir", "secret"}
+VOLUME_SOURCES = ("emptyDir", "secret")
 EMPTY_DIR_FIELDS = {"sizeLimit", "medium"}
+SECRET_VOLUME_FIELDS = {"secretName", "items", "defaultMode", "optional"}
+KEY_TO_PATH_FIELDS = {"key", "path", "mode"}
+SECRET_DEFAULT_MODE = 0o644  # the API server's default for defaultMode
+SECRET_VOLUME_TMPFS = "size=2097152,mode=0755"  # a Secret holds at most 1 MiB
 MOUNT_FIELDS = {"name", "mountPath", "readOnly"}
 JOB_SPEC_FIELDS = {"template", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"}
 
@@ -157,6 +171,30 @@ def _expand(text: str, env: dict[str, str]) -> str:
         lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)),
         text,
     )
+
+
+def _file_mode(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
+        raise _refuse(where, value)
+    return value
+
+
+def _write_secret_files(root: Path, files: list[tuple[str, str, int]], fs_group: int | None) -> None:
+    """A secret volume's files as the kubelet writes them: owner root; with fsGroup, group fsGroup
+    and group read added (its SetVolumeOwnership for a read-only volume)."""
+    gid = fs_group if fs_group is not None else 0
+    for rel, content, mode in files:
+        path = root / rel
+        for parent in reversed(path.relative_to(root).parents[:-1]):
+            (root / parent).mkdir(mode=0o755, exist_ok=True)
+            os.chmod(root / parent, 0o755)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        if os.geteuid() == 0:
+            os.chown(path, 0, gid)
+        os.chmod(path, mode | 0o440 if fs_group is not None else mode)
+    os.chmod(root, 0o755)
+    if os.geteuid() == 0:
+        os.chown(root, 0, gid)
 
 
 @dataclass
@@ -217,15 +255,27 @@ class PodRunner:
         plan = self.plan(template)  # every field checked before anything runs
         pod_id = f"e2e-{uuid.uuid4().hex[:8]}"
         mounts: dict[str, Path] = {}
+        mounted: set[Path] = set()
         result = PodResult()
         try:
-            for name, size, gid in plan["volumes"]:
+            for vol in plan["volumes"]:
+                name, gid = vol["name"], vol["gid"]
                 d = Path(tempfile.mkdtemp(prefix=f"{pod_id}-{name}-"))
-                opts = [f"size={size}" if size else "size=1073741824", "mode=2777" if gid is not None else "mode=0777"]
-                if gid is not None:
-                    opts.append(f"gid={gid}")
-                subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(opts), "tmpfs", str(d)], check=True)
                 mounts[name] = d
+                if vol["kind"] == "emptyDir":
+                    size = vol["size"]
+                    opts = [
+                        f"size={size}" if size else "size=1073741824",
+                        "mode=2777" if gid is not None else "mode=0777",
+                    ]
+                    if gid is not None:
+                        opts.append(f"gid={gid}")
+                    subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(opts), "tmpfs", str(d)], check=True)
+                    mounted.add(d)
+                else:  # secret: the keys on a tmpfs (never on disk, as the kubelet keeps them)
+                    subprocess.run(["mount", "-t", "tmpfs", "-o", SECRET_VOLUME_TMPFS, "tmpfs", str(d)], check=True)
+                    mounted.add(d)
+                    _write_secret_files(d, vol["files"], gid)
             for c in plan["containers"]:
                 argv = [
                     "podman",
@@ -238,7 +288,7 @@ class PodRunner:
                     *plan["pod_flags"],
                     *c["flags"],
                 ]
-                for vol, path, ro in c["mounts"]:
+                for vol, path, ro in c["mounts"]:  # ro: readOnly, or a secret volume
                     argv += ["-v", f"{mounts[vol]}:{path}{':ro' if ro else ''}"]
                 argv += (
                     ["--entrypoint", json.dumps(c["command"]), c["image"], *c["args"]]
@@ -259,7 +309,8 @@ class PodRunner:
                     break
         finally:
             for d in mounts.values():
-                subprocess.run(["umount", str(d)], check=False)
+                if d in mounted:
+                    subprocess.run(["umount", str(d)], check=False)
                 shutil.rmtree(d, ignore_errors=True)
         return result
 
@@ -289,17 +340,25 @@ class PodRunner:
         pod_sc = _check(spec.get("securityContext") or {}, POD_SECURITY_FIELDS, "spec.securityContext")
         fs_group = pod_sc.get("fsGroup")
 
-        volumes = []
+        volumes: list[dict] = []
         for i, v in enumerate(spec.get("volumes") or []):
             _check(v, VOLUME_FIELDS, f"spec.volumes[{i}]")
-            if "emptyDir" not in v:
-                raise UnsupportedField(f"spec.volumes[{i}] ({v['name']}): only emptyDir volumes are supported")
-            ed = _check(v["emptyDir"] or {}, EMPTY_DIR_FIELDS, f"spec.volumes[{i}].emptyDir")
-            if ed.get("medium") not in (None, "", "Memory"):
-                raise _refuse(f"spec.volumes[{i}].emptyDir.medium", ed.get("medium"))
-            size = _bytes(ed["sizeLimit"], f"spec.volumes[{i}].emptyDir.sizeLimit") if "sizeLimit" in ed else None
-            volumes.append((v["name"], size, fs_group))
-        volume_names = {name for name, _, _ in volumes}
+            sources = [k for k in VOLUME_SOURCES if k in v]
+            if len(sources) != 1:
+                raise UnsupportedField(
+                    f"spec.volumes[{i}] ({v.get('name')}): exactly one of {list(VOLUME_SOURCES)} is supported, "
+                    f"got {sources or 'none'}"
+                )
+            if "emptyDir" in v:
+                ed = _check(v["emptyDir"] or {}, EMPTY_DIR_FIELDS, f"spec.volumes[{i}].emptyDir")
+                if ed.get("medium") not in (None, "", "Memory"):
+                    raise _refuse(f"spec.volumes[{i}].emptyDir.medium", ed.get("medium"))
+                size = _bytes(ed["sizeLimit"], f"spec.volumes[{i}].emptyDir.sizeLimit") if "sizeLimit" in ed else None
+                volumes.append({"name": v["name"], "kind": "emptyDir", "size": size, "gid": fs_group})
+            else:
+                files = self._secret_files(v["secret"], f"spec.volumes[{i}].secret")
+                volumes.append({"name": v["name"], "kind": "secret", "files": files, "gid": fs_group})
+        volume_kinds = {vol["name"]: vol["kind"] for vol in volumes}
 
         containers = []
         all_containers = [("initContainers", c) for c in spec.get("initContainers") or []] + [
@@ -311,10 +370,41 @@ class PodRunner:
             raise UnsupportedField("spec.containers: only one main container is supported (init containers run first)")
         for i, (group, c) in enumerate(all_containers):
             where = f"spec.{group}[{c.get('name', i)}]"
-            containers.append(self._container(c, where, pod_sc, fs_group, volume_names))
+            containers.append(self._container(c, where, pod_sc, fs_group, volume_kinds))
         return {"pod_flags": pod_flags, "volumes": volumes, "containers": containers}
 
-    def _container(self, c: dict, where: str, pod_sc: dict, fs_group: int | None, volume_names: set[str]) -> dict:
+    def _secret_files(self, sv: Any, where: str) -> list[tuple[str, str, int]]:
+        """(relative path, content, mode) of each file a secret volume projects."""
+        _check(sv, SECRET_VOLUME_FIELDS, where)
+        name = sv.get("secretName")
+        if not name:
+            raise _refuse(f"{where}.secretName", name)
+        default_mode = _file_mode(sv.get("defaultMode", SECRET_DEFAULT_MODE), f"{where}.defaultMode")
+        optional = bool(sv.get("optional"))
+        secret = self.secrets.get(name)
+        if secret is None:
+            if optional:
+                return []
+            raise AssertionError(f"{where}: Secret {name!r} does not exist in the test Secrets")
+        items = sv.get("items")
+        if items is None:
+            return [(key, value, default_mode) for key, value in sorted(secret.items())]
+        files = []
+        for j, item in enumerate(items):
+            _check(item, KEY_TO_PATH_FIELDS, f"{where}.items[{j}]")
+            key, path = item.get("key"), item.get("path")
+            parts = str(path or "").split("/")
+            if not key or not path or path.startswith("/") or ".." in parts or "" in parts:
+                raise _refuse(f"{where}.items[{j}] key/path", (key, path))
+            mode = _file_mode(item["mode"], f"{where}.items[{j}].mode") if "mode" in item else default_mode
+            if key not in secret:
+                if optional:
+                    continue
+                raise AssertionError(f"{where}.items[{j}]: Secret {name!r} has no key {key!r} in the test Secrets")
+            files.append((path, secret[key], mode))
+        return files
+
+    def _container(self, c: dict, where: str, pod_sc: dict, fs_group: int | None, volume_kinds: dict[str, str]) -> dict:
         _check(c, CONTAINER_FIELDS, where)
         flags: list[str] = []
         policy = c.get("imagePullPolicy", "IfNotPresent")
@@ -397,9 +487,10 @@ class PodRunner:
         mounts = []
         for j, m in enumerate(c.get("volumeMounts") or []):
             _check(m, MOUNT_FIELDS, f"{where}.volumeMounts[{j}]")
-            if m["name"] not in volume_names:
+            if m["name"] not in volume_kinds:
                 raise AssertionError(f"{where}.volumeMounts[{j}]: no volume named {m['name']!r}")
-            mounts.append((m["name"], m["mountPath"], bool(m.get("readOnly"))))
+            read_only = bool(m.get("readOnly")) or volume_kinds[m["name"]] == "secret"
+            mounts.append((m["name"], m["mountPath"], read_only))
 
         command = [_expand(x, env) for x in c.get("command") or []]
         args = [_expand(x, env) for x in c.get("args") or []]

