@@ -84,6 +84,7 @@ def worker_pod(
         tmp_size_limit=tmp_size_limit,
         pushgateway_url=cfg.monitoring.pushgateway.url,
         notifications=notifications(cfg) if notify else Notifications(),
+        record_row_counts=cfg.verify.enabled,
     )
 
 

@@ -103,6 +103,7 @@ def _backup(bucket: Bucket, args: argparse.Namespace) -> Manifest:
             compression=args.compression,
             lock_wait_timeout=max(0.0, args.lock_wait_timeout),
             flag_shrink_percent=max(0, args.flag_shrink_percent),
+            record_row_counts=args.record_row_counts,
         ),
     )
 

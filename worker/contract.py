@@ -101,6 +101,12 @@ FLAG_SHRINK = Setting(
     str(DEFAULT_FLAG_SHRINK_PERCENT),
     "literal `backup.flagShrinkPercent` (flag a dump this many percent smaller than the previous; 0 = never)",
 )
+RECORD_ROW_COUNTS = Setting(
+    "CNPG_BACKUP_RECORD_ROW_COUNTS",
+    "--record-row-counts",
+    "false",
+    "literal `true` when `verify.enabled` (plain backups record per-table row counts for restore drills)",
+)
 PUSHGATEWAY = Setting(
     "CNPG_BACKUP_PUSHGATEWAY_URL", "--pushgateway", None, "literal `monitoring.pushgateway.url` (absent when empty)"
 )
@@ -139,6 +145,7 @@ SETTINGS = (
     COMPRESSION_LEVEL,
     DUMP_LOCK_WAIT,
     FLAG_SHRINK,
+    RECORD_ROW_COUNTS,
     PUSHGATEWAY,
     HEARTBEAT_URL,
     WEBHOOK_URL,

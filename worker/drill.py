@@ -189,7 +189,26 @@ def run_drill(bucket: Bucket, prefix: str, database: str, obj: str, pushgateway:
         result["finished_at"] = utcnow().isoformat()
         result["duration_s"] = round(time.monotonic() - t0, 1)
         metrics.record_drill(bucket, prefix, database, result, pushgateway)
+        _record_in_manifest(bucket, result)
         notify.after_drill(database, result)
+
+
+def _record_in_manifest(bucket: Bucket, result: dict[str, Any]) -> None:
+    """The drilled backup's manifest keeps its last drills, so `list --json` and anyone reading the
+    bucket see which backups were proven restorable. Best effort: the status object has it too."""
+    key = result.get("key")
+    if not key:
+        return
+    try:
+        manifest = catalog.load_manifest(bucket, key)
+        if manifest is None:
+            return
+        drills = [d for d in manifest.extra.get("drills", []) if isinstance(d, dict)][-9:]
+        drills.append({k: result.get(k) for k in ("outcome", "finished_at", "tables", "rows", "mismatches", "error")})
+        manifest.extra["drills"] = drills
+        bucket.put_bytes(key + naming.MANIFEST_SUFFIX, manifest.to_json())
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not record the drill in the backup's manifest", key=key, error=log.redact(str(exc)))
 
 
 def _drill(bucket: Bucket, prefix: str, database: str, key: str, m: Manifest, result: dict[str, Any]) -> None:

@@ -35,6 +35,7 @@ class BackupOptions:
     upload_concurrency: int = 2
     lock_wait_timeout: float = contract.DEFAULT_DUMP_LOCK_WAIT_SECONDS  # seconds; 0: wait for ever
     flag_shrink_percent: int = contract.DEFAULT_FLAG_SHRINK_PERCENT  # 0: never flag a shrink
+    record_row_counts: bool = False  # plain: per-table COPY row counts in the manifest, for drills
 
 
 def _part_size(estimate: int) -> int:
@@ -137,7 +138,15 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
     )
     with (
         session,
-        DumpStream(client, opts.database, opts.format, level, opts.lock_wait_timeout, compression) as dump,
+        DumpStream(
+            client,
+            opts.database,
+            opts.format,
+            level,
+            opts.lock_wait_timeout,
+            compression,
+            count_rows=opts.record_row_counts,
+        ) as dump,
     ):
         next_progress = time.monotonic() + PROGRESS_EVERY
         for data in dump.chunks():

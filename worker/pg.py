@@ -27,7 +27,8 @@ _FATAL_HINTS = {
     "password authentication failed": "check the password in the CNPG Secret (key `password`)",
     "no pg_hba.conf entry": "the server refuses this client: check pg_hba / the CNPG cluster's access rules",
     "does not exist": "check cnpg.database and that the CNPG cluster finished bootstrapping",
-    "certificate": "check cnpg.sslMode and the CA Secret",
+    "certificate": "check cnpg.sslMode and the CA in cnpg.sslRootCertSecret (it must have signed the server's "
+    "certificate, whose name must match the host for verify-full)",
     "SSL": "check cnpg.sslMode and the CA Secret",
 }
 
@@ -79,7 +80,18 @@ def connect(
 def _permanent(detail: str) -> bool:
     # Waiting does not fix a wrong password or a refused client; say so now instead of in 150 s.
     # A missing database is permanent too: CNPG creates it before the server accepts connections.
-    return any(k in detail for k in ("password authentication failed", "no pg_hba.conf entry", "does not exist"))
+    # A certificate that does not verify (wrong CA, wrong host name) stays wrong however long we wait.
+    return any(
+        k in detail
+        for k in (
+            "password authentication failed",
+            "no pg_hba.conf entry",
+            "does not exist",
+            "certificate verify failed",
+            "does not match host name",
+            "root certificate file",
+        )
+    )
 
 
 def wait_ready(timeout: float, dbname: str | None = None, interval: float = 2.0) -> float:

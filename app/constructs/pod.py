@@ -74,6 +74,7 @@ class WorkerPodProps:
     tmp_size_limit: str = DEFAULT_TMP_SIZE_LIMIT  # the /tmp emptyDir (a custom-format restore stages its archive there)
     pushgateway_url: str = ""  # monitoring.pushgateway.url: where the worker pushes its metrics; "": no push
     notifications: Notifications = Notifications()  # heartbeat and webhook; none by default
+    record_row_counts: bool = False  # verify.enabled: plain backups record row counts for the drills
 
 
 def _secret_env(name: str, secret: str, key: str) -> k8s.EnvVar:
@@ -149,6 +150,7 @@ def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
         k8s.EnvVar(name=contract.COMPRESSION_LEVEL.env, value=str(backup.compression_level)),
         k8s.EnvVar(name=contract.DUMP_LOCK_WAIT.env, value=str(backup.lock_wait_timeout_seconds)),
         k8s.EnvVar(name=contract.FLAG_SHRINK.env, value=str(backup.flag_shrink_percent)),
+        *([k8s.EnvVar(name=contract.RECORD_ROW_COUNTS.env, value="true")] if props.record_row_counts else []),
     ]
     if props.pushgateway_url:
         env.append(k8s.EnvVar(name=contract.PUSHGATEWAY.env, value=props.pushgateway_url))

@@ -189,7 +189,13 @@ def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, An
         contract.WEBHOOK_URL.env: "notifications",
         contract.NOTIFY_SUCCESS.env: "notifications",
     }
+    # verify.enabled: every backup and drill container records row counts (the variant has several CronJobs)
+    for doc in rendered["restore_drills"].kind("CronJob"):
+        for container in _containers(doc):
+            assert _env(container)[contract.RECORD_ROW_COUNTS.env]["value"] == "true", doc["metadata"]["name"]
     for name in contract_env_names():
+        if name == contract.RECORD_ROW_COUNTS.env:
+            continue
         variant = conditional.get(name, "defaults")
         for container in _containers(rendered[variant].one("CronJob")):
             assert name in _env(container), f"{name} missing from {container['name']} ({variant})"
@@ -203,6 +209,7 @@ def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, An
         contract.HEARTBEAT_URL.env,
         contract.WEBHOOK_URL.env,
         contract.NOTIFY_SUCCESS.env,
+        contract.RECORD_ROW_COUNTS.env,
     ):
         assert name not in default_env
     irsa_env = _env(_containers(rendered["irsa_no_secret"].one("CronJob"))[0])

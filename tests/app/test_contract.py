@@ -84,6 +84,7 @@ TABLE: dict[contract.Setting, str] = {
     contract.LOG_FORMAT: "json",
     contract.DUMP_LOCK_WAIT: "12",
     contract.FLAG_SHRINK: "40",
+    contract.RECORD_ROW_COUNTS: "true",  # verify.enabled
     contract.PUSHGATEWAY: "http://prometheus-pushgateway.monitoring.svc:9091",
     contract.HEARTBEAT_URL: SECRETS[SECRET_REFS[contract.HEARTBEAT_URL]],
     contract.WEBHOOK_URL: SECRETS[SECRET_REFS[contract.WEBHOOK_URL]],
@@ -186,6 +187,7 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.LOG_FORMAT: ns.log_format,
         contract.DUMP_LOCK_WAIT: f"{ns.lock_wait_timeout:g}",
         contract.FLAG_SHRINK: str(ns.flag_shrink_percent),
+        contract.RECORD_ROW_COUNTS: str(ns.record_row_counts).lower(),
         contract.PUSHGATEWAY: ns.pushgateway,
     }
     # No flags: the notification settings are read from the environment after a backup run.

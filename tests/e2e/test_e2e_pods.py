@@ -83,6 +83,17 @@ def test_backup_cronjob_then_restore_job_into_fresh_database(make_env, pg_pool):
     done = [r for r in log_records(result["restore"].stderr) if r.get("msg") == "restore complete"]
     assert done and done[0]["database"] == fresh, result["restore"].stderr
 
+    # The same Job re-created later (namespace rebuilt, Job deleted and re-applied) must not restore
+    # over what was written since, and must not show Complete either: it fails, saying why.
+    with env.server.connect(fresh) as c:
+        c.execute("INSERT INTO items (id, name) VALUES (99999, 'written after the restore')")
+    again = env.runner().run_job(job)
+    assert not again.succeeded
+    errors = again["restore"].error_lines()
+    assert len(errors) == 1 and "already restored" in errors[0] and "not restoring again" in errors[0], errors
+    with env.server.connect(fresh) as c:
+        assert c.execute("SELECT count(*) FROM items WHERE id = 99999").fetchone()[0] == 1
+
 
 def test_backup_before_restore_with_the_pg18_client(make_env, pg_pool):
     env = make_env(pg_pool.get(18))  # the image's PostgreSQL 18 client

@@ -151,8 +151,9 @@ def test_verify_full_with_another_ca_fails_the_backup_with_one_certificate_line(
     assert_tls_only(server)
     env = make_env(server)
     ca = env.add_ca_secret(other_ca.pem())
-    # A short wait: a certificate the CA cannot verify does not get better by waiting.
-    vals = tls_values(env, ca, backup={"waitTimeoutSeconds": 4, "backoffLimit": 0})
+    # The default 150 s wait: a certificate the CA cannot verify does not get better by waiting, so
+    # the worker gives up at the first attempt (the attempt count proves it without timing anything).
+    vals = tls_values(env, ca, backup={"backoffLimit": 0})
 
     result = env.runner().run_job(job_of_cronjob(one(env.synth(vals), "CronJob")))
     assert not result.succeeded
@@ -163,7 +164,8 @@ def test_verify_full_with_another_ca_fails_the_backup_with_one_certificate_line(
     errors = failed.error_lines()
     assert len(errors) == 1, failed.stderr
     assert "\n" not in errors[0]
-    assert "certificate" in errors[0], errors[0]
+    assert "certificate" in errors[0] and "sslRootCertSecret" in errors[0], errors[0]
+    assert "waiting for postgres" not in failed.stderr and "not ready after" not in failed.stderr, failed.stderr
     assert env.backup_objects() == []  # nothing that looks like a backup
 
 

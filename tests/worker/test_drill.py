@@ -32,7 +32,9 @@ def _status(w) -> dict:
 @pytest.mark.parametrize("fmt", ["plain", "custom"])
 def test_drill_passes_on_a_good_backup(pg, minio, bucket, make_worker, drill_env, fmt):
     load(pg, f"drill_{fmt}")
-    w = make_worker(pg, minio, bucket, f"drill_{fmt}", CNPG_BACKUP_FORMAT=fmt, **drill_env)
+    w = make_worker(
+        pg, minio, bucket, f"drill_{fmt}", CNPG_BACKUP_FORMAT=fmt, CNPG_BACKUP_RECORD_ROW_COUNTS="true", **drill_env
+    )
     assert w.run("backup").returncode == 0
     before = {r[0] for r in pg.connect("postgres").execute("SELECT datname FROM pg_database").fetchall()}
     r = w.run("drill")
@@ -43,9 +45,11 @@ def test_drill_passes_on_a_good_backup(pg, minio, bucket, make_worker, drill_env
     # nothing was created on the production server: the drill has its own
     after = {r[0] for r in pg.connect("postgres").execute("SELECT datname FROM pg_database").fetchall()}
     assert after == before
+    [entry] = json.loads(w.run("list", "--json").stdout)
+    m = json.loads(minio.client().get_object(Bucket=bucket, Key=entry["key"] + ".manifest.json")["Body"].read())
+    # the backup's own manifest records that it was proven restorable
+    assert [d["outcome"] for d in m["extra"]["drills"]] == ["success"] and m["extra"]["drills"][0]["tables"] >= 3
     if fmt == "plain":  # the counts came from the backup itself, taken in pg_dump's snapshot
-        [entry] = json.loads(w.run("list", "--json").stdout)
-        m = json.loads(minio.client().get_object(Bucket=bucket, Key=entry["key"] + ".manifest.json")["Body"].read())
         assert sum(m["extra"]["row_counts"].values()) == drill["rows"]
         with pg.connect(f"drill_{fmt}") as c:
             assert (
@@ -56,7 +60,7 @@ def test_drill_passes_on_a_good_backup(pg, minio, bucket, make_worker, drill_env
 
 def test_drill_fails_on_altered_data_naming_the_table(pg, minio, bucket, make_worker, drill_env):
     load(pg, "drill_tamper")
-    w = make_worker(pg, minio, bucket, "drill_tamper", **drill_env)
+    w = make_worker(pg, minio, bucket, "drill_tamper", CNPG_BACKUP_RECORD_ROW_COUNTS="true", **drill_env)
     assert w.run("backup").returncode == 0
     [entry] = json.loads(w.run("list", "--json").stdout)
     s3 = minio.client()
@@ -89,3 +93,19 @@ def test_drill_without_server_binaries_is_one_clear_line(pg, minio, bucket, make
     r = w.run("drill")
     assert r.returncode == 1 and len(r.error_lines) == 1, r.stderr
     assert "no PostgreSQL server >= 17 here" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_drill_counts_a_backup_made_without_recorded_counts(pg, minio, bucket, make_worker, drill_env):
+    """Backups taken before drills were enabled carry no counts: the drill counts the verified object."""
+    load(pg, "drill_nocounts")
+    w = make_worker(pg, minio, bucket, "drill_nocounts", **drill_env)
+    assert w.run("backup").returncode == 0
+    [entry] = json.loads(w.run("list", "--json").stdout)
+    m = json.loads(minio.client().get_object(Bucket=bucket, Key=entry["key"] + ".manifest.json")["Body"].read())
+    assert "row_counts" not in m["extra"]
+    r = w.run("drill")
+    assert r.returncode == 0, r.stderr
+    drill = _status(w)["drill"]
+    with pg.connect("drill_nocounts") as c:
+        orders = c.execute("SELECT count(*) FROM sales.orders").fetchone()[0]
+    assert drill["tables"] >= 3 and drill["rows"] >= orders > 0
