@@ -203,6 +203,9 @@ class S3(StrictModel):
     secret_name: ObjectName = ""
     use_existing_secret: bool = False
     storage_class: S3StorageClass = ""
+    # Extensions: server-side encryption of every object the worker writes (backups, manifests, records).
+    sse: Literal["", "AES256", "aws:kms"] = ""
+    kms_key_id: str = Field(default="", pattern=r"^\S*$", max_length=2048)  # with sse aws:kms; "": the default key
     # Extensions: literal credentials for a managed Secret (discouraged; see the synth warning).
     access_key_id: SecretStr | None = None
     secret_access_key: SecretStr | None = None

@@ -28,6 +28,9 @@ def cross_field_problems(cfg: Config) -> list[str]:
         field = "compressionLevel" if "level" in problem else "compression"
         problems.append(f"backup.{field}: {problem}")
 
+    if cfg.s3.kms_key_id and cfg.s3.sse != "aws:kms":
+        problems.append("s3.kmsKeyId: only used with s3.sse aws:kms (set it, or remove the key id)")
+
     if active:
         if not cfg.s3.bucket:
             problems.append(f"s3.bucket: required {why} (the bucket the backups go to)")

@@ -73,6 +73,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "endpoint": "http://minio.minio.svc.cluster.local:9000",
                 "region": "us-east-1",
                 "storageClass": "STANDARD",
+                "sse": "aws:kms",
+                "kmsKeyId": "minio-backup-key",
             }
         }
     ),

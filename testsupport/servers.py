@@ -193,7 +193,10 @@ class PostgresServer:
 
 
 class MinioServer:
-    def __init__(self, access_key: str = MINIO_USER, secret_key: str = MINIO_SECRET) -> None:
+    def __init__(self, access_key: str = MINIO_USER, secret_key: str = MINIO_SECRET, kms_key: str = "") -> None:
+        # kms_key "<name>:<base64 of 32 bytes>": MinIO's built-in single-key KMS, so that SSE-S3
+        # (AES256) and SSE-KMS requests are served for real
+        self.kms_key = kms_key
         self.binary = setting("CNPG_TEST_MINIO")
         if not Path(self.binary).exists():
             pytest.fail(f"MinIO binary {self.binary} missing: run tools/install-servers.sh", pytrace=False)
@@ -211,6 +214,7 @@ class MinioServer:
             MINIO_ROOT_USER=self.access_key,
             MINIO_ROOT_PASSWORD=self.secret_key,
             MINIO_BROWSER="off",
+            **({"MINIO_KMS_SECRET_KEY": self.kms_key} if self.kms_key else {}),
             MINIO_UPDATE="off",
         )
         self.proc = subprocess.Popen(

@@ -98,6 +98,7 @@ _UNITS = {
     "S3_BUCKET": "BUCKET",
     "S3_PREFIX": "PREFIX",
     "S3_STORAGE_CLASS": "CLASS",
+    "S3_KMS_KEY_ID": "KEY",
     "RESTORE_OBJECT": "KEY",
     "TARGET_DATABASE": "DATABASE",
     "RUN_ID": "ID",
@@ -145,8 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--region", default=_env("AWS_REGION", _env("AWS_DEFAULT_REGION")), help="S3 region [env AWS_REGION]"
         )
-        if writes:  # only where an object is written
+        if writes:  # only where objects are written
             _add(sp, c.S3_STORAGE_CLASS, "storage class of the objects written, e.g. STANDARD_IA")
+            _add(
+                sp,
+                c.S3_SSE,
+                "server-side encryption of every object the worker writes (status records included)",
+                metavar="{AES256,aws:kms}",
+                type=_typed(c.S3_SSE.env, str, "AES256 or aws:kms", c.SSE_MODES),
+            )
+            _add(sp, c.S3_KMS_KEY_ID, "with --sse aws:kms: the KMS key (default: the bucket's)")
         sp.add_argument("--database", default=_env("PGDATABASE"), help="the database whose backups [env PGDATABASE]")
 
     sp = command("wait", "wait until PostgreSQL accepts a query", "What the pods' init container runs.")
@@ -275,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         "restore the newest backup into a throw-away server in this sandbox and compare row counts",
         "Never connects to the production database; needs server binaries (the image has them).",
     )
-    s3_args(sp)
+    s3_args(sp, writes=True)  # its result: the status record and the backup's manifest
     sp.add_argument("--object", default="latest", help="key, file name under the prefix, or 'latest'")
     _add(sp, c.PUSHGATEWAY, "push the drill's result to this Prometheus Pushgateway")
 

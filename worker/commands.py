@@ -24,7 +24,16 @@ def _bucket(args: argparse.Namespace) -> Bucket:
         raise UsageError("no database given", hint="pass --database or set PGDATABASE (cnpg.database)")
     if args.endpoint and not args.endpoint.startswith(("http://", "https://")):
         raise UsageError(f"S3 endpoint {args.endpoint!r} is not an http(s) URL")
-    return Bucket(S3Location(args.bucket, args.endpoint, args.region, getattr(args, "storage_class", None)))
+    return Bucket(
+        S3Location(
+            args.bucket,
+            args.endpoint,
+            args.region,
+            getattr(args, "storage_class", None),
+            sse=getattr(args, "sse", None),
+            kms_key_id=getattr(args, "kms_key_id", None),
+        )
+    )
 
 
 def _age(taken_at: datetime) -> str:

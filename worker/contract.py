@@ -56,6 +56,9 @@ S3_ENDPOINT = Setting("CNPG_BACKUP_S3_ENDPOINT", "--endpoint", None, "literal `s
 S3_STORAGE_CLASS = Setting(
     "CNPG_BACKUP_S3_STORAGE_CLASS", "--storage-class", None, "literal `s3.storageClass` (absent when empty)"
 )
+S3_SSE = Setting("CNPG_BACKUP_S3_SSE", "--sse", None, "literal `s3.sse`: `AES256` or `aws:kms` (absent when empty)")
+S3_KMS_KEY_ID = Setting("CNPG_BACKUP_S3_KMS_KEY_ID", "--kms-key-id", None, "literal `s3.kmsKeyId` (absent when empty)")
+SSE_MODES = ("AES256", "aws:kms")
 RETENTION_DAYS = Setting(
     "CNPG_BACKUP_RETENTION_DAYS", "--retention-days", str(DEFAULT_RETENTION_DAYS), "literal `backup.retentionDays`"
 )
@@ -138,6 +141,8 @@ SETTINGS = (
     S3_PREFIX,
     S3_ENDPOINT,
     S3_STORAGE_CLASS,
+    S3_SSE,
+    S3_KMS_KEY_ID,
     RETENTION_DAYS,
     *RETENTION_GFS.values(),
     FORMAT,

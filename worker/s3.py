@@ -37,6 +37,15 @@ class S3Location:
     endpoint: str | None = None
     region: str | None = None
     storage_class: str | None = None
+    sse: str | None = None  # server-side encryption of what the worker writes: AES256 | aws:kms
+    kms_key_id: str | None = None  # with aws:kms: the key (else the bucket's/account's default)
+
+    def write_args(self) -> dict[str, str]:
+        """Arguments every object the worker writes carries (backups, manifests, its own records)."""
+        args = {"ServerSideEncryption": self.sse} if self.sse else {}
+        if self.sse == "aws:kms" and self.kms_key_id:
+            args["SSEKMSKeyId"] = self.kms_key_id
+        return args
 
 
 def make_client(loc: S3Location) -> Any:
@@ -133,7 +142,7 @@ class MultipartUpload:
         self.finished = False
 
     def start(self) -> MultipartUpload:
-        args = {"Bucket": self.loc.bucket, "Key": self.key, "Metadata": self._metadata}
+        args = {"Bucket": self.loc.bucket, "Key": self.key, "Metadata": self._metadata, **self.loc.write_args()}
         if self.loc.storage_class:
             args["StorageClass"] = self.loc.storage_class
         try:
@@ -360,6 +369,7 @@ class Bucket:
         self, key: str, data: bytes, *, if_none_match: bool = False, content_type: str = "application/json"
     ) -> None:
         args = {"Bucket": self.loc.bucket, "Key": key, "Body": data, "ContentType": content_type}
+        args.update(self.loc.write_args())
         if if_none_match:
             args["IfNoneMatch"] = "*"
         try:
@@ -370,7 +380,7 @@ class Bucket:
     def try_create(self, key: str, data: bytes) -> bool:
         """Create `key` only if it does not exist (If-None-Match: *); False when it already did."""
         try:
-            self.client.put_object(Bucket=self.loc.bucket, Key=key, Body=data, IfNoneMatch="*")
+            self.client.put_object(Bucket=self.loc.bucket, Key=key, Body=data, IfNoneMatch="*", **self.loc.write_args())
             return True
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):

@@ -138,6 +138,10 @@ def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
         env.append(k8s.EnvVar(name=contract.S3_ENDPOINT.env, value=s3.endpoint))
     if s3.storage_class:
         env.append(k8s.EnvVar(name=contract.S3_STORAGE_CLASS.env, value=s3.storage_class))
+    if s3.sse:
+        env.append(k8s.EnvVar(name=contract.S3_SSE.env, value=s3.sse))
+    if s3.kms_key_id:
+        env.append(k8s.EnvVar(name=contract.S3_KMS_KEY_ID.env, value=s3.kms_key_id))
     backup = props.backup
     env += [
         k8s.EnvVar(name=contract.RETENTION_DAYS.env, value=str(backup.retention_days)),

@@ -565,6 +565,8 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "backup.compression: Input should be 'gzip', 'zstd' or 'lz4'",
     ),
     ("format", {"backup": {"format": "zip"}}, "backup.format: Input should be 'plain' or 'custom'"),
+    ("sse", {"s3": {"sse": "aes"}}, "s3.sse: Input should be '', 'AES256' or 'aws:kms'"),
+    ("kms-without-sse", {"s3": {"kmsKeyId": "k1"}}, "s3.kmsKeyId: only used with s3.sse aws:kms"),
     ("log-format", {"backup": {"logFormat": "xml"}}, "backup.logFormat: Input should be 'text' or 'json'"),
     (
         "wait-timeout",

@@ -73,6 +73,8 @@ TABLE: dict[contract.Setting, str] = {
     contract.S3_PREFIX: "p",
     contract.S3_ENDPOINT: "http://minio:9000",
     contract.S3_STORAGE_CLASS: "STANDARD_IA",
+    contract.S3_SSE: "aws:kms",
+    contract.S3_KMS_KEY_ID: "arn:aws:kms:eu-central-1:111122223333:key/abcd",
     contract.RETENTION_DAYS: "7",
     contract.RETENTION_GFS["daily"]: "7",
     contract.RETENTION_GFS["weekly"]: "4",
@@ -92,7 +94,14 @@ TABLE: dict[contract.Setting, str] = {
 }
 CONFIG = values(
     {
-        "s3": {"bucket": "bkt-1", "prefix": "p", "endpoint": "http://minio:9000", "storageClass": "STANDARD_IA"},
+        "s3": {
+            "bucket": "bkt-1",
+            "prefix": "p",
+            "endpoint": "http://minio:9000",
+            "storageClass": "STANDARD_IA",
+            "sse": "aws:kms",
+            "kmsKeyId": "arn:aws:kms:eu-central-1:111122223333:key/abcd",
+        },
         "backup": {
             "retentionDays": 7,
             "retention": {"daily": 7, "weekly": 4, "monthly": 12, "yearly": 3},
@@ -179,6 +188,8 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.S3_PREFIX: ns.prefix,
         contract.S3_ENDPOINT: ns.endpoint,
         contract.S3_STORAGE_CLASS: ns.storage_class,
+        contract.S3_SSE: ns.sse,
+        contract.S3_KMS_KEY_ID: ns.kms_key_id,
         contract.RETENTION_DAYS: str(ns.retention_days),
         **{contract.RETENTION_GFS[p]: str(getattr(ns, f"keep_{p}")) for p in ("daily", "weekly", "monthly", "yearly")},
         contract.FORMAT: ns.format,
