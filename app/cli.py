@@ -102,6 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "--jobs", type=int, metavar="N", help="parallel pg_restore jobs (custom format, empty target; restore.jobs)"
     )
+    restore.add_argument(
+        "--create",
+        action="store_true",
+        help="create --target-database if it does not exist (restore.createDatabase; the role needs CREATEDB)",
+    )
+
+    commands.add_parser(
+        "schema",
+        help="print the JSON schema of the configuration (values files) for editors and CI",
+        description="Print the JSON schema of the configuration, as the values YAML/JSON is shaped "
+        "(camelCase keys). Point your editor at it, e.g. `# yaml-language-server: $schema=values.schema.json`. "
+        "The cross-field rules (a required bucket, codec and format combinations, ...) are checked by synth.",
+    )
     return parser
 
 
@@ -147,6 +160,7 @@ def _restore_job(args: argparse.Namespace) -> int:
         backupBeforeRestore=args.backup_before_restore,
         targetDatabase=args.target_database or "",
         allowUnverified=args.allow_unverified,
+        createDatabase=args.create,
     )
     if args.database is not None:
         restore["database"] = args.database
@@ -161,11 +175,25 @@ def _restore_job(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema() -> int:
+    import json
+
+    from app.config import Config
+
+    schema = Config.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "cnpg-pgdump-backup values"
+    print(json.dumps(schema, indent=2, sort_keys=True))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "synth":
             return _synth(args)
+        if args.command == "schema":
+            return _schema()
         return _restore_job(args)
     except ConfigError as error:
         return _fail(error)

@@ -280,3 +280,18 @@ def test_restore_job_command_takes_jobs(
     assert pod_specs(yaml.safe_load(out))[0]["containers"][0]["args"][-2:] == ["--jobs", "3"]
     code, _, err = _restore_job_cli(capsys, monkeypatch, when, "-f", str(vals), "--object", "latest", "--jobs", "0")
     assert code != 0 and "restore.jobs" in err and "Traceback" not in err
+
+
+def test_restore_job_command_creates_the_target_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vals = tmp_path / "values.yaml"
+    vals.write_text(yaml.safe_dump(values({"restore": {"createDatabase": True}})))
+    when = datetime(2024, 1, 21, 2, 0, 0, tzinfo=UTC)
+    base = ("-f", str(vals), "--object", "latest", "--target-database", "appdb_copy")
+    code, out, _ = _restore_job_cli(capsys, monkeypatch, when, *base, "--create")
+    assert code == 0
+    assert "--create" in pod_specs(yaml.safe_load(out))[0]["containers"][0]["args"]
+    # like --force, the one-off does what its flags say: the file's restore.createDatabase does not apply
+    code, out, _ = _restore_job_cli(capsys, monkeypatch, when, *base)
+    assert code == 0 and "--create" not in pod_specs(yaml.safe_load(out))[0]["containers"][0]["args"]
