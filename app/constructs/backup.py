@@ -21,32 +21,58 @@ class BackupCronJobProps:
     pod: WorkerPodProps
 
 
+def worker_cron_job(
+    scope: Construct,
+    *,
+    name: str,
+    labels: dict[str, str],
+    schedule: str,
+    backup: Backup,
+    concurrency_policy: str,
+    backoff_limit: int,
+    active_deadline_seconds: int | None,
+    pod: WorkerPodProps,
+) -> k8s.KubeCronJob:
+    """A CronJob running one worker pod; the backup's and the drill's share suspend, time zone,
+    history limits and starting deadline (from `backup`)."""
+    return k8s.KubeCronJob(
+        scope,
+        "cronjob",
+        metadata=k8s.ObjectMeta(name=name, labels=labels),
+        spec=k8s.CronJobSpec(
+            schedule=schedule,
+            suspend=backup.suspend or None,
+            time_zone=backup.time_zone,
+            concurrency_policy=concurrency_policy,
+            successful_jobs_history_limit=backup.successful_jobs_history_limit,
+            failed_jobs_history_limit=backup.failed_jobs_history_limit,
+            # A run missed by more than this (controller down, cluster upgrade) is skipped
+            # rather than started late into business hours; the next schedule runs normally.
+            starting_deadline_seconds=backup.starting_deadline_seconds,
+            job_template=k8s.JobTemplateSpec(
+                metadata=k8s.ObjectMeta(labels=labels),
+                spec=k8s.JobSpec(
+                    backoff_limit=backoff_limit,
+                    active_deadline_seconds=active_deadline_seconds,
+                    template=pod_template(pod, labels),
+                ),
+            ),
+        ),
+    )
+
+
 class BackupCronJob(Construct):
     def __init__(self, scope: Construct, id: str, *, props: BackupCronJobProps) -> None:
         super().__init__(scope, id)
-        backup, labels = props.backup, props.labels
         self.name = props.name
-        self.cron_job = k8s.KubeCronJob(
+        self.cron_job = worker_cron_job(
             self,
-            "cronjob",
-            metadata=k8s.ObjectMeta(name=self.name, labels=labels),
-            spec=k8s.CronJobSpec(
-                schedule=props.schedule,
-                suspend=backup.suspend or None,
-                time_zone=backup.time_zone,
-                concurrency_policy=backup.concurrency_policy,
-                successful_jobs_history_limit=backup.successful_jobs_history_limit,
-                failed_jobs_history_limit=backup.failed_jobs_history_limit,
-                # A run missed by more than this (controller down, cluster upgrade) is skipped
-                # rather than started late into business hours; the next schedule runs normally.
-                starting_deadline_seconds=backup.starting_deadline_seconds,
-                job_template=k8s.JobTemplateSpec(
-                    metadata=k8s.ObjectMeta(labels=labels),
-                    spec=k8s.JobSpec(
-                        backoff_limit=backup.backoff_limit,
-                        active_deadline_seconds=props.active_deadline_seconds,
-                        template=pod_template(props.pod, labels),
-                    ),
-                ),
-            ),
+            name=props.name,
+            labels=props.labels,
+            schedule=props.schedule,
+            backup=props.backup,
+            concurrency_policy=props.backup.concurrency_policy,
+            backoff_limit=props.backup.backoff_limit,
+            active_deadline_seconds=props.active_deadline_seconds,
+            pod=props.pod,
         )

@@ -17,8 +17,8 @@ import dataclasses
 from constructs import Construct
 
 from app.config import Backup
-from app.constructs.pod import WorkerPodProps, pod_template
-from imports import k8s
+from app.constructs.backup import worker_cron_job
+from app.constructs.pod import WorkerPodProps
 from worker.contract import drill_args
 
 __all__ = ["DrillCronJob", "DrillCronJobProps", "drill_args"]
@@ -41,27 +41,16 @@ class DrillCronJobProps:
 class DrillCronJob(Construct):
     def __init__(self, scope: Construct, id: str, *, props: DrillCronJobProps) -> None:
         super().__init__(scope, id)
-        backup, labels = props.backup, props.labels
         self.name = props.name
-        self.cron_job = k8s.KubeCronJob(
+        # Forbid: two drills would compete for the pod's /tmp; backoff 0: a failed drill is a finding
+        self.cron_job = worker_cron_job(
             self,
-            "cronjob",
-            metadata=k8s.ObjectMeta(name=self.name, labels=labels),
-            spec=k8s.CronJobSpec(
-                schedule=props.schedule,
-                suspend=backup.suspend or None,
-                time_zone=backup.time_zone,
-                concurrency_policy="Forbid",
-                successful_jobs_history_limit=backup.successful_jobs_history_limit,
-                failed_jobs_history_limit=backup.failed_jobs_history_limit,
-                starting_deadline_seconds=backup.starting_deadline_seconds,
-                job_template=k8s.JobTemplateSpec(
-                    metadata=k8s.ObjectMeta(labels=labels),
-                    spec=k8s.JobSpec(
-                        backoff_limit=0,
-                        active_deadline_seconds=props.active_deadline_seconds,
-                        template=pod_template(props.pod, labels),
-                    ),
-                ),
-            ),
+            name=props.name,
+            labels=props.labels,
+            schedule=props.schedule,
+            backup=props.backup,
+            concurrency_policy="Forbid",
+            backoff_limit=0,
+            active_deadline_seconds=props.active_deadline_seconds,
+            pod=props.pod,
         )
