@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator
 
-from app.validation import rule
+from app.validation import rule, url_base_problem
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
 
@@ -65,6 +65,18 @@ S3Bucket = Annotated[str, rule(bucket_problem)]
 def endpoint_problem(value: str) -> str | None:
     if not value:
         return None
+    # Never echo a URL with credentials in it.
+    parts, problem = url_base_problem(
+        value,
+        example="https://s3.eu-central-1.amazonaws.com",
+        parse_example="http://minio.minio.svc.cluster.local:9000",
+        credentials_hint="; put them in the S3 Secret",
+    )
+    if parts is None:
+        return problem
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return f"'{value}' must not have a path, query or fragment; the bucket is s3.bucket and the folder is s3.prefix"
+    return None
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a malformed port

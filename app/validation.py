@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from decimal import ROUND_UP, Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar, Self
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
@@ -187,20 +187,35 @@ def postgres_name_problem(value: str) -> str | None:
     return None
 
 
-def http_url_problem(value: str) -> str | None:
-    """An http(s) URL with a host (a path is allowed, e.g. behind a reverse proxy); never credentials,
-    which would end up in plain text in the manifests."""
-    if not value:
-        return None
+def url_base_problem(
+    value: str, *, example: str, credentials_hint: str, parse_example: str = ""
+) -> tuple[SplitResult | None, str | None]:
+    """The checks every URL in the config shares: parseable, no credentials (they would land in the
+    manifests in plain text), http(s) with a host. Returns the parts, or the problem."""
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
-        return "is not a valid URL (expected e.g. http://prometheus-pushgateway.monitoring.svc:9091)"
+        return None, f"is not a valid URL (expected e.g. {parse_example or example})"
     if parts.username or parts.password:
-        return "must not contain credentials (user:password@): they would be written into the manifests"
+        return None, f"must not contain credentials (user:password@){credentials_hint}"
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"'{value}' must be an http:// or https:// URL with a host, e.g. http://prometheus-pushgateway:9091"
+        return None, f"'{value}' must be an http:// or https:// URL with a host, e.g. {example}"
+    return parts, None
+
+
+def http_url_problem(value: str) -> str | None:
+    """An http(s) URL with a host (a path is allowed, e.g. behind a reverse proxy)."""
+    if not value:
+        return None
+    parts, problem = url_base_problem(
+        value,
+        example="http://prometheus-pushgateway:9091",
+        parse_example="http://prometheus-pushgateway.monitoring.svc:9091",
+        credentials_hint=": they would be written into the manifests",
+    )
+    if parts is None:
+        return problem
     if parts.query or parts.fragment or any(c.isspace() for c in value):
         return f"'{value}' must not have a query, fragment or spaces"
     return None
