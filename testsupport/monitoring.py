@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 import urllib.request
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from testsupport.servers import free_port, setting
+from testsupport.servers import free_port, setting, wait_http_ok
 
 
 class Pushgateway:
@@ -36,15 +35,9 @@ class Pushgateway:
             stdout=subprocess.DEVNULL,
             stderr=open(self.dir / "log", "ab"),
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"pushgateway did not start: {(self.dir / 'log').read_text()[-2000:]}")
+        if not wait_http_ok(f"{self.url}/-/ready", 20):
+            raise RuntimeError(f"pushgateway did not start: {(self.dir / 'log').read_text()[-2000:]}")
+        return self
 
     def samples(self, name: str) -> dict[frozenset, float]:
         """Every sample of metric `name` the Pushgateway exposes, keyed by its label set."""

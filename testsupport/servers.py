@@ -50,6 +50,19 @@ def setting(name: str) -> str:
     return value
 
 
+def wait_http_ok(url: str, seconds: float) -> bool:
+    """Poll `url` until it answers 200 (a server started in the background is ready)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -232,15 +245,9 @@ class MinioServer:
             stdout=subprocess.DEVNULL,
             stderr=open(self.datadir.parent / f"minio-{self.port}.log", "ab"),
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.endpoint}/minio/health/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("MinIO did not become ready in 30 s")
+        if not wait_http_ok(f"{self.endpoint}/minio/health/ready", 30):
+            raise RuntimeError("MinIO did not become ready in 30 s")
+        return self
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
