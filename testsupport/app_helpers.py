@@ -324,3 +324,36 @@ def contract_env_names() -> list[str]:
             first_cell = line.split("|")[1]
             names += re.findall(r"`([A-Z][A-Z0-9_]+)`", first_cell)
     return names
+
+
+HEARTBEAT = {"name": "backup-alerts", "key": "heartbeat-url"}
+WEBHOOK = {"name": "backup-alerts", "key": "slack-webhook"}
+# Variants of #14, kept apart from VARIANTS (which other suites iterate): tests/app renders both,
+# tests/kube applies restore_drills.
+DRILL_VARIANTS: dict[str, dict[str, Any]] = {
+    # Heartbeat and webhook on the backup pods; the restore Job (restore.object) gets neither.
+    "notifications": values(
+        {
+            "monitoring": {
+                "heartbeat": {"urlSecret": HEARTBEAT},
+                "webhook": {"urlSecret": WEBHOOK, "notifySuccess": True},
+            },
+            "restore": {"object": "latest"},
+        }
+    ),
+    # Two clusters, TLS with a CA, alerts and notifications: the drill pods carry none of the
+    # PostgreSQL settings the backup pods have, and the alerts get a drill group per database.
+    "restore_drills": values(
+        TWO_CLUSTERS,
+        {
+            "cnpg": {"sslMode": "verify-full", "sslRootCertSecret": {"name": "appdb-ca", "key": "ca.crt"}},
+            "verify": {"enabled": True, "tmpSizeLimit": "50Gi", "resources": {"limits": {"memory": "4Gi"}}},
+            "monitoring": {
+                "pushgateway": {"url": "http://prometheus-pushgateway.monitoring.svc:9091"},
+                "prometheusRule": {"enabled": True, "namespace": "databases"},
+                "heartbeat": {"urlSecret": HEARTBEAT},
+                "webhook": {"urlSecret": WEBHOOK},
+            },
+        },
+    ),
+}

@@ -93,9 +93,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
         pg.wait_ready(args.wait_timeout, args.database)
         bucket.check(args.prefix)
         recorded["manifest"] = _backup(bucket, args)
-    if retention_policy(args).active:
+    policy = retention_policy(args)
+    if policy.active:
         try:
-            retention.prune(bucket, args.prefix, args.database, retention_policy(args))
+            retention.prune(bucket, args.prefix, args.database, policy)
         except WorkerError as exc:
             raise WorkerError(f"backup succeeded but retention failed: {exc}") from None
     return 0

@@ -12,9 +12,11 @@ import pytest
 
 from app.identity import APP_VERSION
 from testsupport.app_helpers import (
+    DRILL_VARIANTS,
+    HEARTBEAT,
     REPO,
-    TWO_CLUSTERS,
     VARIANTS,
+    WEBHOOK,
     contract_env_names,
     pod_specs,
     pod_templates,
@@ -25,37 +27,6 @@ from testsupport.app_helpers import (
 )
 from worker import contract
 
-HEARTBEAT = {"name": "backup-alerts", "key": "heartbeat-url"}
-WEBHOOK = {"name": "backup-alerts", "key": "slack-webhook"}
-# Variants of this issue (#14), rendered with testsupport's VARIANTS. tests/kube applies
-# restore_drills too (tests/kube/test_kube_apply.py repeats it: testsupport is shared with the e2e tests).
-DRILL_VARIANTS: dict[str, dict[str, Any]] = {
-    # Heartbeat and webhook on the backup pods; the restore Job (restore.object) gets neither.
-    "notifications": values(
-        {
-            "monitoring": {
-                "heartbeat": {"urlSecret": HEARTBEAT},
-                "webhook": {"urlSecret": WEBHOOK, "notifySuccess": True},
-            },
-            "restore": {"object": "latest"},
-        }
-    ),
-    # Two clusters, TLS with a CA, alerts and notifications: the drill pods carry none of the
-    # PostgreSQL settings the backup pods have, and the alerts get a drill group per database.
-    "restore_drills": values(
-        TWO_CLUSTERS,
-        {
-            "cnpg": {"sslMode": "verify-full", "sslRootCertSecret": {"name": "appdb-ca", "key": "ca.crt"}},
-            "verify": {"enabled": True, "tmpSizeLimit": "50Gi", "resources": {"limits": {"memory": "4Gi"}}},
-            "monitoring": {
-                "pushgateway": {"url": "http://prometheus-pushgateway.monitoring.svc:9091"},
-                "prometheusRule": {"enabled": True, "namespace": "databases"},
-                "heartbeat": {"urlSecret": HEARTBEAT},
-                "webhook": {"urlSecret": WEBHOOK},
-            },
-        },
-    ),
-}
 ALL_VARIANTS = {**VARIANTS, **DRILL_VARIANTS}
 
 
@@ -552,14 +523,3 @@ def test_drill_without_deadline(tmp_path: Path) -> None:
     out = render(values({"verify": {"enabled": True, "activeDeadlineSeconds": 0}}), tmp_path)
     drill = _cronjobs(out)["cnpg-backup-cnpg-pgdump-backup-drill"]
     assert "activeDeadlineSeconds" not in drill["spec"]["jobTemplate"]["spec"]
-
-
-def test_the_kube_tests_apply_the_restore_drills_variant() -> None:
-    """tests/kube repeats the variant (testsupport is shared with the e2e tests): keep the two equal."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("kube_apply", REPO / "tests/kube/test_kube_apply.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.RESTORE_DRILLS == DRILL_VARIANTS["restore_drills"]

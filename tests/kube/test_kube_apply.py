@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from testsupport.app_helpers import TWO_CLUSTERS, VARIANTS, values
+from testsupport.app_helpers import DRILL_VARIANTS, VARIANTS, values
 from testsupport.kube_helpers import (
     ALLOWED_KINDS,
     DIST,
@@ -103,26 +103,8 @@ def test_variant_applies_restricted_without_warnings_and_idempotently(
     assert resource_versions(kube, namespace) == versions  # nothing written, no new restore Job
 
 
-# Restore drills and notifications (#14), as tests/app/test_app_manifests.py's `restore_drills` variant
-# (testsupport's VARIANTS are shared with the e2e tests): two databases, TLS with a CA, alerts with a
-# drill group per database, heartbeat and webhook URLs from a Secret.
-RESTORE_DRILLS = values(
-    TWO_CLUSTERS,
-    {
-        "cnpg": {"sslMode": "verify-full", "sslRootCertSecret": {"name": "appdb-ca", "key": "ca.crt"}},
-        "verify": {"enabled": True, "tmpSizeLimit": "50Gi", "resources": {"limits": {"memory": "4Gi"}}},
-        "monitoring": {
-            "pushgateway": {"url": "http://prometheus-pushgateway.monitoring.svc:9091"},
-            "prometheusRule": {"enabled": True, "namespace": "databases"},
-            "heartbeat": {"urlSecret": {"name": "backup-alerts", "key": "heartbeat-url"}},
-            "webhook": {"urlSecret": {"name": "backup-alerts", "key": "slack-webhook"}},
-        },
-    },
-)
-
-
 def test_restore_drills_apply_restricted_without_warnings_and_idempotently(kube, namespace, tmp_path: Path) -> None:
-    out = synth(RESTORE_DRILLS, tmp_path / "dist")
+    out = synth(DRILL_VARIANTS["restore_drills"], tmp_path / "dist")
     drills = [d for d in out.kind("CronJob") if d["metadata"]["name"].endswith("-drill")]
     assert len(drills) == 2
     first = apply(kube, namespace, tmp_path / "dist")
