@@ -23,6 +23,7 @@ from app.rules import cross_field_problems
 from app.s3_rules import RestoreObject, S3Bucket, S3Endpoint, S3Prefix, S3Region, S3StorageClass
 from app.scheduling import Affinity, Toleration
 from app.validation import (
+    AgeRecipient,
     AnnotationValue,
     DnsLabel,
     HostName,
@@ -328,6 +329,17 @@ class Verify(StrictModel):
     active_deadline_seconds: int = Field(default=21600, ge=0)
 
 
+class Encryption(StrictModel):
+    """Client-side encryption with age (worker/crypt.py): every backup object is encrypted in the
+    backup pod for these public keys, after compression and before upload. The backup pods never see
+    a private key; the restore Job and the drills read it from `identitySecret`."""
+
+    _config_path = "encryption"
+    recipients: list[AgeRecipient] = Field(default_factory=list)
+    # The age identity file (AGE-SECRET-KEY-1…) as a Secret key: restore Job and drill pods only.
+    identity_secret: SecretKeySelector | None = None
+
+
 class ServiceAccount(StrictModel):
     _config_path = "serviceAccount"
     create: bool = True
@@ -359,6 +371,7 @@ class Config(StrictModel):
     service_account: ServiceAccount = Field(default_factory=ServiceAccount)
     databases: list[DatabaseEntry] = Field(default_factory=list)
     verify: Verify = Field(default_factory=Verify)
+    encryption: Encryption = Field(default_factory=Encryption)
 
     @property
     def restore_requested(self) -> bool:

@@ -68,6 +68,8 @@ def worker_pod(
     credentials: S3Credentials,
     tmp_size_limit: str = DEFAULT_TMP_SIZE_LIMIT,
     notify: bool = False,
+    encrypts: bool = False,
+    decrypts: bool = False,
 ) -> WorkerPodProps:
     return WorkerPodProps(
         target=target,
@@ -85,6 +87,8 @@ def worker_pod(
         pushgateway_url=cfg.monitoring.pushgateway.url,
         notifications=notifications(cfg) if notify else Notifications(),
         record_row_counts=cfg.verify.enabled,
+        age_recipients=tuple(cfg.encryption.recipients) if encrypts else (),
+        age_identity=cfg.encryption.identity_secret if decrypts else None,
     )
 
 
@@ -104,6 +108,7 @@ def backup_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials
             resources=cfg.backup.resources,
             credentials=credentials,
             notify=True,
+            encrypts=True,
         ),
     )
 
@@ -126,6 +131,7 @@ def drill_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials)
             credentials=credentials,
             tmp_size_limit=verify.tmp_size_limit,
             notify=True,
+            decrypts=True,
         ),
     )
 
@@ -148,6 +154,8 @@ def restore_job(cfg: Config, target: BackupTarget, name: str, credentials: S3Cre
             # No heartbeat/webhook: the worker notifies after backups and drills only, and a Secret
             # reference the restore does not use must not be able to keep it from starting.
             notify=False,
+            encrypts=True,  # restore.backupBeforeRestore writes a backup, encrypted like the others
+            decrypts=True,
         ),
     )
 

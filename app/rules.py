@@ -28,6 +28,21 @@ def cross_field_problems(cfg: Config) -> list[str]:
         field = "compressionLevel" if "level" in problem else "compression"
         problems.append(f"backup.{field}: {problem}")
 
+    enc = cfg.encryption
+    if enc.recipients and enc.identity_secret is None:
+        if cfg.verify.enabled:
+            problems.append(
+                "encryption.identitySecret: required when verify.enabled and encryption.recipients are set "
+                "(the drills decrypt the backups; the backup CronJob never gets it)"
+            )
+        if cfg.restore_requested:
+            problems.append(
+                "encryption.identitySecret: required to restore (restore.object) when encryption.recipients "
+                "is set (the Secret holding the age private key)"
+            )
+    if len(set(enc.recipients)) != len(enc.recipients):
+        problems.append("encryption.recipients: lists the same public key twice")
+
     if cfg.s3.kms_key_id and cfg.s3.sse != "aws:kms":
         problems.append("s3.kmsKeyId: only used with s3.sse aws:kms (set it, or remove the key id)")
 

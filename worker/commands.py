@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
 from typing import Any
 
-from . import catalog, contract, health, log, pg, retention
+from . import catalog, contract, crypt, health, log, pg, retention
 from .dump import BackupOptions, run_backup
 from .errors import UsageError, WorkerError
 from .manifest import Manifest
@@ -114,14 +115,32 @@ def _backup(bucket: Bucket, args: argparse.Namespace) -> Manifest:
             lock_wait_timeout=max(0.0, args.lock_wait_timeout),
             flag_shrink_percent=max(0, args.flag_shrink_percent),
             record_row_counts=args.record_row_counts,
+            recipients=_recipients(args),
         ),
     )
+
+
+def _recipients(args: argparse.Namespace) -> list[str]:
+    return [args.age_recipient] if args.age_recipient else []
+
+
+def identities(args: argparse.Namespace) -> list[Any]:
+    """age identities: `--identity-file`, else the Secret's variable (never a flag: argv is public)."""
+    return crypt.identities_from(os.environ.get(contract.AGE_IDENTITY.env), args.identity_file)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    ident, public = crypt.generate()
+    print(f"# public key: {public}")
+    print(ident)
+    print(f"Public key: {public}", file=sys.stderr)
+    return 0
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
     from .drill import run_drill
 
-    run_drill(_bucket(args), args.prefix, args.database, args.object, args.pushgateway)
+    run_drill(_bucket(args), args.prefix, args.database, args.object, args.pushgateway, identities(args))
     return 0
 
 
@@ -168,6 +187,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
             wait_timeout=args.wait_timeout,
             lock_timeout=max(0.0, args.lock_timeout),
             progress_interval=max(0.5, args.progress_interval),
+            identities=identities(args),
+            recipients=_recipients(args),
         ),
     )
     return 0

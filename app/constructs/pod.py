@@ -75,6 +75,10 @@ class WorkerPodProps:
     pushgateway_url: str = ""  # monitoring.pushgateway.url: where the worker pushes its metrics; "": no push
     notifications: Notifications = Notifications()  # heartbeat and webhook; none by default
     record_row_counts: bool = False  # verify.enabled: plain backups record row counts for the drills
+    # encryption.recipients: the pods that write backups encrypt them (public keys only)
+    age_recipients: tuple[str, ...] = ()
+    # encryption.identitySecret: only the pods that read backups (restore, drill) get the private key
+    age_identity: SecretKeySelector | None = None
 
 
 def _secret_env(name: str, secret: str, key: str) -> k8s.EnvVar:
@@ -156,6 +160,10 @@ def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
         k8s.EnvVar(name=contract.FLAG_SHRINK.env, value=str(backup.flag_shrink_percent)),
         *([k8s.EnvVar(name=contract.RECORD_ROW_COUNTS.env, value="true")] if props.record_row_counts else []),
     ]
+    if props.age_recipients:
+        env.append(k8s.EnvVar(name=contract.AGE_RECIPIENTS.env, value=",".join(props.age_recipients)))
+    if props.age_identity is not None:
+        env.append(_secret_env(contract.AGE_IDENTITY.env, props.age_identity.name, props.age_identity.key))
     if props.pushgateway_url:
         env.append(k8s.EnvVar(name=contract.PUSHGATEWAY.env, value=props.pushgateway_url))
     env += notification_env(props.notifications)
