@@ -189,3 +189,13 @@ def test_an_install_applied_without_applyset_is_adopted_then_pruned(kube, namesp
     out = _install(kube, "prod", namespace, only_billing, tmp_path / "v2")
     assert "cronjob.batch/prod-cnpg-pgdump-backup-orders pruned" in out, out
     assert "CronJob/prod-cnpg-pgdump-backup-orders" not in objects(kube, namespace)
+
+
+def test_clearing_restore_object_prunes_the_declarative_restore_job(kube, namespace, tmp_path: Path) -> None:
+    """README: the declarative restore Job goes with the next apply once restore.object is removed."""
+    _install(kube, "prod", namespace, values({"restore": {"object": "latest"}}), tmp_path / "v1")
+    (job,) = objects(kube, namespace, "jobs")
+    assert job.startswith("Job/prod-cnpg-pgdump-backup-restore-")
+    out = _install(kube, "prod", namespace, values(), tmp_path / "v2")
+    assert f"job.batch/{job.split('/')[1]} pruned" in out, out
+    assert objects(kube, namespace, "jobs") == {}
