@@ -124,7 +124,13 @@ def test_removing_a_database_prunes_only_its_cronjob(kube, namespace, tmp_path: 
 
     only_billing = values(TWO_CLUSTERS)
     only_billing["databases"] = only_billing["databases"][1:]
-    out = _install(kube, "prod", namespace, only_billing, tmp_path / "v2")
+    # docs/verify-before-apply.md: the same command with --dry-run=server shows what it would prune
+    outdir = _synth("prod", namespace, only_billing, tmp_path / "v2")
+    preview = run_documented(kube, apply_command("prod", namespace, str(outdir)) + " --dry-run=server").stdout
+    assert "cronjob.batch/prod-cnpg-pgdump-backup-orders pruned (server dry run)" in preview, preview
+    assert "CronJob/prod-cnpg-pgdump-backup-orders" in objects(kube, namespace)
+
+    out = run_documented(kube, apply_command("prod", namespace, str(outdir))).stdout
     assert "cronjob.batch/prod-cnpg-pgdump-backup-orders pruned" in out, out
     after = objects(kube, namespace)
     assert (
