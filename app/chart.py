@@ -39,7 +39,7 @@ class BackupChart(Chart):
     restore.object is set."""
 
     def __init__(self, scope: Construct, id: str, *, cfg: Config) -> None:
-        super().__init__(scope, id, disable_resource_name_hashes=True)
+        super().__init__(scope, id, disable_resource_name_hashes=True, namespace=cfg.global_.namespace or None)
         credentials = s3_credentials(cfg)
         if cfg.service_account.create:
             WorkerServiceAccount(self, "service-account", props=props.service_account(cfg))
@@ -89,7 +89,9 @@ def oneoff_restore_yaml(cfg: Config, now: datetime | None = None, warn: Warn = w
     now = now or datetime.now(UTC)
     target = restore_target(cfg)
     application = App()
-    chart = Chart(application, "oneoff-restore", disable_resource_name_hashes=True)
+    chart = Chart(
+        application, "oneoff-restore", disable_resource_name_hashes=True, namespace=cfg.global_.namespace or None
+    )
     name = naming.oneoff_restore_job_name(cfg, now.astimezone(UTC))
     RestoreJob(chart, "restore", props=props.restore_job(cfg, target, name, s3_credentials(cfg)))
     return application.synth_yaml()

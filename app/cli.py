@@ -2,7 +2,7 @@
 (also installed as the `cnpg-pgdump-backup` console script).
 
 Exit codes: 0 success, 2 configuration/usage error (one line per problem on stderr, never a
-traceback), 1 could not write the output.
+traceback), 1 could not write the output (or `uninstall` could not read or delete the release).
 """
 
 from __future__ import annotations
@@ -31,6 +31,20 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_values_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "release",
+        nargs="?",
+        metavar="RELEASE",
+        help="release name, as in `helm template RELEASE` (sets global.releaseName; default: the values' or "
+        "cnpg-backup)",
+    )
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        metavar="NS",
+        help="namespace written into every object's metadata (sets global.namespace; default: none, "
+        "`kubectl apply -n` decides)",
+    )
+    parser.add_argument(
         "-f",
         "--values",
         action="append",
@@ -53,6 +67,21 @@ def _add_values_options(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="like --set, but the value always stays a string",
     )
+    parser.add_argument(
+        "--set-json",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help='override a value with JSON (a.b={"x":1},c=[1,2]); applied before --set, as in Helm',
+    )
+    parser.add_argument(
+        "--set-file",
+        action="append",
+        default=[],
+        metavar="KEY=PATH",
+        help="set a value to a file's content, verbatim (e.g. a credential kept off the command line); "
+        "applied last, as in Helm",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         "synth",
         help="write the manifests (ServiceAccount, Secret, CronJobs, restore Job) to a directory",
         description="Write the manifests for a configuration. Old *.k8s.yaml files in the output "
-        "directory are removed first. Apply with: kubectl apply -n <namespace> -f dist/",
+        "directory are removed first. Apply with (prunes what the config no longer produces): "
+        "KUBECTL_APPLYSET=true kubectl apply -n <namespace> --prune --applyset=cnpg-pgdump-backup.<release> -f dist/",
     )
     _add_values_options(synth)
     synth.add_argument("-o", "--output", default="dist", metavar="DIR", help="output directory (default: dist)")
@@ -108,6 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="create --target-database if it does not exist (restore.createDatabase; the role needs CREATEDB)",
     )
 
+    remove = commands.add_parser(
+        "uninstall",
+        help="delete what `kubectl apply --prune --applyset` installed for a release (like helm uninstall)",
+        description="Delete the objects a release's ApplySet records (README: Install, upgrade, uninstall), "
+        "then the ApplySet's Secret; nothing else in the namespace. Prints each kubectl command it runs. "
+        "One-off restore Jobs (restore-job) are not part of the release and stay.",
+    )
+    remove.add_argument("release", metavar="RELEASE", help="the release name given to synth")
+    remove.add_argument("-n", "--namespace", required=True, metavar="NS", help="the namespace it was applied to")
+    remove.add_argument("--dry-run", action="store_true", help="only print the kubectl commands")
+    remove.add_argument("--kubectl", default="kubectl", metavar="PATH", help="kubectl binary (default: kubectl)")
+
     commands.add_parser(
         "schema",
         help="print the JSON schema of the configuration (values files) for editors and CI",
@@ -124,7 +166,16 @@ def _fail(error: ConfigError) -> int:
 
 
 def _values(args: argparse.Namespace) -> dict[str, Any]:
-    return merge_all(args.values, args.set, args.set_string)
+    values = merge_all(args.values, args.set, args.set_string, set_jsons=args.set_json, set_files=args.set_file)
+    # The command line wins over the values files, as --set does.
+    if args.release is not None or args.namespace is not None:
+        release_and_namespace = dict(values.get("global") or {})
+        if args.release is not None:
+            release_and_namespace["releaseName"] = args.release
+        if args.namespace is not None:
+            release_and_namespace["namespace"] = args.namespace
+        values["global"] = release_and_namespace
+    return values
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -138,7 +189,40 @@ def _synth(args: argparse.Namespace) -> int:
         return EXIT_IO
     for path in written:
         print(path)
+    from app.applyset import apply_command
+
+    print(
+        f"apply (prunes what the config no longer produces): "
+        f"{apply_command(cfg.global_.release_name, cfg.global_.namespace, args.output)}",
+        file=sys.stderr,
+    )
     return 0
+
+
+def _uninstall(args: argparse.Namespace) -> int:
+    from app.applyset import UninstallError, uninstall
+    from app.validation import namespace_problem, release_name_problem
+
+    problems = [
+        f"{what}: {problem}"
+        for what, problem in (
+            ("RELEASE", release_name_problem(args.release)),
+            (
+                "--namespace",
+                namespace_problem(args.namespace)
+                if args.namespace
+                else "required (the namespace the release was applied to)",
+            ),
+        )
+        if problem
+    ]
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return uninstall(args.release, args.namespace, kubectl=args.kubectl, dry_run=args.dry_run)
+    except UninstallError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_IO
 
 
 def utc_now() -> datetime:
@@ -194,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _synth(args)
         if args.command == "schema":
             return _schema()
+        if args.command == "uninstall":
+            return _uninstall(args)
         return _restore_job(args)
     except ConfigError as error:
         return _fail(error)

@@ -59,6 +59,9 @@ class Global(StrictModel):
     name_override: NameOverride = ""
     # Extension: plays the part of Helm's release name so object names match the chart's.
     release_name: ReleaseName = "cnpg-backup"
+    # Extension: plays Helm's --namespace: written into every object's metadata.namespace. Empty:
+    # the objects carry none and `kubectl apply -n` (or the kubeconfig context) decides.
+    namespace: NamespaceName = ""
 
 
 class Resources(StrictModel):
