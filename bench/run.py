@@ -168,7 +168,7 @@ class Bench:
         found = [
             (k, s)
             for k, s in self.keys(prefix)
-            if k.endswith((".sql.gz", ".sql.zst", ".dump")) and "/.cnpg-backup/" not in k
+            if k.removesuffix(".age").endswith((".sql.gz", ".sql.zst", ".dump")) and "/.cnpg-backup/" not in k
         ]
         if len(found) != 1:
             raise RuntimeError(f"expected one backup object under s3://{BUCKET}/{prefix}, found {found}")

@@ -11,7 +11,7 @@ decrypted stream that ended without error is the whole plaintext that was encryp
 
 pyrage's streaming calls pull from a reader and push into a writer; `_pump` runs them on a thread
 between two bounded queues so that the rest of the worker keeps its iterator-of-chunks shape and
-its bounded memory (READ_AHEAD pieces in, OUT_QUEUE pieces out).
+its bounded memory (the source's own read-ahead in, OUT_QUEUE pieces of PIECE bytes out).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from . import contract, log
 from .errors import UsageError, WorkerError
 
 SUFFIX = ".age"
-OUT_QUEUE = 64  # pieces of ≤ 64 KiB waiting for the consumer: ≤ 4 MiB
+PIECE = 1 << 20  # bytes per item handed to the consumer
+OUT_QUEUE = 4  # items waiting for the consumer: with the one being filled, ≤ 5 MiB
 _PUT_POLL = 0.5
 
 
@@ -66,20 +67,33 @@ class _IterReader(io.RawIOBase):
 
 
 class _QueueWriter(io.RawIOBase):
+    """Collects pyrage's small writes (8–64 KiB) into PIECE-sized items: every item handed to the
+    consumer is a thread hand-off, and thousands of them per second would cost more than the cipher."""
+
     def __init__(self, out: queue.Queue[bytes | BaseException | None], stop: threading.Event) -> None:
         self._out, self._stop = out, stop
+        self._buf = bytearray()
 
     def writable(self) -> bool:
         return True
 
     def write(self, b: Any) -> int:
-        data = bytes(b)
+        n = len(b)
+        self._buf += b
+        if len(self._buf) >= PIECE:
+            self.hand_over()
+        return n
+
+    def hand_over(self) -> None:
+        if not self._buf:
+            return
+        data, self._buf = bytes(self._buf), bytearray()
         while True:
             if self._stop.is_set():
                 raise _Stopped()
             try:
                 self._out.put(data, timeout=_PUT_POLL)
-                return len(data)
+                return
             except queue.Full:
                 continue
 
@@ -98,7 +112,9 @@ def _pump(
     def run() -> None:
         item: BaseException | None = None
         try:
-            work(reader, _QueueWriter(out, stop))
+            writer = _QueueWriter(out, stop)
+            work(reader, writer)
+            writer.hand_over()
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             item = reader.error or on_error(exc)
         finally:
@@ -111,6 +127,47 @@ def _pump(
                 return
             except queue.Full:
                 continue
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    try:
+        while (item := out.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def ahead(chunks: Iterable[bytes], depth: int, name: str) -> Iterator[bytes]:
+    """The same chunks, produced on a thread of their own up to `depth` ahead: the compressor then
+    runs next to the cipher instead of taking turns with it on the age thread."""
+    source = iter(chunks)
+    out: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: bytes | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=_PUT_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for chunk in source:
+                if not put(chunk):
+                    return
+            put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(exc)
+        finally:
+            close = getattr(source, "close", None)
+            if close:
+                close()
 
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()

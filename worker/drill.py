@@ -140,6 +140,8 @@ def _archive_counts(bucket: Bucket, key: str, m: Manifest, identities: Sequence[
     err = proc.stderr.read().decode("utf-8", "replace").strip()
     rc = proc.wait()
     t.join(timeout=30)
+    if errors and isinstance(errors[0], WorkerError):  # reading the object failed (key, decryption): say that
+        raise errors[0]
     if rc != 0 or errors:
         detail = err.splitlines()[-1] if err else (str(errors[0]) if errors else f"exit {rc}")
         raise WorkerError(f"drill: reading the row counts of s3://{bucket.loc.bucket}/{key} failed: {detail}")

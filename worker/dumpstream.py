@@ -101,7 +101,7 @@ class DumpStream:
         """The bytes to store, as pg_dump produces them: compressed, then encrypted with recipients."""
         stream = self._compressed()
         if self.recipients:
-            stream = crypt.encrypt(stream, self.recipients)
+            stream = crypt.encrypt(crypt.ahead(stream, READ_AHEAD, "compressor"), self.recipients)
         for data in stream:
             self._sha.update(data)
             self.stored_bytes += len(data)

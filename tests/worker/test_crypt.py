@@ -114,7 +114,7 @@ def test_memory_stays_bounded_for_a_large_stream():
     for piece in crypt.encrypt((b"q" * (1 << 20) for _ in range(64)), crypt.parse_recipients(pub, "t")):
         sha.update(piece)
         total += len(piece)
-        assert len(piece) <= CHUNK + 16 + 4096
+        assert len(piece) <= crypt.PIECE + CHUNK + 16
     assert total > 64 << 20
 
 
@@ -138,3 +138,25 @@ def test_identity_file_comments_are_skipped(tmp_path):
     with pytest.raises(UsageError, match="cannot read the age identity file"):
         crypt.identities_from(None, str(tmp_path / "missing"))
     assert crypt.identities_from(None, None) == []
+
+
+def test_ahead_keeps_order_errors_and_closes_its_source():
+    closed = threading.Event()
+
+    def numbered():
+        try:
+            for i in range(100):
+                yield bytes([i])
+            raise WorkerError("boom")
+        finally:
+            closed.set()
+
+    got = []
+    with pytest.raises(WorkerError, match="boom"):
+        for piece in crypt.ahead(numbered(), 4, "t"):
+            got.append(piece[0])
+    assert got == list(range(100)) and closed.wait(5)
+    early = crypt.ahead(numbered(), 4, "t2")
+    next(early)
+    early.close()
+    assert not [t for t in threading.enumerate() if t.name == "t2"]
