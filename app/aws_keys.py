@@ -33,13 +33,21 @@ class DatabaseKeys:
         return f"{self.state}{kind}/"
 
 
-def database_keys(cfg: Config, command: str) -> list[DatabaseKeys]:
-    """Every configured database's key prefixes; a config naming no bucket or no database is refused
-    with one line, since a policy or rule for it would grant or expire the wrong objects."""
+def database_keys(cfg: Config, command: str, only: str | None = None) -> list[DatabaseKeys]:
+    """Every configured database's key prefixes (`only`: the databases[] entry of that name); a config
+    naming no bucket or no database is refused with one line, since a policy or rule for it would
+    grant or expire the wrong objects."""
     if not cfg.s3.bucket:
         raise ConfigError.one(f"s3.bucket: required for {command} (the bucket the backups go to)")
+    targets = list(enumerate(backup_targets(cfg)))
+    if only is not None:
+        names = [t.name for _, t in targets if t.name]
+        if only not in names:
+            known = ", ".join(names) or "none: the config names one database (cnpg.database), leave --database out"
+            raise ConfigError.one(f"--database: no databases[] entry named {only!r} (known: {known})")
+        targets = [(i, t) for i, t in targets if t.name == only]
     out = []
-    for i, target in enumerate(backup_targets(cfg)):
+    for i, target in targets:
         if not target.database:
             field = f"databases[{i}].database" if target.name else "cnpg.database"
             raise ConfigError.one(f"{field}: required for {command} (its backups' names start with it)")

@@ -39,12 +39,15 @@ def expiry_days(cfg: Config) -> int | None:
     return cfg.backup.retention_days
 
 
-def lifecycle(cfg: Config, abort_incomplete_days: int = DEFAULT_ABORT_INCOMPLETE_UPLOAD_DAYS) -> dict[str, Any]:
+def lifecycle(
+    cfg: Config, abort_incomplete_days: int = DEFAULT_ABORT_INCOMPLETE_UPLOAD_DAYS, database: str | None = None
+) -> dict[str, Any]:
+    """The lifecycle configuration (`database`: only that databases[] entry's rule)."""
     if abort_incomplete_days < 1:
         raise ConfigError.one(f"--abort-incomplete-days: {abort_incomplete_days} must be at least 1 (days)")
     days = expiry_days(cfg)
     rules = []
-    for db in database_keys(cfg, "lifecycle"):
+    for db in database_keys(cfg, "lifecycle", database):
         rule: dict[str, Any] = {
             # The backup CronJob's name: unique per database (synth refuses two alike), and it says
             # which release and database a rule in a shared bucket belongs to.

@@ -50,11 +50,11 @@ def _statement(sid: str, actions: list[str], resources: list[str], **condition: 
     return doc
 
 
-def policy(cfg: Config, role: Role) -> dict[str, Any]:
+def policy(cfg: Config, role: Role, database: str | None = None) -> dict[str, Any]:
     """The IAM policy document for `role`: `backup` is what the backup and drill pods need (the
     generated restore Job too: it uses the same credentials); `restore` is the read-mostly set for
-    a separate identity that restores."""
-    dbs = database_keys(cfg, "iam-policy")
+    a separate identity that restores. `database`: only that databases[] entry's objects."""
+    dbs = database_keys(cfg, "iam-policy", database)
     bucket_arn = f"arn:{partition(cfg.s3.region)}:s3:::{cfg.s3.bucket}"
 
     def objects(prefixes: Iterable[str]) -> list[str]:

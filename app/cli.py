@@ -133,6 +133,7 @@ def _add_aws_commands(commands: Any) -> None:
     )
     _add_values_options(iam)
     iam.add_argument("--role", choices=ROLES, default="backup", help="which policy (default: backup)")
+    iam.add_argument("--database", metavar="NAME", help="only this databases[].name's objects (default: all databases)")
 
     lifecycle = commands.add_parser(
         "lifecycle",
@@ -150,6 +151,7 @@ def _add_aws_commands(commands: Any) -> None:
         metavar="N",
         help=f"abort multipart uploads unfinished after N days (default: {DEFAULT_ABORT_INCOMPLETE_UPLOAD_DAYS})",
     )
+    lifecycle.add_argument("--database", metavar="NAME", help="only this databases[].name's rule (default: all)")
 
 
 def _note_stderr(notes: list[str]) -> None:
@@ -161,7 +163,7 @@ def _iam_policy(args: argparse.Namespace) -> int:
     from app import aws_policy
 
     cfg = config_from_values(_values(args))
-    document = aws_policy.policy(cfg, args.role)
+    document = aws_policy.policy(cfg, args.role, args.database)
     sys.stdout.write(aws_policy.render(document))
     _note_stderr(aws_policy.notes(cfg, args.role, document))
     return 0
@@ -173,7 +175,7 @@ def _lifecycle(args: argparse.Namespace) -> int:
     from app import aws_lifecycle
 
     cfg = config_from_values(_values(args))
-    document = aws_lifecycle.lifecycle(cfg, args.abort_incomplete_days)
+    document = aws_lifecycle.lifecycle(cfg, args.abort_incomplete_days, args.database)
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
     _note_stderr(aws_lifecycle.notes(cfg))
     return 0

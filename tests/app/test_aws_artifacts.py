@@ -110,6 +110,19 @@ def test_nothing_outside_the_databases_objects(role: aws_policy.Role) -> None:
             assert resource.startswith(("arn:aws:s3:::my-backups", "arn:aws:kms:")), resource
 
 
+def test_database_option_limits_to_one_entry(capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _cfg(**TWO_DATABASES)
+    doc = aws_policy.policy(cfg, "restore", "users")
+    assert allows(doc, "s3:GetObject", _worker_keys("prod/users", "users")["backup"])
+    assert not allows(doc, "s3:GetObject", _worker_keys("prod/orders", "orders")["backup"])
+    assert [r["Filter"]["Prefix"] for r in aws_lifecycle.lifecycle(cfg, database="orders")["Rules"]] == [
+        "prod/orders/orders_"
+    ]
+    code, out, err = _main(capsys, "iam-policy", "-f", str(REPO / "examples/values.yaml"), "--database", "appdb")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "--database: no databases[] entry named 'appdb' (known: none: the config names one database" in err
+
+
 def test_restore_policy_reads_and_writes_only_its_own_records() -> None:
     doc = aws_policy.policy(_cfg(), "restore")
     keys = _worker_keys("prod", "appdb")

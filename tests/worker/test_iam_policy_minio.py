@@ -17,6 +17,7 @@ from app.config import S3, Backup, Cnpg, Config
 from testsupport.dataset import fingerprint, load
 from testsupport.helpers import keys
 from testsupport.minio_admin import MinioUsers
+from testsupport.servers import setting
 
 pytestmark = pytest.mark.integration
 
@@ -81,12 +82,13 @@ def _plant_abandoned_upload(minio, bucket: str) -> tuple[str, str]:
     return key, marker
 
 
-def test_backup_policy_alone_backs_up_prunes_and_reads_nothing_else(shop, minio, bucket, users, make_worker):
+def test_backup_policy_alone_backs_up_prunes_drills_and_reads_nothing_else(shop, minio, bucket, users, make_worker):
     creds = _user(users, bucket, "backup")
     old = f"{PREFIX}/{DATABASE}_2020-01-01_00-00-00.sql.gz"  # a chart-era backup, due for retention
     minio.client().put_object(Bucket=bucket, Key=old, Body=b"old")
     upload_key, marker = _plant_abandoned_upload(minio, bucket)
-    w = make_worker(shop, minio, bucket, DATABASE, prefix=PREFIX, CNPG_BACKUP_RETENTION_DAYS="1", **creds)
+    drill = {"CNPG_BACKUP_PG_SERVER_DIRS": setting("CNPG_TEST_PG_SERVER_DIRS"), "CNPG_BACKUP_RECORD_ROW_COUNTS": "true"}
+    w = make_worker(shop, minio, bucket, DATABASE, prefix=PREFIX, CNPG_BACKUP_RETENTION_DAYS="1", **drill, **creds)
 
     r = w.run("backup")
     assert r.returncode == 0, r.stderr
@@ -98,6 +100,8 @@ def test_backup_policy_alone_backs_up_prunes_and_reads_nothing_else(shop, minio,
     assert any(k == f"{PREFIX}/.cnpg-backup/status/{DATABASE}.json" for k in present), present
     assert w.run("check", "--max-age", "1h").returncode == 0
     assert w.run("prune", "--retention-days", "1").returncode == 0
+    r = w.run("drill")  # the drill pods use the same credentials: it records its result in the manifest
+    assert r.returncode == 0 and "drill passed" in r.stderr, r.stderr
 
     _outside_is_denied(users.client(creds), bucket)
 
