@@ -120,7 +120,8 @@ def _kms_statement(cfg: Config) -> dict[str, Any] | None:
     if s3.sse != "aws:kms" or not s3.kms_key_id:
         return None
     part = partition(s3.region)
-    condition: dict[str, Any] = {"StringEquals": {"kms:ViaService": f"s3.{s3.region}.amazonaws.com"}}
+    domain = "amazonaws.com.cn" if part == "aws-cn" else "amazonaws.com"
+    condition: dict[str, Any] = {"StringEquals": {"kms:ViaService": f"s3.{s3.region}.{domain}"}}
     key = s3.kms_key_id
     if key.startswith("arn:") and ":alias/" not in key:
         resource = key

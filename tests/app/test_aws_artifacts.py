@@ -168,6 +168,13 @@ def test_no_kms_statement_without_a_customer_key(s3: dict[str, str]) -> None:
     assert not [st for st in doc["Statement"] if any(a.startswith("kms:") for a in st["Action"])]
 
 
+def test_china_partition_kms_service_domain() -> None:
+    cfg = _cfg(s3={"sse": "aws:kms", "kmsKeyId": "k1", "region": "cn-north-1"})
+    (kms,) = aws_policy.policy(cfg, "backup")["Statement"][3:]
+    assert kms["Resource"] == ["arn:aws-cn:kms:cn-north-1:*:key/k1"]
+    assert kms["Condition"]["StringEquals"] == {"kms:ViaService": "s3.cn-north-1.amazonaws.com.cn"}
+
+
 def test_partition_and_wildcard_characters_are_literal() -> None:
     cfg = _cfg(s3={"region": "cn-north-1", "prefix": "a*b"}, cnpg={"database": "we?rd$db"})
     doc = aws_policy.policy(cfg, "backup")
