@@ -1,4 +1,4 @@
-"""Command line: `python -m app synth ...` / `python -m app restore-job ...`
+"""Command line: `python -m app synth ...` / `restore-job` / `schema` / `iam-policy` / `lifecycle`
 (also installed as the `cnpg-pgdump-backup` console script).
 
 Exit codes: 0 success, 2 configuration/usage error (one line per problem on stderr, never a
@@ -157,7 +157,70 @@ def build_parser() -> argparse.ArgumentParser:
         "(camelCase keys). Point your editor at it, e.g. `# yaml-language-server: $schema=values.schema.json`. "
         "The cross-field rules (a required bucket, codec and format combinations, ...) are checked by synth.",
     )
+    _add_aws_commands(commands)
     return parser
+
+
+def _add_aws_commands(commands: Any) -> None:
+    from app.aws_lifecycle import DEFAULT_ABORT_INCOMPLETE_UPLOAD_DAYS
+    from app.aws_policy import ROLES
+
+    iam = commands.add_parser(
+        "iam-policy",
+        help="print the least-privilege IAM policy (JSON) for the bucket and the databases' prefixes",
+        description="Print an IAM policy document granting exactly what the worker does on the configured "
+        "bucket, under each database's prefix: --role backup (backups, drills, retention, the generated "
+        "restore Job) or --role restore (read the backups, write only the restore's own records). Notes go "
+        "to stderr. Example: python -m app iam-policy -f values.yaml > backup-policy.json",
+    )
+    _add_values_options(iam)
+    iam.add_argument("--role", choices=ROLES, default="backup", help="which policy (default: backup)")
+    iam.add_argument("--database", metavar="NAME", help="only this databases[].name's objects (default: all databases)")
+
+    lifecycle = commands.add_parser(
+        "lifecycle",
+        help="print S3 lifecycle rules (JSON): expiry after backup.retentionDays, abort of stale uploads",
+        description="Print the bucket lifecycle configuration for the databases' backups, for "
+        "`aws s3api put-bucket-lifecycle-configuration --bucket <bucket> --lifecycle-configuration "
+        "file://rules.json`: per database, Expiration after backup.retentionDays (not with backup.retention "
+        "counts) and AbortIncompleteMultipartUpload. Notes go to stderr.",
+    )
+    _add_values_options(lifecycle)
+    lifecycle.add_argument(
+        "--abort-incomplete-days",
+        type=int,
+        default=DEFAULT_ABORT_INCOMPLETE_UPLOAD_DAYS,
+        metavar="N",
+        help=f"abort multipart uploads unfinished after N days (default: {DEFAULT_ABORT_INCOMPLETE_UPLOAD_DAYS})",
+    )
+    lifecycle.add_argument("--database", metavar="NAME", help="only this databases[].name's rule (default: all)")
+
+
+def _note_stderr(notes: list[str]) -> None:
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
+def _iam_policy(args: argparse.Namespace) -> int:
+    from app import aws_policy
+
+    cfg = config_from_values(_values(args))
+    document = aws_policy.policy(cfg, args.role, args.database)
+    sys.stdout.write(aws_policy.render(document))
+    _note_stderr(aws_policy.notes(cfg, args.role, document))
+    return 0
+
+
+def _lifecycle(args: argparse.Namespace) -> int:
+    import json
+
+    from app import aws_lifecycle
+
+    cfg = config_from_values(_values(args))
+    document = aws_lifecycle.lifecycle(cfg, args.abort_incomplete_days, args.database)
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    _note_stderr(aws_lifecycle.notes(cfg))
+    return 0
 
 
 def _fail(error: ConfigError) -> int:
@@ -280,6 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _schema()
         if args.command == "uninstall":
             return _uninstall(args)
+        if args.command == "iam-policy":
+            return _iam_policy(args)
+        if args.command == "lifecycle":
+            return _lifecycle(args)
         return _restore_job(args)
     except ConfigError as error:
         return _fail(error)

@@ -10,7 +10,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from . import catalog, contract, crypt, health, log, pg, retention
+from . import catalog, contract, crypt, health, log, naming, pg, retention
 from .dump import BackupOptions, run_backup
 from .errors import UsageError, WorkerError
 from .manifest import Manifest
@@ -92,7 +92,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
     # Everything from here on is a run that monitoring must see, the server being down included.
     with health.recorded_run(bucket, args.prefix, args.database, args.pushgateway) as recorded:
         pg.wait_ready(args.wait_timeout, args.database)
-        bucket.check(args.prefix)
+        # Listed under the database's own backups: all a least-privilege policy lets it list
+        # (`python -m app iam-policy`), and what `latest` and retention list anyway.
+        bucket.check(naming.join(args.prefix, args.database + "_"))
         recorded["manifest"] = _backup(bucket, args)
     policy = retention_policy(args)
     if policy.active:
