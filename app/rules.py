@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from app.identity import DEFAULT_IMAGE
 from app.naming import cronjob_name, drill_cronjob_name
 from app.naming import labels as standard_labels
+from app.spread import has_hash, window_minutes, window_schedule_problem
 from app.targets import backup_targets
 from worker import contract
 
@@ -68,6 +69,7 @@ def cross_field_problems(cfg: Config) -> list[str]:
         )
 
     problems += _cronjob_name_problems(cfg)
+    problems += _window_problems(cfg)
     problems += _restore_problems(cfg)
     problems += _monitoring_problems(cfg)
     problems += _resource_problems("backup.resources", cfg.backup.resources)
@@ -85,6 +87,26 @@ def _resource_problems(path: str, resources: Resources) -> list[str]:
                 f"{path}.requests.{name}: {request} is more than limits.{name} ({limit}); Kubernetes "
                 "refuses such a pod - raise the limit or lower the request"
             )
+    return problems
+
+
+def _window_problems(cfg: Config) -> list[str]:
+    """A window spreads a schedule with one start minute; each schedule it applies to must fit."""
+    schedules: list[tuple[str, str, str]] = []  # (field, schedule, window field)
+    if cfg.backup.window:
+        overridden = [(f"databases[{i}].schedule", e.schedule) for i, e in enumerate(cfg.databases) if e.schedule]
+        if not cfg.databases or len(overridden) < len(cfg.databases):
+            schedules.append(("backup.schedule", cfg.backup.schedule, "backup.window"))
+        # A database's own schedule with H is spread by its H; the window is for the others.
+        schedules += [(field, schedule, "backup.window") for field, schedule in overridden if not has_hash(schedule)]
+    if cfg.verify.window:
+        schedules.append(("verify.schedule", cfg.verify.schedule, "verify.window"))
+    problems = []
+    for field, schedule, window_field in schedules:
+        window = cfg.verify.window if window_field == "verify.window" else cfg.backup.window
+        problem = window_schedule_problem(schedule, window_minutes(window))
+        if problem:
+            problems.append(f"{field}: with {window_field} {window}, {problem}")
     return problems
 
 
