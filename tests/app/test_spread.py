@@ -199,3 +199,19 @@ def test_the_manifests_deadlines_and_alerts_use_the_spread_schedule(tmp_path: Pa
         assert str(round(longest_interval_seconds(target.schedule) * 1.5)) in missing["expr"]
         assert f"`{target.schedule}`" in missing["annotations"]["description"]
     assert cronjobs[next(n for n in cronjobs if n.endswith("-audit"))]["schedule"].endswith("-59/15 * * * *")
+
+
+def test_the_prefix_overlap_check_finds_the_same_pairs_as_comparing_all() -> None:
+    import random
+
+    from app.rules import _overlapping_prefixes, _prefixes_overlap
+
+    rng = random.Random(17)
+    parts = ["a", "b", "a-b", "a.b", "ab"]
+    for _ in range(2000):
+        n = rng.randint(1, 8)
+        prefixes = ["/".join(rng.choices(parts, k=rng.randint(1, 3))) + rng.choice(["", "", "/"]) for _ in range(n)]
+        if rng.random() < 0.05:
+            prefixes[0] = ""
+        pairwise = [(i, j) for i in range(n) for j in range(i) if _prefixes_overlap(prefixes[i], prefixes[j])]
+        assert _overlapping_prefixes(prefixes) == pairwise, prefixes
