@@ -215,3 +215,13 @@ def test_the_prefix_overlap_check_finds_the_same_pairs_as_comparing_all() -> Non
             prefixes[0] = ""
         pairwise = [(i, j) for i in range(n) for j in range(i) if _prefixes_overlap(prefixes[i], prefixes[j])]
         assert _overlapping_prefixes(prefixes) == pairwise, prefixes
+
+
+def test_synth_skips_the_jsii_type_checks_only_while_it_builds(tmp_path: Path) -> None:
+    """The chart is built without jsii's runtime type checks (app/constructs/plain.py); afterwards
+    they are back, so the constructs' own tests still get them."""
+    from imports import k8s
+
+    render(values(FLEET), tmp_path)
+    with pytest.raises(TypeError):
+        k8s.EnvVar(name=42)  # type: ignore[arg-type]
