@@ -68,6 +68,15 @@ def test_the_spread_follows_the_database_not_its_position() -> None:
     assert forward == backward
 
 
+def test_a_new_database_moves_only_its_own_clusters_starts() -> None:
+    before = {t.name: t.schedule for t in backup_targets(_fleet(5, 4, backup={"window": "2h"}))}
+    grown = _fleet(5, 4, backup={"window": "2h"}).model_dump(by_alias=True, exclude_none=True)
+    grown["databases"].append({"name": "c2-new", "database": "new", "secretName": "cluster2-app"})
+    after = {t.name: t.schedule for t in backup_targets(Config.model_validate(grown))}
+    moved = {name for name in before if before[name] != after[name]}
+    assert moved and all(name.startswith("c2-") for name in moved)
+
+
 def test_h_fields_take_values_of_their_range() -> None:
     members = [Member("H H(1-4) * * H", 0, f"cluster{c}", f"db{d}") for c in range(30) for d in range(4)]
     for schedule in spread(members):
