@@ -17,6 +17,7 @@ from app.config import Config
 from app.constructs.backup import BackupCronJob
 from app.constructs.drill import DrillCronJob
 from app.constructs.monitoring import BackupAlerts
+from app.constructs.plain import without_runtime_type_checks
 from app.constructs.restore import RestoreJob
 from app.constructs.secrets import ManagedS3Secret, s3_credentials
 from app.constructs.service_account import WorkerServiceAccount
@@ -75,7 +76,8 @@ def synth(cfg: Config, outdir: str | Path = "dist", warn: Warn = warn_stderr) ->
     for stale in outdir.glob(f"*{OUTPUT_SUFFIX}"):
         stale.unlink()
     application = App(outdir=str(outdir), output_file_extension=OUTPUT_SUFFIX)
-    BackupChart(application, CHART_NAME, cfg=cfg)
+    with without_runtime_type_checks():
+        BackupChart(application, CHART_NAME, cfg=cfg)
     application.synth()
     return sorted(outdir.glob(f"*{OUTPUT_SUFFIX}"))
 

@@ -16,12 +16,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from app.cron import Cron, TimeZone, longest_interval_seconds, shortest_interval_seconds
+from app.cron import TimeZone, longest_interval_seconds, shortest_interval_seconds
 from app.errors import ConfigError
 from app.identity import DEFAULT_IMAGE, DEFAULT_TMP_SIZE_LIMIT
 from app.rules import cross_field_problems
 from app.s3_rules import RestoreObject, S3Bucket, S3Endpoint, S3Prefix, S3Region, S3StorageClass
 from app.scheduling import Affinity, Toleration
+from app.spread import Schedule, Window
 from app.validation import (
     AgeRecipient,
     AnnotationValue,
@@ -116,7 +117,8 @@ class Retention(StrictModel):
 class Backup(StrictModel):
     _config_path = "backup"
     enabled: bool = True
-    schedule: Cron = "0 2 * * *"
+    # `H` fields (Jenkins-style, e.g. `H H(1-4) * * *`) are spread per database (app/spread.py).
+    schedule: Schedule = "0 2 * * *"
     image: str = Field(default=DEFAULT_IMAGE, min_length=1, pattern=r"^\S+$")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     retention_days: int = Field(default=contract.DEFAULT_RETENTION_DAYS, ge=0)
@@ -151,6 +153,9 @@ class Backup(StrictModel):
     # Secrets (type kubernetes.io/dockerconfigjson) to pull `image` from a private registry; used by
     # every worker pod (backup, restore, one-off restore). Helm's `[{name: x}]` shape or plain names.
     image_pull_secrets: list[ObjectName] = Field(default_factory=list)
+    # Fleets: each database starts somewhere within this long after the schedule's start (e.g. 2h),
+    # evenly apart per cluster, chosen by a hash (app/spread.py); "": all start on the schedule.
+    window: Window = ""
 
     @field_validator("time_zone", "active_deadline_seconds", mode="before")
     @classmethod
@@ -323,7 +328,10 @@ class Verify(StrictModel):
     _config_path = "verify"
     enabled: bool = False
     # Weekly, Sunday 05:00 (backup.timeZone): after the nightly backup, outside business hours.
-    schedule: Cron = "0 5 * * 0"
+    schedule: Schedule = "0 5 * * 0"
+    # Like backup.window, for the drills (a drill restores into its own pod, but reads S3 and
+    # needs a node's CPU and disk: 200 at once still hurt).
+    window: Window = ""
     # The drill pod's /tmp emptyDir holds the whole restored database (the scratch server's data
     # directory, WAL included) and, for a custom-format backup, the archive staged for pg_restore.
     tmp_size_limit: Quantity = "10Gi"
@@ -359,7 +367,7 @@ class DatabaseEntry(StrictModel):
     secret_name: ObjectName = ""
     service_name: HostName = ""
     prefix: S3Prefix | None = None
-    schedule: Cron | None = None
+    schedule: Schedule | None = None
 
 
 class Config(StrictModel):

@@ -118,7 +118,7 @@ def drill_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials)
     return DrillCronJobProps(
         name=naming.drill_cronjob_name(cfg, target),
         labels=naming.labels(cfg, "drill", target),
-        schedule=verify.schedule,
+        schedule=target.drill_schedule,
         active_deadline_seconds=verify.active_deadline_seconds or None,
         backup=cfg.backup,
         pod=worker_pod(
@@ -187,7 +187,7 @@ def prometheus_rule(cfg: Config) -> PrometheusRuleProps:
 
 
 def drill_alerts(cfg: Config, target: BackupTarget) -> DrillAlertsProps:
-    schedule = cfg.verify.schedule
+    schedule = target.drill_schedule
     return DrillAlertsProps(
         group=naming.drill_cronjob_name(cfg, target),
         cronjob=naming.drill_cronjob_name(cfg, target),

@@ -308,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = command("status", "the last backup run, the newest good backup and the last drill, from the bucket")
     s3_args(sp)
+    sp.add_argument(
+        "--all",
+        action="store_true",
+        help="every database with a status object under --prefix (the whole bucket without one), one line each",
+    )
     sp.add_argument("--json", action="store_true", help="machine-readable: sizes in bytes, times in ISO 8601")
 
     sp = command(

@@ -10,7 +10,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from . import catalog, contract, crypt, health, log, naming, pg, retention
+from . import catalog, contract, crypt, fleet, health, log, naming, pg, retention
 from .dump import BackupOptions, run_backup
 from .errors import UsageError, WorkerError
 from .manifest import Manifest
@@ -18,10 +18,10 @@ from .restore import RestoreOptions, run_restore
 from .s3 import Bucket, S3Location, utcnow
 
 
-def _bucket(args: argparse.Namespace) -> Bucket:
+def _bucket(args: argparse.Namespace, *, needs_database: bool = True) -> Bucket:
     if not args.bucket:
         raise UsageError("no S3 bucket given", hint="pass --bucket or set CNPG_BACKUP_S3_BUCKET (s3.bucket)")
-    if not args.database:
+    if needs_database and not args.database:
         raise UsageError("no database given", hint="pass --database or set PGDATABASE (cnpg.database)")
     if args.endpoint and not args.endpoint.startswith(("http://", "https://")):
         raise UsageError(f"S3 endpoint {args.endpoint!r} is not an http(s) URL")
@@ -147,11 +147,25 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.all:
+        return _fleet_status(args)
     doc = health.status_report(_bucket(args), args.prefix, args.database)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         health.print_status(doc, print)
+    return 0
+
+
+def _fleet_status(args: argparse.Namespace) -> int:
+    docs = fleet.fleet_report(_bucket(args, needs_database=False), args.prefix or "")
+    if args.json:
+        print(json.dumps(docs, indent=2))
+    elif docs:
+        fleet.print_fleet(docs, print)
+    else:
+        where = f"s3://{args.bucket}/{args.prefix or ''}"
+        print(f"no status objects under {where} (each backup run writes one)", file=sys.stderr)
     return 0
 
 

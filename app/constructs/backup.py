@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from cdk8s import ApiObject
 from constructs import Construct
 
 from app.config import Backup
+from app.constructs.plain import plain_api_object
 from app.constructs.pod import WorkerPodProps, pod_template
 from imports import k8s
 
@@ -32,12 +34,14 @@ def worker_cron_job(
     backoff_limit: int,
     active_deadline_seconds: int | None,
     pod: WorkerPodProps,
-) -> k8s.KubeCronJob:
+) -> ApiObject:
     """A CronJob running one worker pod; the backup's and the drill's share suspend, time zone,
     history limits and starting deadline (from `backup`)."""
-    return k8s.KubeCronJob(
+    return plain_api_object(
         scope,
         "cronjob",
+        api_version="batch/v1",
+        kind="CronJob",
         metadata=k8s.ObjectMeta(name=name, labels=labels),
         spec=k8s.CronJobSpec(
             schedule=schedule,

@@ -6,6 +6,7 @@ none, so it gets no connection settings, no CA and no init container waiting for
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from pydantic import BaseModel
@@ -175,9 +176,16 @@ def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
     return env
 
 
+@functools.cache
+def quantity(value: str) -> k8s.Quantity:
+    """In the server's own spelling, so a second `kubectl apply` finds nothing to change. Cached:
+    each Quantity is a round trip to the jsii kernel (node), nine per database, and a Quantity is
+    immutable, so one object per distinct value serves every pod of a fleet."""
+    return k8s.Quantity.from_string(canonical_quantity(value))
+
+
 def _quantities(values: dict[str, str]) -> dict[str, k8s.Quantity] | None:
-    # The server's own spelling, so a second `kubectl apply` finds nothing to change.
-    return {k: k8s.Quantity.from_string(canonical_quantity(v)) for k, v in values.items()} or None
+    return {k: quantity(v) for k, v in values.items()} or None
 
 
 def resource_requirements(resources: Resources) -> k8s.ResourceRequirements:
@@ -211,7 +219,7 @@ def _volumes(ca: SecretKeySelector | None, tmp_size: str) -> tuple[list[k8s.Volu
     volumes = [
         k8s.Volume(
             name="tmp",
-            empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string(canonical_quantity(tmp_size))),
+            empty_dir=k8s.EmptyDirVolumeSource(size_limit=quantity(tmp_size)),
         )
     ]
     mounts = [k8s.VolumeMount(name="tmp", mount_path=TMP_DIR)]

@@ -417,7 +417,7 @@ def _secret_names(doc: dict[str, Any]) -> set[str]:
 
 def test_no_drill_cronjob_unless_verify_is_enabled(rendered: dict[str, Any]) -> None:
     for variant, out in rendered.items():
-        if variant != "restore_drills":
+        if not ALL_VARIANTS[variant].get("verify", {}).get("enabled"):
             assert not [n for n in _cronjobs(out) if n.endswith("-drill")], variant
             assert "component: drill" not in out.text
 

@@ -42,7 +42,13 @@ KEYS = [
 @pytest.mark.parametrize(("obj", "prefix"), KEYS)
 def test_the_app_and_the_worker_resolve_restore_object_to_the_same_key(obj: str, prefix: str) -> None:
     target = BackupTarget(
-        name=None, database="appdb", secret_name="s", service_name="", prefix=prefix, schedule="0 2 * * *"
+        name=None,
+        database="appdb",
+        secret_name="s",
+        service_name="",
+        prefix=prefix,
+        schedule="0 2 * * *",
+        drill_schedule="0 5 * * 0",
     )
     from_app = target.object_key(obj)
     from_worker = "latest" if obj == "latest" else naming.resolve_object(obj, prefix)
