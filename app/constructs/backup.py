@@ -7,6 +7,7 @@ import dataclasses
 from constructs import Construct
 
 from app.config import Backup
+from app.constructs.embed import embed_pod_template
 from app.constructs.pod import WorkerPodProps, pod_template
 from imports import k8s
 
@@ -35,7 +36,7 @@ def worker_cron_job(
 ) -> k8s.KubeCronJob:
     """A CronJob running one worker pod; the backup's and the drill's share suspend, time zone,
     history limits and starting deadline (from `backup`)."""
-    return k8s.KubeCronJob(
+    cron_job = k8s.KubeCronJob(
         scope,
         "cronjob",
         metadata=k8s.ObjectMeta(name=name, labels=labels),
@@ -54,11 +55,13 @@ def worker_cron_job(
                 spec=k8s.JobSpec(
                     backoff_limit=backoff_limit,
                     active_deadline_seconds=active_deadline_seconds,
-                    template=pod_template(pod, labels),
+                    template=k8s.PodTemplateSpec(),  # the JSON pod template, embedded below
                 ),
             ),
         ),
     )
+    embed_pod_template(cron_job, "/spec/jobTemplate/spec/template", pod_template(pod, labels))
+    return cron_job
 
 
 class BackupCronJob(Construct):

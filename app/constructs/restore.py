@@ -17,6 +17,7 @@ import dataclasses
 from constructs import Construct
 
 from app.config import Restore
+from app.constructs.embed import embed_pod_template
 from app.constructs.pod import WorkerPodProps, pod_template
 from app.naming import RESTORE_OBJECT_ANNOTATION
 from imports import k8s
@@ -56,5 +57,6 @@ class RestoreJob(Construct):
                 labels=props.labels,
                 annotations={RESTORE_OBJECT_ANNOTATION: props.object_key},
             ),
-            spec=k8s.JobSpec(backoff_limit=0, template=pod_template(props.pod, props.labels)),
+            spec=k8s.JobSpec(backoff_limit=0, template=k8s.PodTemplateSpec()),  # embedded below
         )
+        embed_pod_template(self.job, "/spec/template", pod_template(props.pod, props.labels))
