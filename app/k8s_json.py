@@ -4,9 +4,10 @@ Why: the pod spec (app/constructs/pod.py) must also be rendered where Node.js is
 (`python -m app job ...` at 2 AM, app/jobs.py), and the generated `imports.k8s` starts Node.js on
 import. These constructors take the same snake_case keyword arguments as `imports.k8s` and return
 what cdk8s would write for them: camelCase keys, unset (None) fields left out. The constructs embed
-the result unchanged (app/constructs/pod.py `embed_pod_template`), so dist/ and the one-off Jobs
-come from one implementation. Only the structs the pod spec uses are listed, so a typo in a struct
-name is an AttributeError (and a mypy error), not a silently different manifest.
+the result unchanged (app/constructs/embed.py), so dist/ and the one-off Jobs come from one
+implementation. Only the structs the pod spec uses are listed, so a typo in a struct name is an
+AttributeError (and a mypy error). A misspelled field is not caught here: cdk8s drops it from dist/
+while the printed Job keeps it, and tests/app/test_oneoff_jobs.py fails on the difference.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import dataclasses
 from constructs import Construct
 
 from app.config import Backup
-from app.constructs.embed import embed_pod_template
+from app.constructs.embed import embed_json
 from app.constructs.pod import WorkerPodProps, pod_template
 from imports import k8s
 
@@ -60,7 +60,7 @@ def worker_cron_job(
             ),
         ),
     )
-    embed_pod_template(cron_job, "/spec/jobTemplate/spec/template", pod_template(pod, labels))
+    embed_json(cron_job, "/spec/jobTemplate/spec/template", pod_template(pod, labels))
     return cron_job
 
 
