@@ -52,9 +52,10 @@ def test_printed_jobs_are_accepted_and_restricted(
     created = objects(kube, namespace, "jobs")
     for doc in docs:
         job = created[f"Job/{doc['metadata']['name']}"]
-        assert job["spec"]["template"]["spec"]["serviceAccountName"] == doc["spec"]["template"]["spec"][
-            "serviceAccountName"
-        ]
+        assert (
+            job["spec"]["template"]["spec"]["serviceAccountName"]
+            == doc["spec"]["template"]["spec"]["serviceAccountName"]
+        )
     # the pods themselves, as the Job controller would create them: PodSecurity enforced
     dry_run_pods(kube, namespace, pods_from_templates(docs))
 
