@@ -53,6 +53,7 @@ def worker_pod(
     credentials: S3Credentials,
     tmp_size_limit: str = DEFAULT_TMP_SIZE_LIMIT,
     notify: bool = False,
+    dumps: bool = False,  # the pod takes the scheduled backups: backup.extraArgs apply
 ) -> WorkerPodProps:
     return WorkerPodProps(
         target=target,
@@ -70,4 +71,5 @@ def worker_pod(
         pushgateway_url=cfg.monitoring.pushgateway.url,
         notifications=notifications(cfg) if notify else Notifications(),
         record_row_counts=cfg.verify.enabled,
+        pg_dump_extra_args=tuple(cfg.backup.extra_args) if dumps else (),
     )

@@ -54,6 +54,7 @@ def backup_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials
             resources=cfg.backup.resources,
             credentials=credentials,
             notify=True,
+            dumps=True,
         ),
     )
 

@@ -36,6 +36,7 @@ class BackupOptions:
     lock_wait_timeout: float = contract.DEFAULT_DUMP_LOCK_WAIT_SECONDS  # seconds; 0: wait for ever
     flag_shrink_percent: int = contract.DEFAULT_FLAG_SHRINK_PERCENT  # 0: never flag a shrink
     record_row_counts: bool = False  # plain: per-table COPY row counts in the manifest, for drills
+    pg_dump_args: tuple[str, ...] = ()  # backup.extraArgs, already checked (worker/pg_dump_options.py)
 
 
 def _part_size(estimate: int) -> int:
@@ -146,6 +147,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
             opts.lock_wait_timeout,
             compression,
             count_rows=opts.record_row_counts,
+            extra_args=opts.pg_dump_args,
         ) as dump,
     ):
         next_progress = time.monotonic() + PROGRESS_EVERY
@@ -181,6 +183,8 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
                 **({"row_counts": dict(dump.rows.rows)} if dump.rows else {}),
                 "compression_level": level,
                 "compressed_by": "pg_dump" if opts.format == "custom" else "worker",
+                # what the backup leaves out (--exclude-table=...) is part of what it is
+                **({"pg_dump_extra_args": list(opts.pg_dump_args)} if opts.pg_dump_args else {}),
             },
         )
         session.publish(manifest)

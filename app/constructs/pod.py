@@ -10,6 +10,7 @@ constructs embed it (app/constructs/embed.py), so the two cannot differ."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -81,6 +82,7 @@ class WorkerPodProps:
     pushgateway_url: str = ""  # monitoring.pushgateway.url: where the worker pushes its metrics; "": no push
     notifications: Notifications = Notifications()  # heartbeat and webhook; none by default
     record_row_counts: bool = False  # verify.enabled: plain backups record row counts for the drills
+    pg_dump_extra_args: tuple[str, ...] = ()  # backup.extraArgs: the backup pods only (not a restore's safety backup)
 
 
 def _secret_env(name: str, secret: str, key: str) -> Json:
@@ -162,6 +164,8 @@ def worker_env(props: WorkerPodProps) -> list[Json]:
         k8s.EnvVar(name=contract.FLAG_SHRINK.env, value=str(backup.flag_shrink_percent)),
         *([k8s.EnvVar(name=contract.RECORD_ROW_COUNTS.env, value="true")] if props.record_row_counts else []),
     ]
+    if props.pg_dump_extra_args:
+        env.append(k8s.EnvVar(name=contract.DUMP_EXTRA_ARGS.env, value=json.dumps(list(props.pg_dump_extra_args))))
     if props.pushgateway_url:
         env.append(k8s.EnvVar(name=contract.PUSHGATEWAY.env, value=props.pushgateway_url))
     env += notification_env(props.notifications)

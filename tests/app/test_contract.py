@@ -4,6 +4,7 @@ rule gives the same answer whichever half applies it."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from app.targets import BackupTarget
 from testsupport.app_helpers import pod_specs, render, values
 from worker import contract, naming, notify
 from worker.cli import build_parser
+from worker.commands import pg_dump_args
 from worker.metrics import RunRecord
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,6 +89,7 @@ TABLE: dict[contract.Setting, str] = {
     contract.DUMP_LOCK_WAIT: "12",
     contract.FLAG_SHRINK: "40",
     contract.RECORD_ROW_COUNTS: "true",  # verify.enabled
+    contract.DUMP_EXTRA_ARGS: '["--no-owner", "--exclude-table=audit_log"]',  # backup pods only
     contract.PUSHGATEWAY: "http://prometheus-pushgateway.monitoring.svc:9091",
     contract.HEARTBEAT_URL: SECRETS[SECRET_REFS[contract.HEARTBEAT_URL]],
     contract.WEBHOOK_URL: SECRETS[SECRET_REFS[contract.WEBHOOK_URL]],
@@ -111,6 +114,7 @@ CONFIG = values(
             "logFormat": "json",
             "lockWaitTimeoutSeconds": 12,
             "flagShrinkPercent": 40,
+            "extraArgs": ["--no-owner", "--exclude-table=audit_log"],
         },
         "monitoring": {
             "pushgateway": {"url": "http://prometheus-pushgateway.monitoring.svc:9091"},
@@ -147,9 +151,11 @@ def test_the_manifests_set_every_setting_of_the_table(kind: str, tmp_path: Path)
     name = "cnpg-backup-cnpg-pgdump-backup" + ("-drill" if kind == "drill" else "")
     [doc] = [d for d in out.kind("CronJob") if d["metadata"]["name"] == name]
     [spec] = pod_specs(doc)
+    # a drill dumps nothing: pg_dump's extra options are the backup's only
+    expected = {**TABLE, contract.DUMP_EXTRA_ARGS: None} if kind == "drill" else TABLE
     for container in spec.get("initContainers", []) + spec["containers"]:
         env = _resolved_env(container)
-        assert {s: env.get(s.env) for s in TABLE} == TABLE, container["name"]
+        assert {s: env.get(s.env) for s in TABLE} == expected, container["name"]
         # secretKeyRef settings are references, never literal values
         raw = {e["name"]: e for e in container["env"]}
         for setting, (secret, key) in SECRET_REFS.items():
@@ -200,6 +206,7 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.FLAG_SHRINK: str(ns.flag_shrink_percent),
         contract.RECORD_ROW_COUNTS: str(ns.record_row_counts).lower(),
         contract.PUSHGATEWAY: ns.pushgateway,
+        contract.DUMP_EXTRA_ARGS: json.dumps(list(pg_dump_args(ns))),
     }
     # No flags: the notification settings are read from the environment after a backup run.
     sent = _notifications(
