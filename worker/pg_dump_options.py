@@ -45,7 +45,6 @@ ALLOWED: dict[str, bool] = {
     "--large-objects": False,
     "--no-statistics": False,
     "--quote-all-identifiers": False,
-    "--use-set-session-authorization": False,
     "--enable-row-security": False,
     "--load-via-partition-root": False,
     "--strict-names": False,
@@ -84,6 +83,8 @@ REFUSED: dict[str, str] = {
     "--disable-triggers": "only for data-only dumps, which are refused",
     "--filter": "reads a file the pod does not have: list the patterns as --table=/--exclude-table=... items",
     "--binary-upgrade": "for pg_upgrade only",
+    "--use-set-session-authorization": "the restore runs as the CNPG Secret's user, which may not switch "
+    "session authorization (superuser only)",
     "--no-sync": "meaningless for a dump to a stream",
     "--verbose": "pg_dump's progress on stderr would fill the worker's error report",
     "--version": "not a dump",

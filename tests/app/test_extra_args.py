@@ -54,6 +54,7 @@ REFUSED = {
     "--lock-wait-timeout=1": "--lock-wait-timeout: refused",
     "--role=admin": "--role: refused",
     "--filter=/etc/f": "--filter: refused",
+    "--use-set-session-authorization": "--use-set-session-authorization: refused: the restore runs as",
     "--form=custom": "--form: not an option backup.extraArgs accepts",  # getopt would expand the prefix
     "--bogus": "--bogus: not an option backup.extraArgs accepts",
     "-O": "-O: write the long form, --no-owner, as one item",
