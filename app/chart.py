@@ -1,36 +1,30 @@
-"""The chart: composes the constructs for a Config, and the two ways to render it (a dist/
-directory for the declarative workflow, a single one-off restore Job for the imperative one)."""
+"""The chart: composes the constructs for a Config and writes them to a dist/ directory (the
+declarative workflow; the one-off Jobs of the imperative one: app/oneoff.py, without cdk8s)."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 from cdk8s import App, Chart
 from constructs import Construct
 
 import app  # noqa: F401 - sets the jsii environment before cdk8s is imported
-from app import naming, props
+from app import naming, oneoff, props
 from app.config import Config
 from app.constructs.backup import BackupCronJob
 from app.constructs.drill import DrillCronJob
 from app.constructs.monitoring import BackupAlerts
 from app.constructs.plain import without_runtime_type_checks
 from app.constructs.restore import RestoreJob
-from app.constructs.secrets import ManagedS3Secret, s3_credentials
+from app.constructs.secrets import ManagedS3Secret
 from app.constructs.service_account import WorkerServiceAccount
 from app.identity import CHART_NAME
+from app.oneoff import Warn, warn_stderr
+from app.pod_props import s3_credentials
 from app.rules import config_warnings
 from app.targets import backup_targets, restore_target
 
 OUTPUT_SUFFIX = ".k8s.yaml"
-Warn = Callable[[str], None]
-
-
-def warn_stderr(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 class BackupChart(Chart):
@@ -60,7 +54,7 @@ class BackupChart(Chart):
         if cfg.restore_requested:
             target = restore_target(cfg)
             name = naming.restore_job_name(cfg, target)
-            RestoreJob(self, "restore", props=props.restore_job(cfg, target, name, credentials))
+            RestoreJob(self, "restore", props=oneoff.restore_job_props(cfg, target, name, credentials))
 
 
 def synth(cfg: Config, outdir: str | Path = "dist", warn: Warn = warn_stderr) -> list[Path]:
@@ -80,20 +74,3 @@ def synth(cfg: Config, outdir: str | Path = "dist", warn: Warn = warn_stderr) ->
         BackupChart(application, CHART_NAME, cfg=cfg)
     application.synth()
     return sorted(outdir.glob(f"*{OUTPUT_SUFFIX}"))
-
-
-def oneoff_restore_yaml(cfg: Config, now: datetime | None = None, warn: Warn = warn_stderr) -> str:
-    """One restore Job (YAML) for `cfg.restore`, named after the current UTC time so every
-    invocation is a new run. It reuses the ServiceAccount and Secrets from the applied dist/."""
-    for message in config_warnings(cfg):
-        if "literal credentials" not in message:  # the Secret itself is not part of this output
-            warn(message)
-    now = now or datetime.now(UTC)
-    target = restore_target(cfg)
-    application = App()
-    chart = Chart(
-        application, "oneoff-restore", disable_resource_name_hashes=True, namespace=cfg.global_.namespace or None
-    )
-    name = naming.oneoff_restore_job_name(cfg, now.astimezone(UTC))
-    RestoreJob(chart, "restore", props=props.restore_job(cfg, target, name, s3_credentials(cfg)))
-    return application.synth_yaml()

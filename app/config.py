@@ -12,7 +12,7 @@ Field-level rules live in ``app.validation``; rules spanning several fields are 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -39,8 +39,9 @@ from app.validation import (
     ReleaseName,
     SecretKey,
     StrictModel,
+    rule,
 )
-from worker import contract
+from worker import contract, pg_dump_options
 
 # Requests/limits both backup and restore start from; a values file overrides key by key (below).
 DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
@@ -114,6 +115,9 @@ class Retention(StrictModel):
     yearly: int = Field(default=0, ge=0, le=100)
 
 
+PgDumpArg = Annotated[str, rule(pg_dump_options.problem)]
+
+
 class Backup(StrictModel):
     _config_path = "backup"
     enabled: bool = True
@@ -156,6 +160,9 @@ class Backup(StrictModel):
     # Fleets: each database starts somewhere within this long after the schedule's start (e.g. 2h),
     # evenly apart per cluster, chosen by a hash (app/spread.py); "": all start on the schedule.
     window: Window = ""
+    # Extra pg_dump options, each one item in long form (`--exclude-table=audit_log`); the accepted
+    # ones and why the others are refused: worker/pg_dump_options.py (the worker checks them again).
+    extra_args: list[PgDumpArg] = Field(default_factory=list)
 
     @field_validator("time_zone", "active_deadline_seconds", mode="before")
     @classmethod

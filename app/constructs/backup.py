@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from cdk8s import ApiObject
+from cdk8s import ApiObject, JsonPatch
 from constructs import Construct
 
 from app.config import Backup
 from app.constructs.plain import plain_api_object
 from app.constructs.pod import WorkerPodProps, pod_template
+from app.k8s_json import sorted_json
 from imports import k8s
 
 
@@ -37,7 +38,7 @@ def worker_cron_job(
 ) -> ApiObject:
     """A CronJob running one worker pod; the backup's and the drill's share suspend, time zone,
     history limits and starting deadline (from `backup`)."""
-    return plain_api_object(
+    cron_job = plain_api_object(
         scope,
         "cronjob",
         api_version="batch/v1",
@@ -58,11 +59,14 @@ def worker_cron_job(
                 spec=k8s.JobSpec(
                     backoff_limit=backoff_limit,
                     active_deadline_seconds=active_deadline_seconds,
-                    template=pod_template(pod, labels),
+                    template=k8s.PodTemplateSpec(),  # the JSON pod template, embedded below
                 ),
             ),
         ),
     )
+    # the pod template is JSON already (app/constructs/pod.py): sorted like cdk8s sorts, in one patch
+    cron_job.add_json_patch(JsonPatch.add("/spec/jobTemplate/spec/template", sorted_json(pod_template(pod, labels))))
+    return cron_job
 
 
 class BackupCronJob(Construct):
