@@ -65,7 +65,7 @@ def restore_yaml(cfg: Config, now: datetime, warn: Warn) -> str:
     _warn_config(cfg, warn)
     target = restore_target(cfg)
     name = naming.oneoff_restore_job_name(cfg, now.astimezone(UTC))
-    return to_yaml(restore_job(restore_job_props(cfg, target, name, s3_credentials(cfg))))
+    return to_yaml(_in_namespace(cfg, restore_job(restore_job_props(cfg, target, name, s3_credentials(cfg)))))
 
 
 def default_max_age(cfg: Config, target: BackupTarget) -> str:
@@ -105,13 +105,22 @@ def operation_yaml(cfg: Config, kind: str, worker_args: list[str], now: datetime
         credentials=s3_credentials(cfg),
         notify=False,
     )
-    return to_yaml(oneoff_job(OneOffJobProps(name=name, labels=naming.labels(cfg, kind, target), pod=pod)))
+    return to_yaml(
+        _in_namespace(cfg, oneoff_job(OneOffJobProps(name=name, labels=naming.labels(cfg, kind, target), pod=pod)))
+    )
+
+
+def _in_namespace(cfg: Config, job: dict[str, Any]) -> dict[str, Any]:
+    """global.namespace (-n) on the Job too, like every object of dist/; else kubectl's -n decides."""
+    if cfg.global_.namespace:
+        job["metadata"] = {**job["metadata"], "namespace": cfg.global_.namespace}
+    return job
 
 
 def _kubectl(cfg: Config) -> str:
-    # The CronJobs' namespace when the config names it (for the alert rules); else kubectl's current
-    # one, where dist/ is normally applied.
-    namespace = cfg.monitoring.prometheus_rule.namespace
+    # The CronJobs' namespace when the config names it (global.namespace, or the alert rules'); else
+    # kubectl's current one, where dist/ is normally applied.
+    namespace = cfg.global_.namespace or cfg.monitoring.prometheus_rule.namespace
     return f"kubectl -n {namespace}" if namespace else "kubectl"
 
 
