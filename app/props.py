@@ -9,7 +9,7 @@ from app.config import Config, Resources
 from app.constructs.backup import BackupCronJobProps
 from app.constructs.drill import DrillCronJobProps, drill_args
 from app.constructs.monitoring import DatabaseAlertsProps, DrillAlertsProps, PrometheusRuleProps
-from app.constructs.pod import Notifications, PostgresAccess, S3Credentials, WorkerPodProps
+from app.constructs.pod import Notifications, PostgresAccess, S3Credentials, SuperuserAccess, WorkerPodProps
 from app.constructs.restore import RestoreJobProps, restore_args
 from app.constructs.secrets import ManagedS3SecretProps
 from app.constructs.service_account import ServiceAccountProps
@@ -68,6 +68,8 @@ def worker_pod(
     credentials: S3Credentials,
     tmp_size_limit: str = DEFAULT_TMP_SIZE_LIMIT,
     notify: bool = False,
+    superuser: SuperuserAccess | None = None,
+    globals_backup: bool = False,
 ) -> WorkerPodProps:
     return WorkerPodProps(
         target=target,
@@ -85,6 +87,18 @@ def worker_pod(
         pushgateway_url=cfg.monitoring.pushgateway.url,
         notifications=notifications(cfg) if notify else Notifications(),
         record_row_counts=cfg.verify.enabled,
+        superuser=superuser,
+        globals_backup=globals_backup,
+        globals_role_passwords=globals_backup and cfg.backup.globals.include_role_passwords,
+    )
+
+
+def superuser_access(cfg: Config, target: BackupTarget) -> SuperuserAccess:
+    secret = cfg.backup.globals.superuser_secret
+    return SuperuserAccess(
+        secret_name=secret.name_for(target.secret_name),  # the config refuses an underivable one
+        username_key=secret.username_key,
+        password_key=secret.password_key,
     )
 
 
@@ -104,6 +118,8 @@ def backup_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials
             resources=cfg.backup.resources,
             credentials=credentials,
             notify=True,
+            superuser=superuser_access(cfg, target) if cfg.backup.globals.enabled else None,
+            globals_backup=cfg.backup.globals.enabled,
         ),
     )
 
@@ -148,6 +164,7 @@ def restore_job(cfg: Config, target: BackupTarget, name: str, credentials: S3Cre
             # No heartbeat/webhook: the worker notifies after backups and drills only, and a Secret
             # reference the restore does not use must not be able to keep it from starting.
             notify=False,
+            superuser=superuser_access(cfg, target) if cfg.restore.globals else None,
         ),
     )
 

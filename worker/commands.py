@@ -9,9 +9,10 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from . import catalog, contract, health, log, pg, retention
+from . import catalog, contract, globals_cmds, health, log, pg, retention
 from .dump import BackupOptions, run_backup
 from .errors import UsageError, WorkerError
+from .globals import prune as globals_prune
 from .manifest import Manifest
 from .restore import RestoreOptions, run_restore
 from .s3 import Bucket, S3Location, utcnow
@@ -46,6 +47,11 @@ def _age(taken_at: datetime) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     bucket = _bucket(args)
+    if args.globals:  # the roles' backups, kept apart from the database's (worker/globals.py)
+        globals_cmds.print_list(
+            globals_cmds.list_rows(bucket, args.prefix), args.json, f"s3://{args.bucket}/{args.prefix}"
+        )
+        return 0
     entries = catalog.scan(bucket, args.prefix, args.database)
     rows: list[dict[str, Any]] = [
         {
@@ -72,6 +78,13 @@ def cmd_list(args: argparse.Namespace) -> int:
             )
         if not rows:
             print(f"no backups of {args.database!r} under s3://{args.bucket}/{args.prefix}", file=sys.stderr)
+        kept_apart = globals_cmds.list_rows(bucket, args.prefix)
+        if kept_apart:
+            newest = kept_apart[0]
+            print(
+                f"roles and globals: {len(kept_apart)} backup(s) under .globals/, newest {newest['key']} "
+                f"({newest['status']}); `list --globals` lists them"
+            )
     return 0
 
 
@@ -93,10 +106,14 @@ def cmd_backup(args: argparse.Namespace) -> int:
         pg.wait_ready(args.wait_timeout, args.database)
         bucket.check(args.prefix)
         recorded["manifest"] = _backup(bucket, args)
+        if args.with_globals:
+            globals_cmds.after_database_backup(bucket, args)
     policy = retention_policy(args)
     if policy.active:
         try:
             retention.prune(bucket, args.prefix, args.database, policy)
+            if args.with_globals:
+                globals_prune(bucket, args.prefix, policy)
         except WorkerError as exc:
             raise WorkerError(f"backup succeeded but retention failed: {exc}") from None
     return 0
@@ -147,6 +164,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if args.backup_before_restore:
         _check_compression(args)
     bucket = _bucket(args)
+    if args.globals:  # roles first, so the dump's owners and grants find them; only ever adds roles
+        globals_cmds.apply_before_restore(bucket, args)
     run_restore(
         bucket,
         RestoreOptions(

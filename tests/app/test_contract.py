@@ -15,6 +15,7 @@ from app.constructs.restore import restore_args as app_restore_args
 from app.targets import BackupTarget
 from testsupport.app_helpers import pod_specs, render, values
 from worker import contract, naming, notify
+from worker import globals as worker_globals
 from worker.cli import build_parser
 from worker.metrics import RunRecord
 
@@ -63,11 +64,17 @@ def _parse(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 SECRETS = {
     ("backup-notify", "heartbeat"): "https://hc-ping.example/0f1e2d3c",
     ("backup-notify", "webhook"): "https://hooks.example/services/T0/B0/token",
+    ("pg-root", "user"): "su-admin-7c1e",
+    ("pg-root", "pass"): "su-Secret-3b9d",
 }
 SECRET_REFS = {
     contract.HEARTBEAT_URL: ("backup-notify", "heartbeat"),
     contract.WEBHOOK_URL: ("backup-notify", "webhook"),
+    contract.SUPERUSER: ("pg-root", "user"),
+    contract.SUPERUSER_PASSWORD: ("pg-root", "pass"),
 }
+# Only the backup pods dump roles: the drill pods never get the superuser (nor the globals switches).
+BACKUP_ONLY = {contract.GLOBALS, contract.GLOBALS_ROLE_PASSWORDS, contract.SUPERUSER, contract.SUPERUSER_PASSWORD}
 TABLE: dict[contract.Setting, str] = {
     contract.S3_BUCKET: "bkt-1",
     contract.S3_PREFIX: "p",
@@ -91,6 +98,10 @@ TABLE: dict[contract.Setting, str] = {
     contract.HEARTBEAT_URL: SECRETS[SECRET_REFS[contract.HEARTBEAT_URL]],
     contract.WEBHOOK_URL: SECRETS[SECRET_REFS[contract.WEBHOOK_URL]],
     contract.NOTIFY_SUCCESS: "true",
+    contract.GLOBALS: "true",
+    contract.GLOBALS_ROLE_PASSWORDS: "true",
+    contract.SUPERUSER: SECRETS[SECRET_REFS[contract.SUPERUSER]],
+    contract.SUPERUSER_PASSWORD: SECRETS[SECRET_REFS[contract.SUPERUSER_PASSWORD]],
 }
 CONFIG = values(
     {
@@ -111,6 +122,11 @@ CONFIG = values(
             "logFormat": "json",
             "lockWaitTimeoutSeconds": 12,
             "flagShrinkPercent": 40,
+            "globals": {
+                "enabled": True,
+                "includeRolePasswords": True,
+                "superuserSecret": {"name": "pg-root", "usernameKey": "user", "passwordKey": "pass"},
+            },
         },
         "monitoring": {
             "pushgateway": {"url": "http://prometheus-pushgateway.monitoring.svc:9091"},
@@ -147,12 +163,15 @@ def test_the_manifests_set_every_setting_of_the_table(kind: str, tmp_path: Path)
     name = "cnpg-backup-cnpg-pgdump-backup" + ("-drill" if kind == "drill" else "")
     [doc] = [d for d in out.kind("CronJob") if d["metadata"]["name"] == name]
     [spec] = pod_specs(doc)
+    expected = {s: None if kind == "drill" and s in BACKUP_ONLY else v for s, v in TABLE.items()}
     for container in spec.get("initContainers", []) + spec["containers"]:
         env = _resolved_env(container)
-        assert {s: env.get(s.env) for s in TABLE} == TABLE, container["name"]
+        assert {s: env.get(s.env) for s in TABLE} == expected, container["name"]
         # secretKeyRef settings are references, never literal values
         raw = {e["name"]: e for e in container["env"]}
         for setting, (secret, key) in SECRET_REFS.items():
+            if expected[setting] is None:
+                continue
             assert raw[setting.env] == {
                 "name": setting.env,
                 "valueFrom": {"secretKeyRef": {"name": secret, "key": key}},
@@ -200,7 +219,11 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.FLAG_SHRINK: str(ns.flag_shrink_percent),
         contract.RECORD_ROW_COUNTS: str(ns.record_row_counts).lower(),
         contract.PUSHGATEWAY: ns.pushgateway,
+        contract.GLOBALS: str(ns.with_globals).lower(),
+        contract.GLOBALS_ROLE_PASSWORDS: str(ns.globals_role_passwords).lower(),
     }
+    # No flags: the superuser is read from the environment when roles are dumped or restored.
+    got[contract.SUPERUSER], got[contract.SUPERUSER_PASSWORD] = worker_globals.superuser()
     # No flags: the notification settings are read from the environment after a backup run.
     sent = _notifications(
         {s.env: values[s] for s in (contract.HEARTBEAT_URL, contract.WEBHOOK_URL, contract.NOTIFY_SUCCESS)}, monkeypatch
@@ -240,6 +263,7 @@ def test_the_restore_args_the_app_writes_parse_in_the_worker(monkeypatch: pytest
         allow_unverified=True,
         jobs=3,
         create_database=True,
+        globals=True,
     )
     args = app_restore_args("appdb/appdb_2024-01-21_02-00-00.sql.gz", "restore-abc123", request)
     ns = _parse(args, {}, monkeypatch)
@@ -253,6 +277,7 @@ def test_the_restore_args_the_app_writes_parse_in_the_worker(monkeypatch: pytest
         ns.allow_unverified,
         ns.jobs,
         ns.create,
+        ns.globals,
     ) == (
         "restore",
         "appdb/appdb_2024-01-21_02-00-00.sql.gz",
@@ -262,6 +287,7 @@ def test_the_restore_args_the_app_writes_parse_in_the_worker(monkeypatch: pytest
         "appdb_copy",
         True,
         3,
+        True,
         True,
     )
     ns = _parse(contract.wait_args(42), {}, monkeypatch)
