@@ -199,3 +199,39 @@ def test_restore_refuses_a_globals_key_and_restore_globals_a_database_key(pg, mi
     assert r.returncode == 2 and "is not a globals backup" in r.stderr
     r = w.run("restore-globals", "--object", "latest", "--dry-run", "--json")
     assert r.returncode == 0 and "rolled back (dry run)" in r.stderr
+
+
+def test_restore_with_globals_brings_the_owners_a_fresh_cluster_lacks(pg_pool, minio, bucket, make_worker):
+    source = pg_pool.get(16)
+    tag = f"own{uuid.uuid4().hex[:6]}"
+    with source.connect() as c:
+        c.execute(f"CREATE ROLE g_{tag}_owner NOLOGIN")
+        c.execute(f"CREATE ROLE g_{tag}_reader NOLOGIN")
+    source.create_database(f"db_{tag}")
+    with source.connect(f"db_{tag}") as c:
+        c.execute("CREATE TABLE items (id int PRIMARY KEY, name text)")
+        c.execute("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g")
+        c.execute(f"ALTER TABLE items OWNER TO g_{tag}_owner")
+        c.execute(f"GRANT SELECT ON items TO g_{tag}_reader")
+    w = make_worker(source, minio, bucket, f"db_{tag}", prefix=tag)
+    assert w.run("backup", "--with-globals", "true").returncode == 0
+
+    target = PostgresServer(16).start()
+    try:
+        target.create_database(f"db_{tag}")
+        t = make_worker(target, minio, bucket, f"db_{tag}", prefix=tag)
+        r = t.run("restore", "--object", "latest")
+        assert r.returncode == 1 and f'role "g_{tag}_owner" does not exist' in r.stderr  # why --globals exists
+        r = t.run("restore", "--object", "latest", "--globals")
+        assert r.returncode == 0, r.stderr
+        assert "globals restore complete" in r.stderr and "restore complete" in r.stderr
+        with target.connect(f"db_{tag}") as c:
+            owner = c.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'items'").fetchone()
+            grants = c.execute(
+                "SELECT grantee FROM information_schema.role_table_grants WHERE privilege_type = 'SELECT'"
+                " AND table_name = 'items'"
+            ).fetchall()
+            assert owner == (f"g_{tag}_owner",) and (f"g_{tag}_reader",) in grants
+            assert c.execute("SELECT count(*) FROM items").fetchone() == (100,)
+    finally:
+        target.destroy()
