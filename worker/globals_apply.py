@@ -262,8 +262,13 @@ def read_object(bucket: Bucket, prefix: str, obj: str) -> tuple[str, str]:
                 hint="pass a key from `cnpg-backup-worker list --globals` (or its file name), or 'latest'",
             )
     manifest = catalog_manifest(bucket, key)
-    data = bucket.get_bytes(key)
     where = f"s3://{bucket.loc.bucket}/{key}"
+    if manifest.object_bytes > MAX_OBJECT_BYTES:  # read whole into memory below: bound it
+        raise WorkerError(
+            f"{where} is {log.human_bytes(manifest.object_bytes)}, too big for a globals backup; not applied",
+            hint="pass a key from `cnpg-backup-worker list --globals`",
+        )
+    data = bucket.get_bytes(key)
     if len(data) != manifest.object_bytes or hashlib.sha256(data).hexdigest() != manifest.sha256:
         raise WorkerError(f"{where} does not match its manifest (size or SHA-256)", hint="the object is corrupt")
     d = Decompressor(manifest.codec)
