@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import shutil
 import uuid
 
 import pytest
@@ -103,8 +105,20 @@ def test_existing_roles_keep_password_and_attributes(pg_pool, minio, bucket, mak
     source = pg_pool.get(18)
     tag = f"ex{uuid.uuid4().hex[:6]}"
     _make_roles(source, tag)
+    # a tablespace (skipped on restore: it needs a directory) and a parameter privilege (added)
+    location = source.base / f"ts_{tag}"
+    location.mkdir()
+    if os.geteuid() == 0:  # the server runs as postgres
+        shutil.chown(location, "postgres")
+    with source.connect() as c:
+        c.execute(f"CREATE TABLESPACE ts_{tag} LOCATION '{location}'")
+        c.execute(f"GRANT SET ON PARAMETER work_mem TO g_{tag}_readers")
     w = make_worker(source, minio, bucket, "postgres", prefix=tag)
-    r = w.run("backup-globals", "--globals-role-passwords", "true")
+    try:
+        r = w.run("backup-globals", "--globals-role-passwords", "true")
+    finally:
+        with source.connect() as c:
+            c.execute(f"DROP TABLESPACE ts_{tag}")  # the server is shared: leave no tablespace behind
     assert r.returncode == 0, r.stderr
     [row] = json.loads(w.run("list", "--globals", "--json").stdout)
     assert row["role_passwords"] is True
@@ -128,6 +142,12 @@ def test_existing_roles_keep_password_and_attributes(pg_pool, minio, bucket, mak
         assert (f"g_{tag}_readers", f"g_{tag}_writer", False) in _facts(target, f"g_{tag}_writer")[1]
         # a role the restore created has the source's password (hash)
         assert _password(target, f"G {tag} Alice") == _password(source, f"G {tag} Alice")
+        assert [x for x in report["skipped"] if x.startswith(f"CREATE TABLESPACE ts_{tag} ")]
+        assert f"globals restore: skipped CREATE TABLESPACE ts_{tag}" in r.stderr
+        with target.connect() as c:
+            assert c.execute("SELECT count(*) FROM pg_tablespace WHERE spcname = %s", (f"ts_{tag}",)).fetchone() == (0,)
+            acl = c.execute("SELECT paracl::text FROM pg_parameter_acl WHERE parname = 'work_mem'").fetchone()
+            assert acl and f"g_{tag}_readers=s/" in acl[0]
     finally:
         target.destroy()
 
