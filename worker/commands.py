@@ -112,8 +112,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if policy.active:
         try:
             retention.prune(bucket, args.prefix, args.database, policy)
-            if args.with_globals:
-                globals_prune(bucket, args.prefix, policy)
+            globals_prune(bucket, args.prefix, policy)  # also once globals are off: they still age out
         except WorkerError as exc:
             raise WorkerError(f"backup succeeded but retention failed: {exc}") from None
     return 0
@@ -194,7 +193,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     bucket = _bucket(args)
-    retention.prune(bucket, args.prefix, args.database, retention_policy(args), dry_run=args.dry_run)
+    policy = retention_policy(args)
+    retention.prune(bucket, args.prefix, args.database, policy, dry_run=args.dry_run)
+    globals_prune(bucket, args.prefix, policy, dry_run=args.dry_run)  # the roles' backups, by the same rules
     return 0
 
 

@@ -255,3 +255,22 @@ def test_restore_with_globals_brings_the_owners_a_fresh_cluster_lacks(pg_pool, m
             assert c.execute("SELECT count(*) FROM items").fetchone() == (100,)
     finally:
         target.destroy()
+
+
+def test_retention_prunes_globals_by_the_database_rules_alongside_its_backups(pg, minio, bucket, make_worker):
+    tag = f"ret{uuid.uuid4().hex[:6]}"
+    pg.create_database(f"db_{tag}")
+    w = make_worker(pg, minio, bucket, f"db_{tag}", prefix=tag)
+    for _ in range(2):
+        assert w.run("backup", "--with-globals", "true").returncode == 0
+    assert w.run("backup-globals").returncode == 0
+    assert len(json.loads(w.run("list", "--globals", "--json").stdout)) == 3
+    r = w.run("prune", "--keep-daily", "1")  # one per day: the newest of each kind stays
+    assert r.returncode == 0, r.stderr
+    [kept] = json.loads(w.run("list", "--globals", "--json").stdout)
+    [db] = json.loads(w.run("list", "--json").stdout)
+    assert kept["status"] == "complete" and db["key"].split("/")[-1].startswith(f"db_{tag}_")
+    # the scheduled backup prunes them too, with globals switched off since
+    assert w.run("backup-globals").returncode == 0
+    assert w.run("backup", "--keep-daily", "1").returncode == 0
+    assert len(json.loads(w.run("list", "--globals", "--json").stdout)) == 1
