@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from app.cron import TimeZone, longest_interval_seconds, shortest_interval_seconds
 from app.errors import ConfigError
+from app.globals_config import Globals
 from app.identity import DEFAULT_IMAGE, DEFAULT_TMP_SIZE_LIMIT
 from app.rules import cross_field_problems
 from app.s3_rules import RestoreObject, S3Bucket, S3Endpoint, S3Prefix, S3Region, S3StorageClass
@@ -163,6 +164,8 @@ class Backup(StrictModel):
     # Extra pg_dump options, each one item in long form (`--exclude-table=audit_log`); the accepted
     # ones and why the others are refused: worker/pg_dump_options.py (the worker checks them again).
     extra_args: list[PgDumpArg] = Field(default_factory=list)
+    # Roles, memberships and tablespaces (pg_dumpall --globals-only) after each database (app/globals_config.py).
+    globals: Globals = Field(default_factory=Globals)
 
     @field_validator("time_zone", "active_deadline_seconds", mode="before")
     @classmethod
@@ -256,6 +259,9 @@ class Restore(StrictModel):
     # Backups made by the Helm chart have no manifest; the worker restores them only when told to
     # (their gzip stream and dump trailer are still checked end to end).
     allow_unverified: bool = False
+    # Apply the newest globals backup first (`restore --globals`): missing roles and memberships are
+    # created, existing roles are never changed. Uses backup.globals.superuserSecret.
+    globals: bool = False
 
 
 class SecurityContext(StrictModel):

@@ -18,7 +18,7 @@ from app.config import Config
 from app.constructs.pod import S3Credentials
 from app.errors import ConfigError
 from app.jobs import OneOffJobProps, RestoreJobProps, oneoff_job, restore_args, restore_job, to_yaml
-from app.pod_props import postgres_access, s3_credentials, worker_pod
+from app.pod_props import postgres_access, s3_credentials, superuser_access, worker_pod
 from app.rules import config_warnings
 from app.targets import BackupTarget, backup_targets, restore_target
 
@@ -46,6 +46,7 @@ def restore_job_props(cfg: Config, target: BackupTarget, name: str, credentials:
             notify=False,
             encrypts=True,  # restore.backupBeforeRestore writes a backup, encrypted like the others
             decrypts=True,
+            superuser=superuser_access(cfg, target) if cfg.restore.globals else None,
         ),
     )
 

@@ -13,7 +13,7 @@ from app.constructs.pod import S3Credentials
 from app.constructs.secrets import ManagedS3SecretProps
 from app.constructs.service_account import ServiceAccountProps
 from app.cron import longest_interval_seconds
-from app.pod_props import postgres_access, worker_pod
+from app.pod_props import postgres_access, superuser_access, worker_pod
 from app.targets import BackupTarget, backup_targets
 from worker import contract
 
@@ -56,6 +56,8 @@ def backup_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials
             notify=True,
             encrypts=True,
             dumps=True,
+            superuser=superuser_access(cfg, target) if cfg.backup.globals.enabled else None,
+            globals_backup=cfg.backup.globals.enabled,
         ),
     )
 
