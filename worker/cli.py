@@ -340,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     format_and_level(sp, with_format=False)
     globals_passwords(sp)
     retention_args(sp)
+    _add(sp, c.AGE_RECIPIENTS, "encrypt the object for these age public keys (age1…, comma-separated)", metavar="KEYS")
 
     sp = command(
         "restore-globals",
@@ -348,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         "tablespaces are skipped. One transaction: a failure leaves the roles as they were.",
     )
     s3_args(sp)
+    age_args(sp, encrypts=False)
     sp.add_argument("--object", required=True, help="key or file name from `list --globals`, or 'latest'")
     sp.add_argument("--dry-run", action="store_true", help="apply it all, report, then roll back")
     sp.add_argument("--json", action="store_true", help="the report as JSON")

@@ -21,12 +21,13 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
-from . import catalog, contract, log, naming, pg, retention, uploads
+from . import catalog, contract, crypt, log, naming, pg, retention, uploads
 from .backup_session import BackupSession
 from .dumpstream import DumpStream
 from .errors import WorkerError
@@ -101,8 +102,16 @@ class GlobalsStream(DumpStream):
     """A DumpStream running `pg_dumpall --globals-only` as the superuser: the same reader thread,
     compression and hashing; its own command, environment and completeness check."""
 
-    def __init__(self, client: pg.Client, database: str, level: int, compression: str, role_passwords: bool) -> None:
-        super().__init__(client, database, "plain", level, 0, compression)
+    def __init__(
+        self,
+        client: pg.Client,
+        database: str,
+        level: int,
+        compression: str,
+        role_passwords: bool,
+        recipients: Sequence[Any] = (),
+    ) -> None:
+        super().__init__(client, database, "plain", level, 0, compression, recipients=recipients)
         self.role_passwords = role_passwords
 
     def command(self) -> list[str]:
@@ -157,9 +166,11 @@ class GlobalsOptions:
     compression_level: int = contract.DEFAULT_COMPRESSION_LEVEL
     role_passwords: bool = False
     upload_concurrency: int = 2
+    recipients: list[str] = field(default_factory=list)  # age public keys, like the database backups
 
 
 def run_globals_backup(bucket: Bucket, opts: GlobalsOptions) -> Manifest:
+    recipients = crypt.parse_recipients("\n".join(opts.recipients), f"${contract.AGE_RECIPIENTS.env}")
     started = utcnow()
     t0 = time.monotonic()
     compression = opts.compression if opts.compression in ("gzip", "zstd") else "zstd"  # lz4: custom only
@@ -176,6 +187,7 @@ def run_globals_backup(bucket: Bucket, opts: GlobalsOptions) -> Manifest:
         "plain",
         started,
         compression=compression,
+        encrypted=bool(recipients),
         part_size=MIN_PART,
         concurrency=opts.upload_concurrency,
     )
@@ -187,7 +199,10 @@ def run_globals_backup(bucket: Bucket, opts: GlobalsOptions) -> Manifest:
         key=name.key,
         role_passwords="included" if opts.role_passwords else "left out",
     )
-    with session, GlobalsStream(client, opts.database, level, compression, opts.role_passwords) as dump:
+    with (
+        session,
+        GlobalsStream(client, opts.database, level, compression, opts.role_passwords, recipients) as dump,
+    ):
         for data in dump.chunks():
             session.write(data)
         dump.finish()
@@ -204,6 +219,7 @@ def run_globals_backup(bucket: Bucket, opts: GlobalsOptions) -> Manifest:
             sha256=dump.sha256,
             started_at=started.isoformat(),
             finished_at=utcnow().isoformat(),
+            encryption={"scheme": "age", "recipients": [str(r) for r in recipients]} if recipients else {},
             extra={
                 "kind": KIND,
                 "role_passwords": opts.role_passwords,

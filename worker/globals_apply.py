@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
+from . import crypt, log, naming
 from . import globals as gl
-from . import log, naming
 from .catalog import load_manifest
 from .compress import Decompressor
 from .errors import UsageError, WorkerError
@@ -248,7 +248,7 @@ def apply_sql(sql: str, database: str, *, dry_run: bool = False) -> Report:
     return report
 
 
-def read_object(bucket: Bucket, prefix: str, obj: str) -> tuple[str, str]:
+def read_object(bucket: Bucket, prefix: str, obj: str, identities: Sequence[Any] = ()) -> tuple[str, str]:
     """(key, SQL) of a globals backup, checked against its manifest (size, SHA-256) and its trailer."""
     gprefix = gl.globals_prefix(prefix)
     if obj == "latest":
@@ -271,6 +271,9 @@ def read_object(bucket: Bucket, prefix: str, obj: str) -> tuple[str, str]:
     data = bucket.get_bytes(key)
     if len(data) != manifest.object_bytes or hashlib.sha256(data).hexdigest() != manifest.sha256:
         raise WorkerError(f"{where} does not match its manifest (size or SHA-256)", hint="the object is corrupt")
+    if manifest.encrypted:  # age authenticates every chunk: altered or cut short fails here
+        crypt.require_identities(identities, where)
+        data = b"".join(crypt.decrypt([data], identities, where))
     d = Decompressor(manifest.codec)
     try:
         sql = d.feed(data)
@@ -299,8 +302,10 @@ def catalog_manifest(bucket: Bucket, key: str) -> Manifest:
     return manifest
 
 
-def restore_globals(bucket: Bucket, prefix: str, obj: str, database: str, *, dry_run: bool = False) -> Report:
-    key, sql = read_object(bucket, prefix, obj)
+def restore_globals(
+    bucket: Bucket, prefix: str, obj: str, database: str, *, dry_run: bool = False, identities: Sequence[Any] = ()
+) -> Report:
+    key, sql = read_object(bucket, prefix, obj, identities)
     log.info("globals restore starting", key=key, dry_run=dry_run)
     report = apply_sql(sql, database, dry_run=dry_run)
     log.info(

@@ -24,6 +24,7 @@ def backup_globals(bucket: Bucket, args: argparse.Namespace) -> Manifest:
             compression=args.compression,
             compression_level=args.compression_level,
             role_passwords=args.globals_role_passwords,
+            recipients=[args.age_recipient] if getattr(args, "age_recipient", None) else [],
         ),
     )
 
@@ -53,13 +54,19 @@ def cmd_backup_globals(args: argparse.Namespace) -> int:
 
 def apply_before_restore(bucket: Bucket, args: argparse.Namespace) -> Report:
     """`restore --globals`: the newest complete globals backup, applied (only adding roles) before the database."""
-    return restore_globals(bucket, args.prefix, "latest", args.database, dry_run=args.dry_run)
+    from .commands import identities
+
+    return restore_globals(
+        bucket, args.prefix, "latest", args.database, dry_run=args.dry_run, identities=identities(args)
+    )
 
 
 def cmd_restore_globals(args: argparse.Namespace) -> int:
-    from .commands import _bucket
+    from .commands import _bucket, identities
 
-    report = restore_globals(_bucket(args), args.prefix, args.object, args.database, dry_run=args.dry_run)
+    report = restore_globals(
+        _bucket(args), args.prefix, args.object, args.database, dry_run=args.dry_run, identities=identities(args)
+    )
     print(json.dumps({"dry_run": args.dry_run, **report.__dict__}, indent=2) if args.json else _text(report))
     return 0
 

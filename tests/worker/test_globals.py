@@ -274,3 +274,35 @@ def test_retention_prunes_globals_by_the_database_rules_alongside_its_backups(pg
     assert w.run("backup-globals").returncode == 0
     assert w.run("backup", "--keep-daily", "1").returncode == 0
     assert len(json.loads(w.run("list", "--globals", "--json").stdout)) == 1
+
+
+def test_globals_are_encrypted_like_the_database_backups(pg_pool, minio, bucket, make_worker):
+    """With encryption.recipients the roles (passwords included, here) are age ciphertext too, and
+    restore-globals needs the identity."""
+    from testsupport.servers import AGE_IDENTITY, AGE_RECIPIENT
+
+    source = pg_pool.get(18)
+    tag = f"enc{uuid.uuid4().hex[:6]}"
+    _make_roles(source, tag)
+    source.create_database(f"db_{tag}")
+    w = make_worker(source, minio, bucket, f"db_{tag}", prefix=f"p/{tag}", CNPG_BACKUP_AGE_RECIPIENTS=AGE_RECIPIENT)
+    r = w.run("backup", "--with-globals", "true", "--globals-role-passwords", "true")
+    assert r.returncode == 0, r.stderr
+    [entry] = json.loads(w.run("list", "--globals", "--json").stdout)
+    assert entry["key"].endswith(".sql.gz.age")
+    body = minio.client().get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
+    assert body.startswith(b"age-encryption.org/v1") and b"SCRAM-SHA-256" not in body
+
+    target = PostgresServer(18).start()
+    try:
+        t = make_worker(target, minio, bucket, "postgres", prefix=f"p/{tag}")
+        r = t.run("restore-globals", "--object", "latest", "--json")
+        assert r.returncode != 0 and "no identity was given" in r.stderr
+        assert _facts(target, f"%{tag}%") == ([], [])
+        r = t.run("restore-globals", "--object", "latest", "--json", CNPG_BACKUP_AGE_IDENTITY=AGE_IDENTITY)
+        assert r.returncode == 0, r.stderr
+        assert _facts(target, f"%{tag}%") == _facts(source, f"%{tag}%")
+        assert _password(target, f"g_{tag}_writer") == _password(source, f"g_{tag}_writer")
+        assert AGE_IDENTITY not in r.stderr
+    finally:
+        target.destroy()
