@@ -4,7 +4,9 @@ rules (app/aws_policy.py, app/aws_lifecycle.py) must name them.
 The layout is the worker's (worker/naming.py), per database prefix `P` and database `D`:
 `P/D_<timestamp>.<ext>` the backups, `P/D_<timestamp>.<ext>.manifest.json` their manifests, and
 `P/.cnpg-backup/` the worker's own records (status, key reservations, upload heartbeats,
-pending-restore records, the restore ledger). Nothing else under the bucket is touched.
+pending-restore records, the restore ledger), and `P/.globals/` the roles-and-globals backups with
+their own records (worker/globals.py; pruned by every backup run, even with globals off). Nothing
+else under the bucket is touched.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class DatabaseKeys:
     target: BackupTarget
     backups: str  # `P/D_`: backups and their manifests; the worker multipart-uploads only these
     state: str  # `P/.cnpg-backup/`: the worker's records
+    globals: str  # `P/.globals/`: the roles-and-globals backups, their manifests and records
 
     def state_of(self, kind: str) -> str:
         """`P/.cnpg-backup/<kind>/`: one kind of record (pending, restores, status, ...)."""
@@ -56,6 +59,7 @@ def database_keys(cfg: Config, command: str, only: str | None = None) -> list[Da
                 target=target,
                 backups=naming.join(target.prefix, target.database + "_"),
                 state=naming.state_key(target.prefix) + "/",
+                globals=naming.join(target.prefix, naming.GLOBALS_DIR) + "/",
             )
         )
     return out

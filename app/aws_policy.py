@@ -61,10 +61,10 @@ def policy(cfg: Config, role: Role, database: str | None = None) -> dict[str, An
         return [f"{bucket_arn}/{p}" for p in _under(prefixes)]
 
     backups = [d.backups for d in dbs]
-    state = [d.state for d in dbs]
+    state = [d.state for d in dbs] + [d.globals for d in dbs]
     # S3 answers a GetObject/HeadObject of a missing key with 404 only to a caller allowed to list
     # that key (else 403): a first backup's status object, a new key and a restore ledger not yet
-    # written must read as "not there", so both roles list the same two prefixes per database.
+    # written must read as "not there", so both roles list the same prefixes per database.
     listing = _statement(
         "ListOnlyTheDatabasePrefixes",
         ["s3:ListBucket"],

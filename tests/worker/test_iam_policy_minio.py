@@ -90,10 +90,11 @@ def test_backup_policy_alone_backs_up_prunes_drills_and_reads_nothing_else(shop,
     drill = {"CNPG_BACKUP_PG_SERVER_DIRS": setting("CNPG_TEST_PG_SERVER_DIRS"), "CNPG_BACKUP_RECORD_ROW_COUNTS": "true"}
     w = make_worker(shop, minio, bucket, DATABASE, prefix=PREFIX, CNPG_BACKUP_RETENTION_DAYS="1", **drill, **creds)
 
-    r = w.run("backup")
+    r = w.run("backup", "--with-globals", "true")  # the roles too: P/.globals/ is in the policy
     assert r.returncode == 0, r.stderr
     listed = json.loads(w.run("list", "--json").stdout)
     assert [e["status"] for e in listed] == ["complete"], listed
+    assert [e["status"] for e in json.loads(w.run("list", "--globals", "--json").stdout)] == ["complete"]
     present = keys(minio, bucket)
     assert old not in present and marker not in present, present  # retention deleted, marker removed
     assert not minio.client().list_multipart_uploads(Bucket=bucket, Prefix=upload_key).get("Uploads")
