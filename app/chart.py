@@ -1,4 +1,4 @@
-"""The chart: composes the constructs for a Config, and the two ways to render it (a dist/
+"""The chart: CnpgPgdumpBackup (app/construct.py) in a chart of its own, and the two ways to render it (a dist/
 directory for the declarative workflow, a single one-off restore Job for the imperative one)."""
 
 from __future__ import annotations
@@ -11,18 +11,14 @@ from pathlib import Path
 from cdk8s import App, Chart
 from constructs import Construct
 
-import app  # noqa: F401 - sets the jsii environment before cdk8s is imported
-from app import naming, props
-from app.config import Config
-from app.constructs.backup import BackupCronJob
-from app.constructs.drill import DrillCronJob
-from app.constructs.monitoring import BackupAlerts
-from app.constructs.restore import RestoreJob
-from app.constructs.secrets import ManagedS3Secret, s3_credentials
-from app.constructs.service_account import WorkerServiceAccount
-from app.identity import CHART_NAME
-from app.rules import config_warnings
-from app.targets import backup_targets, restore_target
+from . import naming, props
+from .config import Config
+from .construct import CnpgPgdumpBackup, CnpgPgdumpBackupProps
+from .constructs.restore import RestoreJob
+from .constructs.secrets import s3_credentials
+from .identity import CHART_NAME
+from .rules import config_warnings
+from .targets import restore_target
 
 OUTPUT_SUFFIX = ".k8s.yaml"
 Warn = Callable[[str], None]
@@ -33,33 +29,11 @@ def warn_stderr(message: str) -> None:
 
 
 class BackupChart(Chart):
-    """Everything one config produces: ServiceAccount, managed S3 Secret, one backup CronJob per
-    database (and one restore drill CronJob per database with verify.enabled), the PrometheusRule
-    alerting on them (monitoring.prometheusRule.enabled), and the declarative restore Job when
-    restore.object is set."""
+    """The chart `synth` writes: CnpgPgdumpBackup (app/construct.py) alone, without a namespace."""
 
     def __init__(self, scope: Construct, id: str, *, cfg: Config) -> None:
         super().__init__(scope, id, disable_resource_name_hashes=True)
-        credentials = s3_credentials(cfg)
-        if cfg.service_account.create:
-            WorkerServiceAccount(self, "service-account", props=props.service_account(cfg))
-        if credentials.managed and credentials.secret_name:
-            ManagedS3Secret(self, "s3-secret", props=props.managed_s3_secret(cfg, credentials.secret_name))
-        if cfg.backup.enabled:
-            for target in backup_targets(cfg):
-                BackupCronJob(
-                    self, f"backup-{target.name or 'default'}", props=props.backup_cronjob(cfg, target, credentials)
-                )
-                if cfg.verify.enabled:
-                    DrillCronJob(
-                        self, f"drill-{target.name or 'default'}", props=props.drill_cronjob(cfg, target, credentials)
-                    )
-            if cfg.monitoring.prometheus_rule.enabled:
-                BackupAlerts(self, "alerts", props=props.prometheus_rule(cfg))
-        if cfg.restore_requested:
-            target = restore_target(cfg)
-            name = naming.restore_job_name(cfg, target)
-            RestoreJob(self, "restore", props=props.restore_job(cfg, target, name, credentials))
+        CnpgPgdumpBackup(self, "backup", props=CnpgPgdumpBackupProps(config=cfg))
 
 
 def synth(cfg: Config, outdir: str | Path = "dist", warn: Warn = warn_stderr) -> list[Path]:

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from app.errors import ConfigError
-from app.values import config_from_values, merge_all
+from .errors import ConfigError
+from .values import config_from_values, merge_all
 
 PROG = "cnpg-pgdump-backup"
 EXIT_CONFIG = 2
@@ -129,7 +129,7 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
 
 def _synth(args: argparse.Namespace) -> int:
     cfg = config_from_values(_values(args))
-    from app.chart import synth  # imports cdk8s (starts node): only once the config is valid
+    from .chart import synth  # imports cdk8s (starts node): only once the config is valid
 
     try:
         written = synth(cfg, args.output)
@@ -169,7 +169,7 @@ def _restore_job(args: argparse.Namespace) -> int:
     values["restore"] = restore
     cfg = config_from_values(values)
 
-    from app.chart import oneoff_restore_yaml
+    from .chart import oneoff_restore_yaml
 
     sys.stdout.write(oneoff_restore_yaml(cfg, utc_now()))
     return 0
@@ -178,7 +178,7 @@ def _restore_job(args: argparse.Namespace) -> int:
 def _schema() -> int:
     import json
 
-    from app.config import Config
+    from .config import Config
 
     schema = Config.model_json_schema(by_alias=True, mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

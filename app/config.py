@@ -16,13 +16,15 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from app.cron import Cron, TimeZone, longest_interval_seconds, shortest_interval_seconds
-from app.errors import ConfigError
-from app.identity import DEFAULT_IMAGE, DEFAULT_TMP_SIZE_LIMIT
-from app.rules import cross_field_problems
-from app.s3_rules import RestoreObject, S3Bucket, S3Endpoint, S3Prefix, S3Region, S3StorageClass
-from app.scheduling import Affinity, Toleration
-from app.validation import (
+from worker import contract
+
+from .cron import Cron, TimeZone, longest_interval_seconds, shortest_interval_seconds
+from .errors import ConfigError
+from .identity import DEFAULT_IMAGE, DEFAULT_TMP_SIZE_LIMIT
+from .rules import cross_field_problems
+from .s3_rules import RestoreObject, S3Bucket, S3Endpoint, S3Prefix, S3Region, S3StorageClass
+from .scheduling import Affinity, Toleration
+from .validation import (
     AnnotationValue,
     DnsLabel,
     HostName,
@@ -38,7 +40,6 @@ from app.validation import (
     SecretKey,
     StrictModel,
 )
-from worker import contract
 
 # Requests/limits both backup and restore start from; a values file overrides key by key (below).
 DEFAULT_RESOURCES: dict[str, dict[str, str]] = {

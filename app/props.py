@@ -4,19 +4,20 @@ tested on its own (tests/app/test_constructs.py)."""
 
 from __future__ import annotations
 
-from app import naming
-from app.config import Config, Resources
-from app.constructs.backup import BackupCronJobProps
-from app.constructs.drill import DrillCronJobProps, drill_args
-from app.constructs.monitoring import DatabaseAlertsProps, DrillAlertsProps, PrometheusRuleProps
-from app.constructs.pod import Notifications, PostgresAccess, S3Credentials, WorkerPodProps
-from app.constructs.restore import RestoreJobProps, restore_args
-from app.constructs.secrets import ManagedS3SecretProps
-from app.constructs.service_account import ServiceAccountProps
-from app.cron import longest_interval_seconds
-from app.identity import DEFAULT_TMP_SIZE_LIMIT
-from app.targets import BackupTarget, backup_targets
 from worker import contract
+
+from . import naming
+from .config import Config, Resources
+from .constructs.backup import BackupCronJobProps
+from .constructs.drill import DrillCronJobProps, drill_args
+from .constructs.monitoring import DatabaseAlertsProps, DrillAlertsProps, PrometheusRuleProps
+from .constructs.pod import Notifications, PostgresAccess, S3Credentials, WorkerPodProps
+from .constructs.restore import RestoreJobProps, restore_args
+from .constructs.secrets import ManagedS3SecretProps
+from .constructs.service_account import ServiceAccountProps
+from .cron import longest_interval_seconds
+from .identity import DEFAULT_TMP_SIZE_LIMIT
+from .targets import BackupTarget, backup_targets
 
 
 def service_account(cfg: Config) -> ServiceAccountProps:

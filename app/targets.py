@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from worker import contract
 
 if TYPE_CHECKING:
-    from app.config import Config
+    from .config import Config
 
 
 @dataclasses.dataclass(frozen=True)

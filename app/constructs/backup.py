@@ -6,13 +6,16 @@ import dataclasses
 
 from constructs import Construct
 
-from app.config import Backup
-from app.constructs.pod import WorkerPodProps, pod_template
-from imports import k8s
+from ..bindings import k8s
+from ..config import Backup
+from .pod import WorkerPodProps, pod_template
 
 
 @dataclasses.dataclass(frozen=True)
 class BackupCronJobProps:
+    """One database's backup CronJob: its name, labels, schedule and worker pod (app/props.py builds
+    it from a Config)."""
+
     name: str  # at most 52 characters (app/naming.py)
     labels: dict[str, str]
     schedule: str
@@ -62,6 +65,9 @@ def worker_cron_job(
 
 
 class BackupCronJob(Construct):
+    """The backup CronJob of one database: `cnpg-backup-worker backup` on `props.schedule`, after the
+    init container that waits for PostgreSQL."""
+
     def __init__(self, scope: Construct, id: str, *, props: BackupCronJobProps) -> None:
         super().__init__(scope, id)
         self.name = props.name

@@ -10,13 +10,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from app import scheduling
-from app.config import S3, Backup, Cnpg, Resources, SecretKeySelector, SecurityContext
-from app.identity import DEFAULT_TMP_SIZE_LIMIT
-from app.targets import BackupTarget
-from app.validation import canonical_quantity
-from imports import k8s
 from worker import contract
+
+from .. import scheduling
+from ..bindings import k8s
+from ..config import S3, Backup, Cnpg, Resources, SecretKeySelector, SecurityContext
+from ..identity import DEFAULT_TMP_SIZE_LIMIT
+from ..targets import BackupTarget
+from ..validation import canonical_quantity
 
 WORKER_COMMAND = contract.COMMAND
 TMP_DIR = contract.TMP_DIR

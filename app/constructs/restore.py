@@ -16,11 +16,12 @@ import dataclasses
 
 from constructs import Construct
 
-from app.config import Restore
-from app.constructs.pod import WorkerPodProps, pod_template
-from app.naming import RESTORE_OBJECT_ANNOTATION
-from imports import k8s
 from worker import contract
+
+from ..bindings import k8s
+from ..config import Restore
+from ..naming import RESTORE_OBJECT_ANNOTATION
+from .pod import WorkerPodProps, pod_template
 
 
 def restore_args(object_key: str, run_id: str, request: Restore) -> list[str]:
@@ -38,6 +39,9 @@ def restore_args(object_key: str, run_id: str, request: Restore) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class RestoreJobProps:
+    """The restore Job: its name (also the worker's run id, so a re-applied Job never restores twice),
+    labels, the object it restores (shown as an annotation) and its worker pod."""
+
     name: str  # also the worker's run id
     labels: dict[str, str]
     object_key: str  # shown as an annotation: what this Job restores
@@ -45,6 +49,9 @@ class RestoreJobProps:
 
 
 class RestoreJob(Construct):
+    """A run-once restore Job (`backoffLimit: 0`, no TTL): `cnpg-backup-worker restore` of one backup
+    into one database. Used by the declarative restore and by `restore-job`."""
+
     def __init__(self, scope: Construct, id: str, *, props: RestoreJobProps) -> None:
         super().__init__(scope, id)
         self.name = props.name

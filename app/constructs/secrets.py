@@ -9,10 +9,10 @@ import dataclasses
 from constructs import Construct
 from pydantic import SecretStr
 
-from app import naming
-from app.config import Config
-from app.constructs.pod import S3Credentials
-from imports import k8s
+from .. import naming
+from ..bindings import k8s
+from ..config import Config
+from .pod import S3Credentials
 
 
 def s3_credentials(cfg: Config) -> S3Credentials:
@@ -34,6 +34,8 @@ def _b64(value: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class ManagedS3SecretProps:
+    """The managed S3 Secret: its name, labels and the literal keys it holds."""
+
     name: str
     labels: dict[str, str]
     access_key_id: SecretStr
@@ -41,6 +43,8 @@ class ManagedS3SecretProps:
 
 
 class ManagedS3Secret(Construct):
+    """The Secret generated from literal s3.accessKeyId/secretAccessKey (discouraged: synth warns)."""
+
     def __init__(self, scope: Construct, id: str, *, props: ManagedS3SecretProps) -> None:
         super().__init__(scope, id)
         self.secret = k8s.KubeSecret(
