@@ -1,0 +1,290 @@
+"""The `backup` section of the configuration (and the requests/limits model every worker pod's
+resources use): split from app/config.py, which re-exports every name here."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from worker import contract
+
+from .cron import Cron, TimeZone, shortest_interval_seconds
+from .identity import DEFAULT_IMAGE
+from .scheduling import Affinity, Toleration
+from .validation import (
+    LabelValue,
+    ObjectName,
+    QualifiedName,
+    Quantity,
+    StrictModel,
+)
+
+DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "100m", "memory": "256Mi"},
+    "limits": {"cpu": "2", "memory": "1Gi"},
+}
+# A restore drill runs a whole PostgreSQL server next to the worker: more memory than a backup.
+DEFAULT_VERIFY_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "100m", "memory": "512Mi"},
+    "limits": {"cpu": "2", "memory": "2Gi"},
+}
+
+
+class Resources(StrictModel):
+    """Container requests/limits. Partial values merge into the defaults key by key, like Helm
+    merges a values file into the chart's values.yaml; set a key to null to drop it."""
+
+    # What partial values merge into (a subclass may start from other defaults).
+    _defaults: ClassVar[dict[str, dict[str, str]]] = DEFAULT_RESOURCES
+
+    requests: dict[QualifiedName, Quantity] = Field(
+        default_factory=dict, description="Resource requests (resource name: Kubernetes quantity)"
+    )
+    limits: dict[QualifiedName, Quantity] = Field(
+        default_factory=dict, description="Resource limits (resource name: Kubernetes quantity); requests ≤ limits"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_into_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        merged: dict[str, Any] = {}
+        for side in ("requests", "limits"):
+            given = data.get(side, {})
+            if given is None:  # `limits: null` drops the whole side
+                merged[side] = {}
+                continue
+            if not isinstance(given, dict):
+                merged[side] = given  # let pydantic report the type error
+                continue
+            combined = {**cls._defaults[side], **given}
+            merged[side] = {k: v for k, v in combined.items() if v is not None}
+        extra = {k: v for k, v in data.items() if k not in ("requests", "limits")}
+        return {**merged, **extra}
+
+
+def _default_resources() -> Resources:
+    return Resources()
+
+
+class VerifyResources(Resources):
+    """The restore drill's requests/limits: a Resources whose partial values merge into
+    DEFAULT_VERIFY_RESOURCES instead (in Python: ``Verify(resources=VerifyResources(...))``)."""
+
+    _defaults = DEFAULT_VERIFY_RESOURCES
+
+
+class Retention(StrictModel):
+    _config_path = "backup.retention"
+    daily: int = Field(default=0, ge=0, le=3660, description="Keep the newest backup of each of the last N days")
+    weekly: int = Field(default=0, ge=0, le=520, description="… of each of the last N ISO weeks")
+    monthly: int = Field(default=0, ge=0, le=1200, description="… of each of the last N months")
+    yearly: int = Field(default=0, ge=0, le=100, description="… of each of the last N years")
+
+
+class Backup(StrictModel):
+    _config_path = "backup"
+    enabled: bool = Field(default=True, description="Generate the backup CronJob(s)")
+    schedule: Cron = Field(
+        default="0 2 * * *",
+        description=(
+            "5-field cron (minute hour day-of-month month day-of-week; ranges, lists, steps, names "
+            "`jan`–`dec`, `sun`–`sat`) or `@yearly @annually @monthly @weekly @daily @midnight @hourly`"
+        ),
+    )
+    image: str = Field(
+        default=DEFAULT_IMAGE,
+        min_length=1,
+        pattern=r"^\S+$",
+        description=(
+            "The worker image (backup, restore, drill and the init container) — **meaning changed**; the "
+            "default is the image the release workflow publishes, tagged with the package version "
+            "([docs/image.md](image.md))"
+        ),
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent", description="`Always`, `IfNotPresent` or `Never`"
+    )
+    retention_days: int = Field(
+        default=contract.DEFAULT_RETENTION_DAYS,
+        ge=0,
+        description=(
+            "Delete backups under the database's prefix older than this many days after each successful "
+            "backup (0 = keep all; use an S3 lifecycle rule)"
+        ),
+    )
+    # Grandfather-father-son counts, kept besides everything within retentionDays (worker/retention.py).
+    retention: Retention = Field(
+        default_factory=Retention,
+        description=(
+            "Grandfather-father-son counts, kept besides everything within `retentionDays` (per database, "
+            "from the keys' timestamps). Retention never deletes the newest complete backup, the newest "
+            "unflagged one, or a backup a restore is reading; `cnpg-backup-worker prune --dry-run` prints "
+            "the plan with the rule behind each decision"
+        ),
+    )
+    resources: Resources = Field(
+        default_factory=_default_resources,
+        description=(
+            "Container requests/limits (any resource name, Kubernetes quantities; requests ≤ limits). A "
+            "partial map merges into the default key by key"
+        ),
+    )
+    node_selector: dict[QualifiedName, LabelValue] = Field(
+        default_factory=dict,
+        description="Node labels the pods must match (also used by the restore Job and the restore drills)",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        description=(
+            "Kubernetes tolerations, typed: unknown keys are errors (also used by the restore Job and the "
+            "restore drills)"
+        ),
+    )
+    affinity: Affinity = Field(
+        default_factory=Affinity,
+        description=(
+            "Kubernetes affinity (`nodeAffinity`, `podAffinity`, `podAntiAffinity`), typed (also used by "
+            "the restore Job and the restore drills)"
+        ),
+    )
+    successful_jobs_history_limit: int = Field(
+        default=3, ge=0, description="Finished successful Jobs to keep (≥ 0; the drill CronJobs too)"
+    )
+    failed_jobs_history_limit: int = Field(
+        default=3, ge=0, description="Failed Jobs to keep (≥ 0; the drill CronJobs too)"
+    )
+    concurrency_policy: Literal["Allow", "Forbid", "Replace"] = Field(
+        default="Forbid", description="`Allow`, `Forbid` or `Replace`"
+    )
+    # Extensions.
+    format: Literal["plain", "custom"] = Field(
+        default=contract.DEFAULT_FORMAT,
+        description=(
+            "`plain` (SQL, `.sql.gz` or `.sql.zst`, restorable with psql) or `custom` (pg_dump `-Fc`, `.dump`)"
+        ),
+    )
+    # gzip keeps the chart's .sql.gz; zstd (.sql.zst, or inside custom archives) and lz4 (custom only)
+    compression: Literal["gzip", "zstd", "lz4"] = Field(
+        default=contract.DEFAULT_COMPRESSION,
+        description=(
+            "`gzip`, `zstd` or `lz4`. Plain: the worker compresses pg_dump's output — `gzip` writes the "
+            "chart's `.sql.gz`, `zstd` a `.sql.zst` (multi-threaded, with a checksum). Custom: pg_dump "
+            "compresses inside the archive (`--compress=zstd:N` / `lz4:N` need pg_dump 16+ built with "
+            "them — the image's 18 is; where the client cannot, the backup says so and falls back to "
+            "gzip). `lz4` is for `custom` only. The backup's manifest records the codec, `list` shows it, "
+            "restore reads every codec"
+        ),
+    )
+    # Level 2: ISA-L gzip measured by bench/ as fast as level 1 end to end, 1% smaller; zstd/lz4 at 2 are
+    # fast too. Ranges per codec (gzip 1-9, zstd 1-19, lz4 1-12): rules.cross_field_problems.
+    compression_level: int = Field(
+        default=contract.DEFAULT_COMPRESSION_LEVEL,
+        ge=1,
+        le=19,
+        description=(
+            "Level of `backup.compression`: gzip 1–9 (1–3 ISA-L, fast; 4–9 zlib, small and slow: 6 is the "
+            "chart's `gzip` speed), zstd 1–19, lz4 1–12 (1–2 fast, 3+ the slow high-compression mode). "
+            "Default 2: on the 2 GB benchmark gzip 2 kept pace with level 1 and wrote objects 1.049× the "
+            "size of `gzip -6`'s (level 1: 1.059×)"
+        ),
+    )
+    wait_timeout_seconds: int = Field(
+        default=contract.DEFAULT_WAIT_TIMEOUT_SECONDS,
+        ge=1,
+        description=("How long the `wait-for-postgres` init container waits for PostgreSQL (the chart's fixed 150 s)"),
+    )
+    lock_wait_timeout_seconds: int = Field(
+        default=contract.DEFAULT_DUMP_LOCK_WAIT_SECONDS,
+        ge=0,
+        description=(
+            "Seconds `pg_dump` waits for a table's share lock when it starts (`--lock-wait-timeout`): a "
+            "table held by `ALTER TABLE`, `LOCK TABLE` or `VACUUM FULL` fails the backup with a message "
+            "naming the cause instead of blocking it (and, with `concurrencyPolicy: Forbid`, every later "
+            "run). 0 waits for ever"
+        ),
+    )
+    # A dump this much smaller than the previous complete one is stored but flagged (worker/dump.py).
+    flag_shrink_percent: int = Field(
+        default=contract.DEFAULT_FLAG_SHRINK_PERCENT,
+        ge=0,
+        le=100,
+        description=(
+            "A dump whose SQL is more than this many percent smaller than the previous complete backup's "
+            "is stored but **flagged** in its manifest, as is a dump of a database with no user tables; "
+            "`list` shows the flag and `restore --object latest` passes over flagged backups (saying so) "
+            "unless `--allow-flagged`. Catches the backup of a rebuilt, empty database becoming `latest`. "
+            "`0`: no shrink check"
+        ),
+    )
+    # Suspends the CronJob (e.g. while a cluster is rebuilt, so its empty database is not backed up).
+    suspend: bool = Field(
+        default=False,
+        description=(
+            "Suspend the CronJob (`spec.suspend`): no new backup runs, e.g. while a cluster is rebuilt. "
+            "Suspends the restore drill CronJobs too"
+        ),
+    )
+    backoff_limit: int = Field(default=1, ge=0, description="Retries of a failed backup Job")
+    # Unset: derived from the schedule (deadline_for); 0: no deadline.
+    active_deadline_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Kill a backup Job running longer than this, so a hung backup (stalled S3, a lock) cannot "
+            "block every later run (`concurrencyPolicy: Forbid` skips runs while one is active). Unset: "
+            "90% of the shortest interval between two runs of the database's schedule, at least 600 "
+            "(daily `0 2 * * *`: 77760 s = 21.6 h; hourly: 3240 s). `0`: no deadline"
+        ),
+    )
+    starting_deadline_seconds: int | None = Field(
+        default=3600,
+        ge=10,
+        description=(
+            "A run missed by more than this (controller down, upgrade) is skipped instead of started late "
+            "(backups and drills)"
+        ),
+    )
+    time_zone: TimeZone | None = Field(
+        default=None,
+        description=(
+            "IANA time zone of `schedule` and of `verify.schedule` (e.g. `Europe/Berlin`); unset: the "
+            "controller manager's zone, usually UTC"
+        ),
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="json", description="Worker log format, `json` or `text` (backup and restore)"
+    )
+    # Secrets (type kubernetes.io/dockerconfigjson) to pull `image` from a private registry; used by
+    # every worker pod (backup, restore, one-off restore). Helm's `[{name: x}]` shape or plain names.
+    image_pull_secrets: list[ObjectName] = Field(
+        default_factory=list,
+        description=(
+            "Secrets (`kubernetes.io/dockerconfigjson`) to pull `backup.image` from a private registry, "
+            "for every worker pod (backup CronJobs, the restore Job, `restore-job`). Helm's shape "
+            "`[{name: regcred}]` or plain names `[regcred]`; each a DNS-1123 name"
+        ),
+    )
+
+    @field_validator("time_zone", "active_deadline_seconds", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    def deadline_for(self, schedule: str) -> int | None:
+        """The Job's activeDeadlineSeconds: a hung backup (a stalled S3 endpoint, a pg_dump stuck
+        behind a lock) is killed before the next run is due, rather than blocking every later run
+        (concurrencyPolicy Forbid skips runs while one is active). Unset: 90% of the shortest
+        interval between two runs of `schedule`, at least 10 minutes."""
+        if self.active_deadline_seconds is not None:
+            return self.active_deadline_seconds or None
+        return max(600, shortest_interval_seconds(schedule) * 9 // 10)
+
+    @field_validator("image_pull_secrets", mode="before")
+    @classmethod
+    def _names_of_references(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [v["name"] if isinstance(v, dict) and set(v) == {"name"} else v for v in value]
+        return value
