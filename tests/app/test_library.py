@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,19 @@ def test_object_names_do_not_depend_on_the_chart_or_construct_ids() -> None:
         return [doc["metadata"]["name"] for doc in _documents(chart)]
 
     assert names(plain) == names(hashed) == names(BackupChart(cdk8s.Testing.app(), "cnpg-pgdump-backup", cfg=cfg))
+
+
+def test_app_imports_itself_relatively() -> None:
+    """Installed, app/ is `cnpg_pgdump_backup` and imports/ is inside it: an absolute `app.` or
+    `imports` import would fail there (or load a user's package of that name). The wheel tests
+    below only reach the modules they import; this covers every module."""
+    absolute = re.compile(r"^[ \t]*(from|import)[ \t]+(app|imports)\b[^\n]*", re.MULTILINE)
+    found = [
+        f"{path.relative_to(REPO)}: {m.group(0).strip()}"
+        for path in sorted((REPO / "app").rglob("*.py"))
+        for m in absolute.finditer(path.read_text())
+    ]
+    assert found == [], "use relative imports inside app/ (and app/bindings.py for k8s): " + "; ".join(found)
 
 
 def test_synth_without_a_namespace_as_before() -> None:
