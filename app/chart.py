@@ -14,6 +14,7 @@ from constructs import Construct
 from . import naming, props
 from .config import Config
 from .construct import CnpgPgdumpBackup, CnpgPgdumpBackupProps
+from .constructs.plain import without_runtime_type_checks
 from .constructs.restore import RestoreJob
 from .constructs.secrets import s3_credentials
 from .identity import CHART_NAME
@@ -29,10 +30,11 @@ def warn_stderr(message: str) -> None:
 
 
 class BackupChart(Chart):
-    """The chart `synth` writes: CnpgPgdumpBackup (app/construct.py) alone, without a namespace."""
+    """The chart `synth` writes: CnpgPgdumpBackup (app/construct.py) alone, in global.namespace (none
+    when empty)."""
 
     def __init__(self, scope: Construct, id: str, *, cfg: Config) -> None:
-        super().__init__(scope, id, disable_resource_name_hashes=True)
+        super().__init__(scope, id, disable_resource_name_hashes=True, namespace=cfg.global_.namespace or None)
         CnpgPgdumpBackup(self, "backup", props=CnpgPgdumpBackupProps(config=cfg))
 
 
@@ -49,7 +51,8 @@ def synth(cfg: Config, outdir: str | Path = "dist", warn: Warn = warn_stderr) ->
     for stale in outdir.glob(f"*{OUTPUT_SUFFIX}"):
         stale.unlink()
     application = App(outdir=str(outdir), output_file_extension=OUTPUT_SUFFIX)
-    BackupChart(application, CHART_NAME, cfg=cfg)
+    with without_runtime_type_checks():
+        BackupChart(application, CHART_NAME, cfg=cfg)
     application.synth()
     return sorted(outdir.glob(f"*{OUTPUT_SUFFIX}"))
 
@@ -63,7 +66,9 @@ def oneoff_restore_yaml(cfg: Config, now: datetime | None = None, warn: Warn = w
     now = now or datetime.now(UTC)
     target = restore_target(cfg)
     application = App()
-    chart = Chart(application, "oneoff-restore", disable_resource_name_hashes=True)
+    chart = Chart(
+        application, "oneoff-restore", disable_resource_name_hashes=True, namespace=cfg.global_.namespace or None
+    )
     name = naming.oneoff_restore_job_name(cfg, now.astimezone(UTC))
     RestoreJob(chart, "restore", props=props.restore_job(cfg, target, name, s3_credentials(cfg)))
     return application.synth_yaml()

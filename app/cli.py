@@ -1,8 +1,8 @@
-"""Command line: `python -m app synth ...` / `python -m app restore-job ...`
+"""Command line: `python -m app synth ...` / `restore-job` / `schema` / `iam-policy` / `lifecycle`
 (also installed as the `cnpg-pgdump-backup` console script).
 
 Exit codes: 0 success, 2 configuration/usage error (one line per problem on stderr, never a
-traceback), 1 could not write the output.
+traceback), 1 could not write the output (or `uninstall` could not read or delete the release).
 """
 
 from __future__ import annotations
@@ -31,6 +31,20 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_values_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "release",
+        nargs="?",
+        metavar="RELEASE",
+        help="release name, as in `helm template RELEASE` (sets global.releaseName; default: the values' or "
+        "cnpg-backup)",
+    )
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        metavar="NS",
+        help="namespace written into every object's metadata (sets global.namespace; default: none, "
+        "`kubectl apply -n` decides)",
+    )
+    parser.add_argument(
         "-f",
         "--values",
         action="append",
@@ -53,6 +67,21 @@ def _add_values_options(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="like --set, but the value always stays a string",
     )
+    parser.add_argument(
+        "--set-json",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help='override a value with JSON (a.b={"x":1},c=[1,2]); applied before --set, as in Helm',
+    )
+    parser.add_argument(
+        "--set-file",
+        action="append",
+        default=[],
+        metavar="KEY=PATH",
+        help="set a value to a file's content, verbatim (e.g. a credential kept off the command line); "
+        "applied last, as in Helm",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         "synth",
         help="write the manifests (ServiceAccount, Secret, CronJobs, restore Job) to a directory",
         description="Write the manifests for a configuration. Old *.k8s.yaml files in the output "
-        "directory are removed first. Apply with: kubectl apply -n <namespace> -f dist/",
+        "directory are removed first. Apply with (prunes what the config no longer produces): "
+        "KUBECTL_APPLYSET=true kubectl apply -n <namespace> --prune --applyset=cnpg-pgdump-backup.<release> -f dist/",
     )
     _add_values_options(synth)
     synth.add_argument("-o", "--output", default="dist", metavar="DIR", help="output directory (default: dist)")
@@ -108,6 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="create --target-database if it does not exist (restore.createDatabase; the role needs CREATEDB)",
     )
 
+    remove = commands.add_parser(
+        "uninstall",
+        help="delete what `kubectl apply --prune --applyset` installed for a release (like helm uninstall)",
+        description="Delete the objects a release's ApplySet records (README: Install, upgrade, uninstall), "
+        "then the ApplySet's Secret; nothing else in the namespace. Prints each kubectl command it runs. "
+        "One-off restore Jobs (restore-job) are not part of the release and stay.",
+    )
+    remove.add_argument("release", metavar="RELEASE", help="the release name given to synth")
+    remove.add_argument("-n", "--namespace", required=True, metavar="NS", help="the namespace it was applied to")
+    remove.add_argument("--dry-run", action="store_true", help="only print the kubectl commands")
+    remove.add_argument("--kubectl", default="kubectl", metavar="PATH", help="kubectl binary (default: kubectl)")
+
     commands.add_parser(
         "schema",
         help="print the JSON schema of the configuration (values files) for editors and CI",
@@ -115,7 +157,70 @@ def build_parser() -> argparse.ArgumentParser:
         "(camelCase keys). Point your editor at it, e.g. `# yaml-language-server: $schema=values.schema.json`. "
         "The cross-field rules (a required bucket, codec and format combinations, ...) are checked by synth.",
     )
+    _add_aws_commands(commands)
     return parser
+
+
+def _add_aws_commands(commands: Any) -> None:
+    from .aws_lifecycle import DEFAULT_ABORT_INCOMPLETE_UPLOAD_DAYS
+    from .aws_policy import ROLES
+
+    iam = commands.add_parser(
+        "iam-policy",
+        help="print the least-privilege IAM policy (JSON) for the bucket and the databases' prefixes",
+        description="Print an IAM policy document granting exactly what the worker does on the configured "
+        "bucket, under each database's prefix: --role backup (backups, drills, retention, the generated "
+        "restore Job) or --role restore (read the backups, write only the restore's own records). Notes go "
+        "to stderr. Example: python -m app iam-policy -f values.yaml > backup-policy.json",
+    )
+    _add_values_options(iam)
+    iam.add_argument("--role", choices=ROLES, default="backup", help="which policy (default: backup)")
+    iam.add_argument("--database", metavar="NAME", help="only this databases[].name's objects (default: all databases)")
+
+    lifecycle = commands.add_parser(
+        "lifecycle",
+        help="print S3 lifecycle rules (JSON): expiry after backup.retentionDays, abort of stale uploads",
+        description="Print the bucket lifecycle configuration for the databases' backups, for "
+        "`aws s3api put-bucket-lifecycle-configuration --bucket <bucket> --lifecycle-configuration "
+        "file://rules.json`: per database, Expiration after backup.retentionDays (not with backup.retention "
+        "counts) and AbortIncompleteMultipartUpload. Notes go to stderr.",
+    )
+    _add_values_options(lifecycle)
+    lifecycle.add_argument(
+        "--abort-incomplete-days",
+        type=int,
+        default=DEFAULT_ABORT_INCOMPLETE_UPLOAD_DAYS,
+        metavar="N",
+        help=f"abort multipart uploads unfinished after N days (default: {DEFAULT_ABORT_INCOMPLETE_UPLOAD_DAYS})",
+    )
+    lifecycle.add_argument("--database", metavar="NAME", help="only this databases[].name's rule (default: all)")
+
+
+def _note_stderr(notes: list[str]) -> None:
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
+def _iam_policy(args: argparse.Namespace) -> int:
+    from . import aws_policy
+
+    cfg = config_from_values(_values(args))
+    document = aws_policy.policy(cfg, args.role, args.database)
+    sys.stdout.write(aws_policy.render(document))
+    _note_stderr(aws_policy.notes(cfg, args.role, document))
+    return 0
+
+
+def _lifecycle(args: argparse.Namespace) -> int:
+    import json
+
+    from . import aws_lifecycle
+
+    cfg = config_from_values(_values(args))
+    document = aws_lifecycle.lifecycle(cfg, args.abort_incomplete_days, args.database)
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    _note_stderr(aws_lifecycle.notes(cfg))
+    return 0
 
 
 def _fail(error: ConfigError) -> int:
@@ -124,7 +229,16 @@ def _fail(error: ConfigError) -> int:
 
 
 def _values(args: argparse.Namespace) -> dict[str, Any]:
-    return merge_all(args.values, args.set, args.set_string)
+    values = merge_all(args.values, args.set, args.set_string, set_jsons=args.set_json, set_files=args.set_file)
+    # The command line wins over the values files, as --set does.
+    if args.release is not None or args.namespace is not None:
+        release_and_namespace = dict(values.get("global") or {})
+        if args.release is not None:
+            release_and_namespace["releaseName"] = args.release
+        if args.namespace is not None:
+            release_and_namespace["namespace"] = args.namespace
+        values["global"] = release_and_namespace
+    return values
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -138,7 +252,40 @@ def _synth(args: argparse.Namespace) -> int:
         return EXIT_IO
     for path in written:
         print(path)
+    from .applyset import apply_command
+
+    print(
+        f"apply (prunes what the config no longer produces): "
+        f"{apply_command(cfg.global_.release_name, cfg.global_.namespace, args.output)}",
+        file=sys.stderr,
+    )
     return 0
+
+
+def _uninstall(args: argparse.Namespace) -> int:
+    from .applyset import UninstallError, uninstall
+    from .validation import namespace_problem, release_name_problem
+
+    problems = [
+        f"{what}: {problem}"
+        for what, problem in (
+            ("RELEASE", release_name_problem(args.release)),
+            (
+                "--namespace",
+                namespace_problem(args.namespace)
+                if args.namespace
+                else "required (the namespace the release was applied to)",
+            ),
+        )
+        if problem
+    ]
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return uninstall(args.release, args.namespace, kubectl=args.kubectl, dry_run=args.dry_run)
+    except UninstallError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_IO
 
 
 def utc_now() -> datetime:
@@ -194,6 +341,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _synth(args)
         if args.command == "schema":
             return _schema()
+        if args.command == "uninstall":
+            return _uninstall(args)
+        if args.command == "iam-policy":
+            return _iam_policy(args)
+        if args.command == "lifecycle":
+            return _lifecycle(args)
         return _restore_job(args)
     except ConfigError as error:
         return _fail(error)

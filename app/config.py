@@ -29,16 +29,18 @@ from .config_backup import (
     _default_resources,
 )
 from .config_monitoring import Heartbeat, Monitoring, PrometheusRule, Pushgateway, SecretKeySelector, Webhook
-from .cron import Cron
 from .errors import ConfigError
 from .identity import DEFAULT_TMP_SIZE_LIMIT
 from .rules import cross_field_problems
 from .s3_rules import RestoreObject, S3Bucket, S3Endpoint, S3Prefix, S3Region, S3StorageClass
+from .spread import Schedule, Window
 from .validation import (
+    AgeRecipient,
     AnnotationValue,
     DnsLabel,
     HostName,
     NameOverride,
+    NamespaceName,
     ObjectName,
     PostgresName,
     QualifiedName,
@@ -57,6 +59,7 @@ __all__ = [
     "Cnpg",
     "Config",
     "DatabaseEntry",
+    "Encryption",
     "Global",
     "Heartbeat",
     "Monitoring",
@@ -89,7 +92,18 @@ class Global(StrictModel):
         description=(
             "Plays Helm's release name: with it objects get the chart's names "
             "(`<release>-cnpg-pgdump-backup`, or the release name alone when it already contains the "
-            "chart name); also the `app.kubernetes.io/instance` label. DNS-1123, ≤ 53 characters"
+            "chart name); also the `app.kubernetes.io/instance` label. DNS-1123, ≤ 53 characters. Also "
+            "the positional `RELEASE` of `python -m app synth`"
+        ),
+    )
+    # Extension: plays Helm's --namespace: written into every object's metadata.namespace. Empty:
+    # the objects carry none and `kubectl apply -n` (or the kubeconfig context) decides.
+    namespace: NamespaceName = Field(
+        default="",
+        description=(
+            "Plays Helm's `--namespace` (also `-n` of `python -m app synth`): written into every object's "
+            "`metadata.namespace`. Empty: the objects carry none, and `kubectl apply -n` (or the "
+            "kubeconfig context) decides"
         ),
     )
 
@@ -276,12 +290,16 @@ class Verify(StrictModel):
         default=False, description="Generate the drill CronJobs (only with `backup.enabled`; synth warns otherwise)"
     )
     # Weekly, Sunday 05:00 (backup.timeZone): after the nightly backup, outside business hours.
-    schedule: Cron = Field(
+    schedule: Schedule = Field(
         default="0 5 * * 0",
         description=(
-            "Cron schedule of the drills, like `backup.schedule` (in `backup.timeZone`); the same for every database"
+            "Cron schedule of the drills, like `backup.schedule` (in `backup.timeZone`, `H` fields "
+            "allowed); the same for every database unless it has `H` or `verify.window` is set"
         ),
     )
+    # Like backup.window, for the drills (a drill restores into its own pod, but reads S3 and
+    # needs a node's CPU and disk: 200 at once still hurt).
+    window: Window = Field(default="", description="Like `backup.window`, for the drills")
     # The drill pod's /tmp emptyDir holds the whole restored database (the scratch server's data
     # directory, WAL included) and, for a custom-format backup, the archive staged for pg_restore.
     tmp_size_limit: Quantity = Field(
@@ -304,6 +322,35 @@ class Verify(StrictModel):
     # A drill running longer than this is killed (6 h); 0: no deadline.
     active_deadline_seconds: int = Field(
         default=21600, ge=0, description="Kill a drill running longer than this; `0`: no deadline"
+    )
+
+
+class Encryption(StrictModel):
+    """Client-side encryption with age (worker/crypt.py): every backup object is encrypted in the
+    backup pod for these public keys, after compression and before upload. The backup pods never see
+    a private key; the restore Job and the drills read it from `identitySecret`."""
+
+    _config_path = "encryption"
+    recipients: list[AgeRecipient] = Field(
+        default_factory=list,
+        description=(
+            "age public keys (`age1…`, from `age-keygen -y` or `cnpg-backup-worker keygen`). When set, "
+            "every backup object is age ciphertext for all of them (`….sql.gz.age`, `….sql.zst.age`, "
+            "`….dump.age`) and its manifest records `encryption.recipients`; `sha256`/`object_bytes` are "
+            "the ciphertext's. Reaches the backup CronJob and the restore Job as "
+            "`CNPG_BACKUP_AGE_RECIPIENTS` (public keys only). A private key here is refused (without "
+            "echoing it)"
+        ),
+    )
+    # The age identity file (AGE-SECRET-KEY-1…) as a Secret key: restore Job and drill pods only.
+    identity_secret: SecretKeySelector | None = Field(
+        default=None,
+        description=(
+            "`{name, key}` of a Secret key holding an age identity file (`AGE-SECRET-KEY-1…`, comment "
+            "lines allowed): given to the restore Job and the drill CronJob only, as "
+            "`CNPG_BACKUP_AGE_IDENTITY` ← `secretKeyRef`; never to the backup CronJob, never in `dist/`. "
+            "Required with `recipients` when `verify.enabled` or `restore.object` is set"
+        ),
     )
 
 
@@ -337,7 +384,10 @@ class DatabaseEntry(StrictModel):
         default=None,
         description=("Its S3 folder; prefixes of two entries must not overlap (retention and `latest` list by prefix)"),
     )
-    schedule: Cron | None = Field(default=None, description="Its cron schedule")
+    schedule: Schedule | None = Field(
+        default=None,
+        description="Its cron schedule (`H` fields and `backup.window` spread it like `backup.schedule`)",
+    )
 
 
 class Config(StrictModel):
@@ -387,6 +437,10 @@ class Config(StrictModel):
             "throw-away PostgreSQL server inside its pod and compares every table's row count with the "
             "backup's"
         ),
+    )
+    encryption: Encryption = Field(
+        default_factory=Encryption,
+        description="Client-side encryption of every backup with age, for these public keys",
     )
 
     @property

@@ -9,9 +9,10 @@ from pydantic import Field, field_validator, model_validator
 
 from worker import contract
 
-from .cron import Cron, TimeZone, shortest_interval_seconds
+from .cron import TimeZone, shortest_interval_seconds
 from .identity import DEFAULT_IMAGE
 from .scheduling import Affinity, Toleration
+from .spread import Schedule, Window
 from .validation import (
     LabelValue,
     ObjectName,
@@ -87,11 +88,15 @@ class Retention(StrictModel):
 class Backup(StrictModel):
     _config_path = "backup"
     enabled: bool = Field(default=True, description="Generate the backup CronJob(s)")
-    schedule: Cron = Field(
+    # `H` fields (Jenkins-style, e.g. `H H(1-4) * * *`) are spread per database (app/spread.py).
+    schedule: Schedule = Field(
         default="0 2 * * *",
         description=(
             "5-field cron (minute hour day-of-month month day-of-week; ranges, lists, steps, names "
-            "`jan`–`dec`, `sun`–`sat`) or `@yearly @annually @monthly @weekly @daily @midnight @hourly`"
+            "`jan`–`dec`, `sun`–`sat`) or `@yearly @annually @monthly @weekly @daily @midnight @hourly`. "
+            "**ext**: a field may be a Jenkins-style `H` (`H`, `H(a-b)`, `H/n`, `H(a-b)/n`, the whole "
+            "field), replaced per database by a value chosen by a hash, e.g. `H H(1-4) * * *` (see "
+            "[Fleets](../README.md#fleets))"
         ),
     )
     image: str = Field(
@@ -112,7 +117,9 @@ class Backup(StrictModel):
         ge=0,
         description=(
             "Delete backups under the database's prefix older than this many days after each successful "
-            "backup (0 = keep all; use an S3 lifecycle rule)"
+            "backup (0 = keep all, or expire by an S3 lifecycle rule of your own; `python -m app "
+            "lifecycle` prints rules matching this setting, "
+            "[README](../README.md#iam-policy-and-lifecycle-rules))"
         ),
     )
     # Grandfather-father-son counts, kept besides everything within retentionDays (worker/retention.py).
@@ -265,6 +272,18 @@ class Backup(StrictModel):
             "Secrets (`kubernetes.io/dockerconfigjson`) to pull `backup.image` from a private registry, "
             "for every worker pod (backup CronJobs, the restore Job, `restore-job`). Helm's shape "
             "`[{name: regcred}]` or plain names `[regcred]`; each a DNS-1123 name"
+        ),
+    )
+    # Fleets: each database starts somewhere within this long after the schedule's start (e.g. 2h),
+    # evenly apart per cluster, chosen by a hash (app/spread.py); "": all start on the schedule.
+    window: Window = Field(
+        default="",
+        description=(
+            "Spread the databases' starts over this long from the schedule's start (`2h`, `90m`, "
+            "`1h30m`; 1m–24h): `0 2 * * *` with `2h` starts each database at a hashed minute between "
+            "02:00 and 03:59, the databases of one cluster evenly apart. Needs a schedule with one start "
+            'minute, no `H`, and a window no longer than the time between two runs; `""`: every '
+            "database starts on the schedule"
         ),
     )
 

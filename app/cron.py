@@ -124,22 +124,34 @@ def _expand(text: str, lo: int, hi: int, names: dict[str, int]) -> set[int]:
     return values
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=4096)  # a spread fleet has a schedule per database
 def _gaps_minutes(expr: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The gaps (minutes) between consecutive runs of a (valid) schedule over eight years of
     calendar from 2024-01-01, so leap days and monthly/yearly schedules count: those within a day,
     and those from one run day's last run to the next run day's first. Time-zone shifts are ignored
     (an hour at most)."""
+    fields = _MACRO_EXPRESSIONS.get(expr.strip(), expr).split()
+    minutes = _expand(fields[0], 0, 59, {})
+    hours = _expand(fields[1], 0, 23, {})
+    times = sorted(h * 60 + m for h in hours for m in minutes)
+    within = tuple(b - a for a, b in zip(times, times[1:], strict=False))
+    days = _run_days(*fields[2:])
+    between = tuple((b - a) * 1440 + times[0] - times[-1] for a, b in zip(days, days[1:], strict=False))
+    return within, between
+
+
+@lru_cache(maxsize=256)
+def _run_days(dom_text: str, month_text: str, dow_text: str) -> tuple[int, ...]:
+    """The days (offsets from 2024-01-01, eight years) a schedule's day fields run on; shared by
+    every schedule with the same day fields (a spread fleet's differ only in minute and hour)."""
     import datetime as dt
 
-    fields = _MACRO_EXPRESSIONS.get(expr.strip(), expr).split()
-    sets = [_expand(f, lo, hi, names) for f, (_, lo, hi, names) in zip(fields, _CRON_FIELDS, strict=True)]
-    minutes, hours, mdays, months, wdays = sets
+    day_fields = zip((dom_text, month_text, dow_text), _CRON_FIELDS[2:], strict=True)
+    mdays, months, wdays = (_expand(f, lo, hi, names) for f, (_, lo, hi, names) in day_fields)
     if 7 in wdays:
         wdays.add(0)
-    times = sorted(h * 60 + m for h in hours for m in minutes)
     # robfig/cron: when both day fields are restricted a day matches either; otherwise both
-    dom_star, dow_star = fields[2].startswith(("*", "?")), fields[4].startswith(("*", "?"))
+    dom_star, dow_star = dom_text.startswith(("*", "?")), dow_text.startswith(("*", "?"))
     start = dt.date(2024, 1, 1)
     days = []
     for offset in range(8 * 366):
@@ -147,9 +159,7 @@ def _gaps_minutes(expr: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
         dom, dow = day.day in mdays, (day.isoweekday() % 7) in wdays
         if day.month in months and ((dom or dow) if not (dom_star or dow_star) else (dom and dow)):
             days.append(offset)
-    within = tuple(b - a for a, b in zip(times, times[1:], strict=False))
-    between = tuple((b - a) * 1440 + times[0] - times[-1] for a, b in zip(days, days[1:], strict=False))
-    return within, between
+    return tuple(days)
 
 
 # A schedule that (almost) never runs: at most once in the eight years looked at.

@@ -69,6 +69,8 @@ def worker_pod(
     credentials: S3Credentials,
     tmp_size_limit: str = DEFAULT_TMP_SIZE_LIMIT,
     notify: bool = False,
+    encrypts: bool = False,
+    decrypts: bool = False,
 ) -> WorkerPodProps:
     return WorkerPodProps(
         target=target,
@@ -86,6 +88,8 @@ def worker_pod(
         pushgateway_url=cfg.monitoring.pushgateway.url,
         notifications=notifications(cfg) if notify else Notifications(),
         record_row_counts=cfg.verify.enabled,
+        age_recipients=tuple(cfg.encryption.recipients) if encrypts else (),
+        age_identity=cfg.encryption.identity_secret if decrypts else None,
     )
 
 
@@ -105,6 +109,7 @@ def backup_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials
             resources=cfg.backup.resources,
             credentials=credentials,
             notify=True,
+            encrypts=True,
         ),
     )
 
@@ -114,7 +119,7 @@ def drill_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials)
     return DrillCronJobProps(
         name=naming.drill_cronjob_name(cfg, target),
         labels=naming.labels(cfg, "drill", target),
-        schedule=verify.schedule,
+        schedule=target.drill_schedule,
         active_deadline_seconds=verify.active_deadline_seconds or None,
         backup=cfg.backup,
         pod=worker_pod(
@@ -127,6 +132,7 @@ def drill_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials)
             credentials=credentials,
             tmp_size_limit=verify.tmp_size_limit,
             notify=True,
+            decrypts=True,
         ),
     )
 
@@ -149,6 +155,8 @@ def restore_job(cfg: Config, target: BackupTarget, name: str, credentials: S3Cre
             # No heartbeat/webhook: the worker notifies after backups and drills only, and a Secret
             # reference the restore does not use must not be able to keep it from starting.
             notify=False,
+            encrypts=True,  # restore.backupBeforeRestore writes a backup, encrypted like the others
+            decrypts=True,
         ),
     )
 
@@ -180,7 +188,7 @@ def prometheus_rule(cfg: Config) -> PrometheusRuleProps:
 
 
 def drill_alerts(cfg: Config, target: BackupTarget) -> DrillAlertsProps:
-    schedule = cfg.verify.schedule
+    schedule = target.drill_schedule
     return DrillAlertsProps(
         group=naming.drill_cronjob_name(cfg, target),
         cronjob=naming.drill_cronjob_name(cfg, target),

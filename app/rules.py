@@ -10,6 +10,7 @@ from worker import contract
 from .identity import DEFAULT_IMAGE
 from .naming import cronjob_name, drill_cronjob_name
 from .naming import labels as standard_labels
+from .spread import has_hash, window_minutes, window_schedule_problem
 from .targets import backup_targets
 
 if TYPE_CHECKING:  # the model calls these rules from its own validator: no import back at run time
@@ -28,6 +29,21 @@ def cross_field_problems(cfg: Config) -> list[str]:
     if problem:
         field = "compressionLevel" if "level" in problem else "compression"
         problems.append(f"backup.{field}: {problem}")
+
+    enc = cfg.encryption
+    if enc.recipients and enc.identity_secret is None:
+        if cfg.verify.enabled:
+            problems.append(
+                "encryption.identitySecret: required when verify.enabled and encryption.recipients are set "
+                "(the drills decrypt the backups; the backup CronJob never gets it)"
+            )
+        if cfg.restore_requested:
+            problems.append(
+                "encryption.identitySecret: required to restore (restore.object) when encryption.recipients "
+                "is set (the Secret holding the age private key)"
+            )
+    if len(set(enc.recipients)) != len(enc.recipients):
+        problems.append("encryption.recipients: lists the same public key twice")
 
     if cfg.s3.kms_key_id and cfg.s3.sse != "aws:kms":
         problems.append("s3.kmsKeyId: only used with s3.sse aws:kms (set it, or remove the key id)")
@@ -69,6 +85,7 @@ def cross_field_problems(cfg: Config) -> list[str]:
         )
 
     problems += _cronjob_name_problems(cfg)
+    problems += _window_problems(cfg)
     problems += _restore_problems(cfg)
     problems += _monitoring_problems(cfg)
     problems += _resource_problems("backup.resources", cfg.backup.resources)
@@ -89,6 +106,26 @@ def _resource_problems(path: str, resources: Resources) -> list[str]:
     return problems
 
 
+def _window_problems(cfg: Config) -> list[str]:
+    """A window spreads a schedule with one start minute; each schedule it applies to must fit."""
+    schedules: list[tuple[str, str, str]] = []  # (field, schedule, window field)
+    if cfg.backup.window:
+        overridden = [(f"databases[{i}].schedule", e.schedule) for i, e in enumerate(cfg.databases) if e.schedule]
+        if not cfg.databases or len(overridden) < len(cfg.databases):
+            schedules.append(("backup.schedule", cfg.backup.schedule, "backup.window"))
+        # A database's own schedule with H is spread by its H; the window is for the others.
+        schedules += [(field, schedule, "backup.window") for field, schedule in overridden if not has_hash(schedule)]
+    if cfg.verify.window:
+        schedules.append(("verify.schedule", cfg.verify.schedule, "verify.window"))
+    problems = []
+    for field, schedule, window_field in schedules:
+        window = cfg.verify.window if window_field == "verify.window" else cfg.backup.window
+        problem = window_schedule_problem(schedule, window_minutes(window))
+        if problem:
+            problems.append(f"{field}: with {window_field} {window}, {problem}")
+    return problems
+
+
 def _database_list_problems(cfg: Config) -> list[str]:
     problems: list[str] = []
     seen_names: dict[str, int] = {}
@@ -102,15 +139,28 @@ def _database_list_problems(cfg: Config) -> list[str]:
     targets = backup_targets(cfg)
     # Two databases sharing (or nesting) a prefix would mix their backups: `latest` and retention
     # work by listing a prefix, so one database could restore or delete the other's dumps.
-    for i, a in enumerate(targets):
-        for j in range(i):
-            b = targets[j]
-            if _prefixes_overlap(a.prefix, b.prefix):
-                problems.append(
-                    f"databases[{i}].prefix: '{a.prefix}' overlaps databases[{j}]'s prefix '{b.prefix}'; "
-                    "each database needs its own S3 folder (retention and `latest` list by prefix)"
-                )
+    for i, j in _overlapping_prefixes([t.prefix for t in targets]):
+        a, b = targets[i], targets[j]
+        problems.append(
+            f"databases[{i}].prefix: '{a.prefix}' overlaps databases[{j}]'s prefix '{b.prefix}'; "
+            "each database needs its own S3 folder (retention and `latest` list by prefix)"
+        )
     return problems
+
+
+def _overlapping_prefixes(prefixes: list[str]) -> list[tuple[int, int]]:
+    """Every (i, j), j < i, whose prefixes overlap, in that order. Sorted as `prefix/`, a prefix's
+    nested ones follow it in one run, so a fleet of 1,000 needs no million comparisons."""
+    if any(not p for p in prefixes):  # an empty prefix overlaps everything
+        return [(i, j) for i in range(len(prefixes)) for j in range(i) if _prefixes_overlap(prefixes[i], prefixes[j])]
+    keys = sorted((p + "/", i) for i, p in enumerate(prefixes))
+    pairs = []
+    for position, (key, i) in enumerate(keys):
+        for other, j in keys[position + 1 :]:
+            if not other.startswith(key):
+                break
+            pairs.append((max(i, j), min(i, j)))
+    return sorted(pairs)
 
 
 def _cronjob_name_problems(cfg: Config) -> list[str]:

@@ -234,6 +234,24 @@ PostgresName = Annotated[str, rule(postgres_name_problem)]
 HttpUrl = Annotated[str, rule(http_url_problem)]
 
 
+# An age X25519 recipient: "age1" + 58 Bech32 characters (the data part's alphabet has no b, i, o, 1).
+_AGE_RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")
+
+
+def age_recipient_problem(value: str) -> str | None:
+    if value.startswith("AGE-SECRET-KEY-"):
+        return (
+            "is an age identity (private key), not a recipient: put the private key in a Secret "
+            "(encryption.identitySecret) and only its public key (age1…) here"
+        )
+    if not _AGE_RECIPIENT.fullmatch(value):
+        return f"'{value[:16]}…' is not an age public key (age1 followed by 58 characters, from `age-keygen -y`)"
+    return None
+
+
+AgeRecipient = Annotated[str, rule(age_recipient_problem)]
+
+
 def release_name_problem(value: str) -> str | None:
     # Helm's own limit for release names; keeps object names meaningful after truncation.
     return dns_label_problem(value, max_len=53)

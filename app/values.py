@@ -9,6 +9,7 @@ resets a key to its default (under ``resources`` it removes that request/limit, 
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -219,6 +220,66 @@ def apply_set(values: Values, expression: str, *, as_string: bool = False) -> Va
     return result
 
 
+# --- --set-json, --set-file ------------------------------------------------------------------
+
+
+def apply_set_json(values: Values, expression: str) -> Values:
+    """Apply one ``--set-json`` argument (``a.b={"x":1},c=[1,2]``): each value is one JSON
+    document, and a comma after it starts the next pair (Helm's ParseJSON)."""
+    option = "--set-json"
+    result = copy.deepcopy(values)
+    decoder = json.JSONDecoder()
+    rest, number = expression, 0
+    while rest:
+        number += 1
+        key, *after = _split_unescaped(rest, "=")
+        if not after:
+            raise ConfigError.one(
+                f"{option}: pair {number} has no '=' (expected KEY=JSON, e.g. 'backup.imagePullSecrets=[]')"
+            )
+        tail = rest[len(key) + 1 :]
+        path = _parse_key(key, option)
+        try:
+            value, end = decoder.raw_decode(tail)
+        except json.JSONDecodeError as exc:
+            # The position, not the text: the JSON may hold a credential.
+            raise ConfigError.one(
+                f"{option} '{key.strip()}': invalid JSON at character {exc.pos + 1}: {exc.msg}"
+            ) from None
+        _assign(result, path, value, option, key.strip())
+        rest = tail[end:]
+        if rest and not rest.startswith(","):
+            raise ConfigError.one(
+                f"{option} '{key.strip()}': unexpected text after the JSON value (separate pairs with ',')"
+            )
+        rest = rest[1:]
+    return result
+
+
+def apply_set_file(values: Values, expression: str) -> Values:
+    """Apply one ``--set-file`` argument (``a.b=path,c=path``): each value becomes the content of
+    the file, verbatim, as a string (Helm's --set-file). The content is never echoed in errors."""
+    option = "--set-file"
+    result = copy.deepcopy(values)
+    pairs = _split_unescaped(expression, ",")
+    for number, pair in enumerate(pairs, 1):
+        key, eq, raw_path = pair.partition("=")
+        if not eq or not raw_path.strip():
+            raise ConfigError.one(
+                f"{option}: pair {number} has no '=PATH' (expected KEY=PATH, e.g. s3.secretAccessKey=./key)"
+            )
+        path = _parse_key(key, option)
+        file = Path(_unescape(raw_path))  # relative to the working directory, as in Helm
+        try:
+            content = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError.one(f"{option} '{key.strip()}': file {file} not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError.one(f"{option} '{key.strip()}': cannot read {file} ({exc.__class__.__name__})") from None
+        _assign(result, path, content, option, key.strip())
+    return result
+
+
 # --- Putting it together ----------------------------------------------------------------------
 
 
@@ -241,15 +302,22 @@ def merge_all(
     sets: Iterable[str] = (),
     set_strings: Iterable[str] = (),
     base: Values | None = None,
+    set_jsons: Iterable[str] = (),
+    set_files: Iterable[str] = (),
 ) -> Values:
-    """Values from files (left to right), then --set, then --set-string (Helm's order)."""
+    """Values from files (left to right), then --set-json, --set, --set-string, --set-file
+    (Helm's order: a later kind wins over an earlier one for the same key)."""
     values: Values = copy.deepcopy(base) if base else {}
     for path in files:
         values = merge_values(values, read_values_file(path))
+    for expression in set_jsons:
+        values = apply_set_json(values, expression)
     for expression in sets:
         values = apply_set(values, expression)
     for expression in set_strings:
         values = apply_set(values, expression, as_string=True)
+    for expression in set_files:
+        values = apply_set_file(values, expression)
     return cast(Values, _drop_nulls(values))
 
 

@@ -22,6 +22,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from testsupport.servers import AGE_IDENTITY, AGE_RECIPIENT  # a test key pair: the bench data is synthetic
+
 from . import datagen, measure
 from .servers import (
     BENCH_CACHE,
@@ -166,7 +168,7 @@ class Bench:
         found = [
             (k, s)
             for k, s in self.keys(prefix)
-            if k.endswith((".sql.gz", ".sql.zst", ".dump")) and "/.cnpg-backup/" not in k
+            if k.removesuffix(".age").endswith((".sql.gz", ".sql.zst", ".dump")) and "/.cnpg-backup/" not in k
         ]
         if len(found) != 1:
             raise RuntimeError(f"expected one backup object under s3://{BUCKET}/{prefix}, found {found}")
@@ -288,6 +290,7 @@ def backup_scenarios(b: Bench) -> list[tuple[str, str]]:
         ("pg_dump", "(4) pg_dump > /dev/null (limit)"),
     ]
     rows.append(("worker-zstd", "    worker backup --compression zstd"))
+    rows.append(("worker-age", "    worker backup, encrypted (age, defaults otherwise)"))
     covered = {1, int(FAST_ARGS[1])}  # the default level and the fastest already have rows
     for level in [lv for lv in b.args.levels if lv not in covered]:
         rows.append((f"worker-L{level}", f"    worker backup --compression-level {level}"))
@@ -308,6 +311,11 @@ IMAGE_ROWS: dict[str, tuple[str, list[str]]] = {
         ["--format", "custom", "--compression", "zstd"],
     ),
     "img-custom-lz4": ("    image: --format custom --compression lz4", ["--format", "custom", "--compression", "lz4"]),
+    "img-plain-gzip-age": ("    image: worker backup, encrypted (age)", ["--age-recipient", AGE_RECIPIENT]),
+    "img-custom-zstd-age": (
+        "    image: --format custom --compression zstd, encrypted (age)",
+        ["--format", "custom", "--compression", "zstd", "--age-recipient", AGE_RECIPIENT],
+    ),
 }
 
 
@@ -359,6 +367,8 @@ def run_backup(b: Bench, scenario: str, r: int) -> None:
             extra = ["--format", "custom"]
         elif scenario == "worker-zstd":
             extra = ["--compression", "zstd"]
+        elif scenario == "worker-age":
+            extra = ["--age-recipient", AGE_RECIPIENT]
         else:
             extra = ["--compression-level", scenario.removeprefix("worker-L")]
         s = b.measure(scenario, b.worker_cmd("backup", *extra), b.worker_env(prefix), r)
@@ -374,6 +384,7 @@ def restore_scenarios() -> list[tuple[str, str]]:
         ("seed-restore", "(5) seed: aws s3 cp - | gunzip | psql"),
         ("worker-restore", "(6) worker restore (defaults)"),
         ("custom-restore-j2", "(7) worker restore, custom format, --jobs 2"),
+        ("age-restore", "    worker restore of the encrypted backup"),
     ]
 
 
@@ -390,14 +401,14 @@ def run_restore(b: Bench, scenario: str, r: int, expect: dict, expect_indexes: i
             )
             s = b.measure(scenario, ["bash", "-c", pipeline], b.shell_env(target), r)
         else:
-            source = "worker" if scenario == "worker-restore" else "worker-custom"
+            source = {"worker-restore": "worker", "age-restore": "worker-age"}.get(scenario, "worker-custom")
             key, prefix = b.objects[source]
             extra = ["--jobs", "2"] if scenario == "custom-restore-j2" else []
+            env = b.worker_env(prefix)
+            if scenario == "age-restore":
+                env["CNPG_BACKUP_AGE_IDENTITY"] = AGE_IDENTITY
             s = b.measure(
-                scenario,
-                b.worker_cmd("restore", "--object", key, "--target-database", target, *extra),
-                b.worker_env(prefix),
-                r,
+                scenario, b.worker_cmd("restore", "--object", key, "--target-database", target, *extra), env, r
             )
         s["object_bytes"] = b.s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
         with b.pg.connect(target) as c:
@@ -424,6 +435,7 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true", help=f"{QUICK_SIZE_GB} GB, 1 round: the CI smoke run")
     p.add_argument("--levels", default="", help="extra worker backup rows at these compression levels, e.g. 2,3,6")
     p.add_argument("--no-restore", action="store_true", help="backups only")
+    p.add_argument("--only", default="", help="only these backup rows (comma-separated scenario names)")
     p.add_argument("--no-image", action="store_true", help="skip the rows that run the worker image (podman)")
     p.add_argument("--regenerate", action="store_true", help="rebuild the cached database")
     p.add_argument("--generate-only", action="store_true", help="only make sure the cached database exists")
@@ -466,19 +478,21 @@ def main(argv=None) -> int:
 
         labels = {}
         backups = backup_scenarios(b)
+        if args.only:
+            backups = [(s, label) for s, label in backups if s in args.only.split(",")]
         labels.update(backups)
         for r in range(1, args.rounds + 1):
             say(f"backup round {r}/{args.rounds}")
             for scenario, _ in backups:
                 b.checkpoint()
                 run_backup(b, scenario, r)
-        say("custom-format backup (once: the input of the parallel restore)")
-        labels["worker-custom"] = "    worker backup --format custom (once)"
-        b.checkpoint()
-        run_backup(b, "worker-custom", 1)
-
         if not args.no_restore:
-            restores = restore_scenarios()
+            say("custom-format backup (once: the input of the parallel restore)")
+            labels["worker-custom"] = "    worker backup --format custom (once)"
+            b.checkpoint()
+            run_backup(b, "worker-custom", 1)
+            needs = {"seed-restore": "seed", "worker-restore": "worker", "age-restore": "worker-age"}
+            restores = [(s, label) for s, label in restore_scenarios() if needs.get(s, "worker-custom") in b.objects]
             labels.update(restores)
             for r in range(1, args.rounds + 1):
                 say(f"restore round {r}/{args.rounds}")

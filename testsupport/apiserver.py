@@ -195,9 +195,21 @@ class KubeAPIServer:
 
     # --- kubectl -----------------------------------------------------------------------------
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> Kubectl:
+    def kubectl_env(self) -> dict[str, str]:
+        """The environment kubectl runs in: this server's kubeconfig, none of the caller's KUBE* settings."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
         env.update(KUBECONFIG=str(self.kubeconfig), KUBECACHEDIR=str(self.base / "kubectl-cache"), HOME=str(self.base))
+        return env
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
+    ) -> Kubectl:
+        env = {**self.kubectl_env(), **(env or {})}
         p = subprocess.run(
             [str(self.kubectl_bin), *args], input=input, capture_output=True, text=True, env=env, timeout=timeout
         )

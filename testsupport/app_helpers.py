@@ -64,6 +64,24 @@ TWO_CLUSTERS = {
     ],
 }
 
+# A small fleet: two clusters, the backups spread over a window, the drills by H (app/spread.py).
+FLEET = {
+    "cnpg": {"secretName": "", "database": ""},
+    "databases": [
+        {"name": "orders", "database": "orders", "secretName": "shop-app", "serviceName": "shop-rw"},
+        {"name": "carts", "database": "carts", "secretName": "shop-app", "serviceName": "shop-rw"},
+        {"name": "invoices", "database": "invoices", "secretName": "shop-app", "serviceName": "shop-rw"},
+        {"name": "ledger", "database": "ledger", "secretName": "finance-app"},
+        {"name": "audit", "database": "audit", "secretName": "finance-app", "schedule": "H/15 * * * *"},
+    ],
+    "backup": {"window": "2h"},
+    "verify": {"enabled": True, "schedule": "H H(4-6) * * 0"},
+    "monitoring": {
+        "pushgateway": {"url": "http://prometheus-pushgateway.monitoring.svc:9091"},
+        "prometheusRule": {"enabled": True},
+    },
+}
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": values(),
     "minio_endpoint": values(
@@ -177,6 +195,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "two_clusters": values(
         TWO_CLUSTERS, {"restore": {"object": "orders_2024-01-21_02-00-00.sql.gz", "database": "orders"}}
     ),
+    "fleet": values(FLEET),
     "tls_ca_secret": values(
         {
             "cnpg": {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,20 @@ def apply(kube: KubeAPIServer, ns: str, path: Path, *extra: str, check: bool = T
     out = kube.kubectl("apply", "-n", ns, "--validate=strict", "-f", str(path), *extra, check=check)
     if check:
         assert out.warnings == [], f"kubectl apply printed warnings:\n{out.stderr}"
+    return out
+
+
+def run_documented(kube: KubeAPIServer, command: str, check: bool = True) -> Kubectl:
+    """Run a kubectl command line exactly as the README prints it (`KUBECTL_APPLYSET=true kubectl ...`)."""
+    words = shlex.split(command)
+    env = {}
+    while "=" in words[0]:
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    assert words[0] == "kubectl", command
+    out = kube.kubectl(*words[1:], env=env, check=check)
+    if check:
+        assert out.warnings == [], f"{command} printed warnings:\n{out.stderr}"
     return out
 
 

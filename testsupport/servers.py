@@ -29,6 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_PASSWORD = "pg-Secret-5f1c9e"  # distinctive, so leak scans can find it anywhere
 MINIO_USER = "minioadmin-test"
 MINIO_SECRET = "minio-Secret-8d2b7a41"
+# An age key pair for encrypted backups in tests (worker/crypt.py); the identity is scanned for like
+# the passwords above: it must never appear in argv, logs or errors.
+AGE_IDENTITY = "AGE-SECRET-KEY-1C6DDKLCQ70D2PAD4R2RDUZMDMACM5F00P6PSYLE8UUQZ8AK7HRZQE2ALMW"
+AGE_RECIPIENT = "age179h3vlkh5xj0wt2jwhzv0rwsrqls3dqgefqjn78lrkp2hveue3mq48ynng"
 
 
 def _servers_env() -> dict[str, str]:

@@ -30,9 +30,10 @@ class BackupSession:
         part_size: int,
         concurrency: int,
         compression: str = "gzip",
+        encrypted: bool = False,
     ) -> None:
         self.bucket, self.prefix, self.database, self.format = bucket, prefix, database, fmt
-        self.compression = compression
+        self.compression, self.encrypted = compression, encrypted
         self.started, self.part_size, self.concurrency = started, part_size, concurrency
         self.name: naming.BackupName | None = None
         self._lock: str | None = None
@@ -47,7 +48,12 @@ class BackupSession:
         loser moves to the next second."""
         for offset in range(10):
             name = naming.new_backup_key(
-                self.prefix, self.database, self.format, self.started + timedelta(seconds=offset), self.compression
+                self.prefix,
+                self.database,
+                self.format,
+                self.started + timedelta(seconds=offset),
+                self.compression,
+                self.encrypted,
             )
             lock = naming.state_key(self.prefix, "keys", name.key.rsplit("/", 1)[-1])
             if self.bucket.head(name.key) is None and self.bucket.try_create(lock, b"reserved"):

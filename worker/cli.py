@@ -20,6 +20,7 @@ from .commands import (
     cmd_backup,
     cmd_check,
     cmd_drill,
+    cmd_keygen,
     cmd_list,
     cmd_prune,
     cmd_restore,
@@ -158,6 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
             _add(sp, c.S3_KMS_KEY_ID, "with --sse aws:kms: the KMS key (default: the bucket's)")
         sp.add_argument("--database", default=_env("PGDATABASE"), help="the database whose backups [env PGDATABASE]")
 
+    def age_args(sp: argparse.ArgumentParser, *, encrypts: bool) -> None:
+        if encrypts:
+            _add(
+                sp,
+                c.AGE_RECIPIENTS,
+                "with --backup-before-restore: encrypt that backup for these age public keys (age1…)",
+                metavar="KEYS",
+            )
+        sp.add_argument(
+            "--identity-file",
+            metavar="FILE",
+            help=f"age identity file to decrypt encrypted backups [or env {c.AGE_IDENTITY.env}, the key itself]",
+        )
+
     sp = command("wait", "wait until PostgreSQL accepts a query", "What the pods' init container runs.")
     _add(sp, c.WAIT_TIMEOUT, flag="--timeout", type=wait_type)
     sp.add_argument("--database", default=_env("PGDATABASE"))
@@ -194,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     s3_args(sp, writes=True)
     format_and_level(sp)
     retention_args(sp)
+    _add(sp, c.AGE_RECIPIENTS, "encrypt the object for these age public keys (age1…, comma-separated)", metavar="KEYS")
     _add(sp, c.WAIT_TIMEOUT, type=wait_type)
     _add(
         sp,
@@ -227,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         "restore leaves the database as it was (verified), or is refused before it starts.",
     )
     s3_args(sp, writes=True)  # --backup-before-restore writes a backup
+    age_args(sp, encrypts=True)
     _add(sp, c.RESTORE_OBJECT, "key, file name under the prefix, or 'latest'")
     _add(sp, c.TARGET_DATABASE, "restore into this database instead")
     sp.add_argument("--force", action="store_true", help="replace the contents of a non-empty database")
@@ -285,11 +302,17 @@ def build_parser() -> argparse.ArgumentParser:
         "Never connects to the production database; needs server binaries (the image has them).",
     )
     s3_args(sp, writes=True)  # its result: the status record and the backup's manifest
+    age_args(sp, encrypts=False)
     sp.add_argument("--object", default="latest", help="key, file name under the prefix, or 'latest'")
     _add(sp, c.PUSHGATEWAY, "push the drill's result to this Prometheus Pushgateway")
 
     sp = command("status", "the last backup run, the newest good backup and the last drill, from the bucket")
     s3_args(sp)
+    sp.add_argument(
+        "--all",
+        action="store_true",
+        help="every database with a status object under --prefix (the whole bucket without one), one line each",
+    )
     sp.add_argument("--json", action="store_true", help="machine-readable: sizes in bytes, times in ISO 8601")
 
     sp = command(
@@ -300,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     s3_args(sp)
     sp.add_argument("--max-age", required=True, help="e.g. 26h: older than this is a failure")
     sp.add_argument("--min-bytes", type=int, default=0, help="a smaller newest backup is a failure")
+
+    command(
+        "keygen",
+        "print a new age identity (private key) on stdout and its public key on stderr",
+        "Keep the identity in a Secret for restores (encryption.identitySecret); put the public key in "
+        "encryption.recipients. Same format as age-keygen.",
+    )
     return p
 
 
@@ -326,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             "status": cmd_status,
             "drill": cmd_drill,
             "check": cmd_check,
+            "keygen": cmd_keygen,
         }[args.command]
         t0 = time.monotonic()
         rc = handler(args)

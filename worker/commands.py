@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
 from typing import Any
 
-from . import catalog, contract, health, log, pg, retention
+from . import catalog, contract, crypt, fleet, health, log, naming, pg, retention
 from .dump import BackupOptions, run_backup
 from .errors import UsageError, WorkerError
 from .manifest import Manifest
@@ -17,10 +18,10 @@ from .restore import RestoreOptions, run_restore
 from .s3 import Bucket, S3Location, utcnow
 
 
-def _bucket(args: argparse.Namespace) -> Bucket:
+def _bucket(args: argparse.Namespace, *, needs_database: bool = True) -> Bucket:
     if not args.bucket:
         raise UsageError("no S3 bucket given", hint="pass --bucket or set CNPG_BACKUP_S3_BUCKET (s3.bucket)")
-    if not args.database:
+    if needs_database and not args.database:
         raise UsageError("no database given", hint="pass --database or set PGDATABASE (cnpg.database)")
     if args.endpoint and not args.endpoint.startswith(("http://", "https://")):
         raise UsageError(f"S3 endpoint {args.endpoint!r} is not an http(s) URL")
@@ -91,7 +92,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
     # Everything from here on is a run that monitoring must see, the server being down included.
     with health.recorded_run(bucket, args.prefix, args.database, args.pushgateway) as recorded:
         pg.wait_ready(args.wait_timeout, args.database)
-        bucket.check(args.prefix)
+        # Listed under the database's own backups: all a least-privilege policy lets it list
+        # (`python -m app iam-policy`), and what `latest` and retention list anyway.
+        bucket.check(naming.join(args.prefix, args.database + "_"))
         recorded["manifest"] = _backup(bucket, args)
     policy = retention_policy(args)
     if policy.active:
@@ -114,23 +117,55 @@ def _backup(bucket: Bucket, args: argparse.Namespace) -> Manifest:
             lock_wait_timeout=max(0.0, args.lock_wait_timeout),
             flag_shrink_percent=max(0, args.flag_shrink_percent),
             record_row_counts=args.record_row_counts,
+            recipients=_recipients(args),
         ),
     )
+
+
+def _recipients(args: argparse.Namespace) -> list[str]:
+    return [args.age_recipient] if args.age_recipient else []
+
+
+def identities(args: argparse.Namespace) -> list[Any]:
+    """age identities: `--identity-file`, else the Secret's variable (never a flag: argv is public)."""
+    return crypt.identities_from(os.environ.get(contract.AGE_IDENTITY.env), args.identity_file)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    ident, public = crypt.generate()
+    print(f"# public key: {public}")
+    print(ident)
+    print(f"Public key: {public}", file=sys.stderr)
+    return 0
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
     from .drill import run_drill
 
-    run_drill(_bucket(args), args.prefix, args.database, args.object, args.pushgateway)
+    run_drill(_bucket(args), args.prefix, args.database, args.object, args.pushgateway, identities(args))
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.all:
+        return _fleet_status(args)
     doc = health.status_report(_bucket(args), args.prefix, args.database)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         health.print_status(doc, print)
+    return 0
+
+
+def _fleet_status(args: argparse.Namespace) -> int:
+    docs = fleet.fleet_report(_bucket(args, needs_database=False), args.prefix or "")
+    if args.json:
+        print(json.dumps(docs, indent=2))
+    elif docs:
+        fleet.print_fleet(docs, print)
+    else:
+        where = f"s3://{args.bucket}/{args.prefix or ''}"
+        print(f"no status objects under {where} (each backup run writes one)", file=sys.stderr)
     return 0
 
 
@@ -168,6 +203,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
             wait_timeout=args.wait_timeout,
             lock_timeout=max(0.0, args.lock_timeout),
             progress_interval=max(0.5, args.progress_interval),
+            identities=identities(args),
+            recipients=_recipients(args),
         ),
     )
     return 0

@@ -125,6 +125,20 @@ WEBHOOK_URL = Setting(
 NOTIFY_SUCCESS = Setting(
     "CNPG_BACKUP_NOTIFY_SUCCESS", "", "false", "literal `monitoring.webhook.notifySuccess` (also POST after a success)"
 )
+# Client-side encryption (worker/crypt.py): the backup pods get the public keys only; the private key
+# (identity) reaches the restore Job and the drill CronJob from a Secret, never the backup CronJob.
+AGE_RECIPIENTS = Setting(
+    "CNPG_BACKUP_AGE_RECIPIENTS",
+    "--age-recipient",
+    None,
+    "literal `encryption.recipients`, comma-separated age public keys (absent when empty: no encryption)",
+)
+AGE_IDENTITY = Setting(
+    "CNPG_BACKUP_AGE_IDENTITY",
+    "",
+    None,
+    "secretKeyRef `encryption.identitySecret` (restore Job and drills only; `--identity-file` outside Kubernetes)",
+)
 LOG_FORMAT = Setting("CNPG_BACKUP_LOG_FORMAT", "--log-format", "text", "literal `text` or `json` (`backup.logFormat`)")
 WAIT_TIMEOUT = Setting("CNPG_BACKUP_WAIT_TIMEOUT", "--wait-timeout", str(DEFAULT_WAIT_TIMEOUT_SECONDS), "")
 LOCK_TIMEOUT = Setting("CNPG_BACKUP_LOCK_TIMEOUT", "--lock-timeout", str(DEFAULT_LOCK_TIMEOUT_SECONDS), "")
@@ -155,6 +169,8 @@ SETTINGS = (
     HEARTBEAT_URL,
     WEBHOOK_URL,
     NOTIFY_SUCCESS,
+    AGE_RECIPIENTS,
+    AGE_IDENTITY,
     LOG_FORMAT,
     WAIT_TIMEOUT,
     LOCK_TIMEOUT,

@@ -20,7 +20,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,6 +34,7 @@ from .restore import RestoreOptions, run_restore
 from .s3 import Bucket, utcnow
 from .scratch_pg import ScratchServer, choose_server
 from .sqlstream import DumpScanner
+from .verify import plaintext_of
 
 DRILL_DATABASE = "cnpg_drill"
 _LIBPQ = (
@@ -91,9 +92,9 @@ def _libpq_env(env: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _plain_counts(bucket: Bucket, key: str, m: Manifest) -> dict[str, int]:
+def _plain_counts(bucket: Bucket, key: str, m: Manifest, identities: Sequence[Any]) -> dict[str, int]:
     d, scanner = Decompressor(m.codec), DumpScanner(passthrough=False)
-    for chunk in bucket.stream(key):
+    for chunk in plaintext_of(bucket, key, m, identities):
         for _ in scanner.feed(d.feed(chunk)):
             pass
     d.finish()
@@ -102,7 +103,7 @@ def _plain_counts(bucket: Bucket, key: str, m: Manifest) -> dict[str, int]:
     return dict(scanner.rows)
 
 
-def _archive_counts(bucket: Bucket, key: str, m: Manifest) -> dict[str, int]:
+def _archive_counts(bucket: Bucket, key: str, m: Manifest, identities: Sequence[Any]) -> dict[str, int]:
     """Row counts of a custom archive: `pg_restore --data-only -f -` reading it from a pipe."""
     at_least = max(m.pg_dump_major, 16 if m.codec in ("zstd", "lz4") else 1)
     client = pg.choose_client(at_least, "reading the archive's row counts")
@@ -118,7 +119,7 @@ def _archive_counts(bucket: Bucket, key: str, m: Manifest) -> dict[str, int]:
 
     def feed() -> None:
         try:
-            for chunk in bucket.stream(key):
+            for chunk in plaintext_of(bucket, key, m, identities):
                 proc.stdin.write(chunk)  # type: ignore[union-attr]
         except BaseException as exc:  # noqa: BLE001 - reported after pg_restore ends
             errors.append(exc)
@@ -139,6 +140,8 @@ def _archive_counts(bucket: Bucket, key: str, m: Manifest) -> dict[str, int]:
     err = proc.stderr.read().decode("utf-8", "replace").strip()
     rc = proc.wait()
     t.join(timeout=30)
+    if errors and isinstance(errors[0], WorkerError):  # reading the object failed (key, decryption): say that
+        raise errors[0]
     if rc != 0 or errors:
         detail = err.splitlines()[-1] if err else (str(errors[0]) if errors else f"exit {rc}")
         raise WorkerError(f"drill: reading the row counts of s3://{bucket.loc.bucket}/{key} failed: {detail}")
@@ -166,7 +169,14 @@ def _restored_counts(expected: dict[str, int]) -> dict[str, int | None]:
     return out
 
 
-def run_drill(bucket: Bucket, prefix: str, database: str, obj: str, pushgateway: str | None) -> dict[str, Any]:
+def run_drill(
+    bucket: Bucket,
+    prefix: str,
+    database: str,
+    obj: str,
+    pushgateway: str | None,
+    identities: Sequence[Any] = (),
+) -> dict[str, Any]:
     started, t0 = utcnow(), time.monotonic()
     result: dict[str, Any] = {"outcome": "failure", "started_at": started.isoformat()}
     try:
@@ -179,7 +189,7 @@ def run_drill(bucket: Bucket, prefix: str, database: str, obj: str, pushgateway:
         if manifest is None or not manifest.complete:
             raise WorkerError(f"drill: s3://{bucket.loc.bucket}/{key} has no complete manifest", hint="choose another")
         result["key"] = key
-        _drill(bucket, prefix, database, key, manifest, result)
+        _drill(bucket, prefix, database, key, manifest, result, identities)
         result["outcome"] = "success"
         return result
     except BaseException as exc:
@@ -211,13 +221,25 @@ def _record_in_manifest(bucket: Bucket, result: dict[str, Any]) -> None:
         log.warning("could not record the drill in the backup's manifest", key=key, error=log.redact(str(exc)))
 
 
-def _drill(bucket: Bucket, prefix: str, database: str, key: str, m: Manifest, result: dict[str, Any]) -> None:
+def _drill(
+    bucket: Bucket,
+    prefix: str,
+    database: str,
+    key: str,
+    m: Manifest,
+    result: dict[str, Any],
+    identities: Sequence[Any],
+) -> None:
     source_major = int(m.server_version.split(".")[0])
     binaries = choose_server(max(source_major, m.pg_dump_major if m.format == "custom" else source_major))
     log.info("drill starting", key=key, scratch_server=binaries.major, format=m.format)
     expected: dict[str, int] | None = m.extra.get("row_counts") if m.format == "plain" else None
     if expected is None:  # a custom archive, or a plain backup made before counts were recorded
-        expected = _archive_counts(bucket, key, m) if m.format == "custom" else _plain_counts(bucket, key, m)
+        expected = (
+            _archive_counts(bucket, key, m, identities)
+            if m.format == "custom"
+            else _plain_counts(bucket, key, m, identities)
+        )
     with ScratchServer(binaries, os.environ.get("TMPDIR")) as server, _libpq_env(server.env):
         with pg.connect("postgres") as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DRILL_DATABASE)))
@@ -230,6 +252,7 @@ def _drill(bucket: Bucket, prefix: str, database: str, key: str, m: Manifest, re
                 target_database=DRILL_DATABASE,
                 create_roles=True,
                 maintenance_db="postgres",
+                identities=list(identities),
             ),
         )
         got = _restored_counts(expected)

@@ -12,9 +12,9 @@ produced) and `BackupSession` (worker/backup_session.py: the key, the upload, pu
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from . import catalog, contract, log, pg, uploads
+from . import catalog, contract, crypt, log, pg, uploads
 from .backup_session import BackupSession
 from .dumpstream import DumpStream
 from .errors import WorkerError
@@ -36,6 +36,7 @@ class BackupOptions:
     lock_wait_timeout: float = contract.DEFAULT_DUMP_LOCK_WAIT_SECONDS  # seconds; 0: wait for ever
     flag_shrink_percent: int = contract.DEFAULT_FLAG_SHRINK_PERCENT  # 0: never flag a shrink
     record_row_counts: bool = False  # plain: per-table COPY row counts in the manifest, for drills
+    recipients: list[str] = field(default_factory=list)  # age public keys: encrypt the object (worker/crypt.py)
 
 
 def _part_size(estimate: int) -> int:
@@ -96,6 +97,7 @@ def _flags(bucket: Bucket, opts: BackupOptions, user_tables: int, raw_bytes: int
 
 
 def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
+    recipients = crypt.parse_recipients("\n".join(opts.recipients), f"${contract.AGE_RECIPIENTS.env}")
     started = utcnow()
     t0 = time.monotonic()
     with pg.connect(opts.database) as conn:
@@ -121,6 +123,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         opts.format,
         started,
         compression=compression,
+        encrypted=bool(recipients),
         part_size=_part_size(estimate),
         concurrency=opts.upload_concurrency,
     )
@@ -134,6 +137,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         bucket=bucket.loc.bucket,
         format=opts.format,
         compression=f"{compression}:{level}",
+        encryption=f"age, {len(recipients)} recipient(s)" if recipients else "none",
         db_size=log.human_bytes(estimate),
     )
     with (
@@ -146,6 +150,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
             opts.lock_wait_timeout,
             compression,
             count_rows=opts.record_row_counts,
+            recipients=recipients,
         ) as dump,
     ):
         next_progress = time.monotonic() + PROGRESS_EVERY
@@ -176,6 +181,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
             started_at=started.isoformat(),
             finished_at=utcnow().isoformat(),
             flags=flags,
+            encryption={"scheme": "age", "recipients": [str(r) for r in recipients]} if recipients else {},
             extra={
                 "user_tables": user_tables,
                 **({"row_counts": dict(dump.rows.rows)} if dump.rows else {}),

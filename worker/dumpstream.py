@@ -1,5 +1,5 @@
-"""One pg_dump run as a stream of the bytes to store: `pg_dump` stdout → (gzip|zstd) → chunks, hashed
-and counted on the way, judged complete only at the end (exit 0, output present, the plain dump's
+"""One pg_dump run as a stream of the bytes to store: `pg_dump` stdout → (gzip|zstd) → (age) → chunks,
+hashed and counted on the way, judged complete only at the end (exit 0, output present, the plain dump's
 trailer or the custom archive's magic)."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import hashlib
 import queue
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from io import BufferedReader
-from typing import cast
+from typing import Any, cast
 
-from . import pg
+from . import crypt, pg
 from .compress import compressor
 from .errors import WorkerError
 from .procs import StderrTail, child_options, kill, widen_pipe
@@ -58,11 +58,13 @@ class DumpStream:
         lock_wait_s: float = 0,
         compression: str = "gzip",
         count_rows: bool = False,
+        recipients: Sequence[Any] = (),
     ) -> None:
         self.client, self.database, self.format, self.lock_wait_s = client, database, fmt, lock_wait_s
         # plain: the worker compresses pg_dump's output; custom: pg_dump compresses inside the archive
         self.compression, self.compression_level = compression, compression_level
-        self.raw_bytes = self.stored_bytes = 0
+        self.recipients = recipients  # age public keys: the stored bytes are ciphertext
+        self.raw_bytes = self.compressed_bytes = self.stored_bytes = 0
         self._sha = hashlib.sha256()
         self._head = self._last = b""
         # plain, when restore drills will want them: every table's COPY rows, counted on the way
@@ -95,13 +97,18 @@ class DumpStream:
     def __exit__(self, *exc: object) -> None:
         kill(self._proc)
 
-    def _stored(self, data: bytes) -> bytes:
-        self._sha.update(data)
-        self.stored_bytes += len(data)
-        return data
-
     def chunks(self) -> Iterator[bytes]:
-        """The bytes to store, as pg_dump produces them.
+        """The bytes to store, as pg_dump produces them: compressed, then encrypted with recipients."""
+        stream = self._compressed()
+        if self.recipients:
+            stream = crypt.encrypt(crypt.ahead(stream, READ_AHEAD, "compressor"), self.recipients)
+        for data in stream:
+            self._sha.update(data)
+            self.stored_bytes += len(data)
+            yield data
+
+    def _compressed(self) -> Iterator[bytes]:
+        """pg_dump's output, compressed by the worker (plain) or as pg_dump wrote it (custom).
 
         A reader thread keeps pg_dump's pipe drained while this thread compresses, hashes and
         uploads (the compressors and hashlib release the GIL), so pg_dump never waits for the
@@ -146,9 +153,12 @@ class DumpStream:
                         pass
                 data = comp.compress(chunk) if comp else chunk
                 if data:
-                    yield self._stored(data)
+                    self.compressed_bytes += len(data)
+                    yield data
             if comp:
-                yield self._stored(comp.flush())
+                data = comp.flush()
+                self.compressed_bytes += len(data)
+                yield data
         finally:
             stop.set()
 

@@ -31,7 +31,7 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def _age(seconds: float) -> str:
+def age_text(seconds: float) -> str:
     for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= n:
             return f"{seconds / n:.1f}{unit}"
@@ -59,7 +59,7 @@ def check(
         return Verdict(False, f"CRITICAL {where}: newest backup {name} is flagged: {'; '.join(newest.flags)}")
     if age > max_age:
         return Verdict(
-            False, f"CRITICAL {where}: newest complete backup {name} is {_age(age)} old (max {_age(max_age)})"
+            False, f"CRITICAL {where}: newest complete backup {name} is {age_text(age)} old (max {age_text(max_age)})"
         )
     if newest.size < min_bytes:
         return Verdict(
@@ -77,7 +77,7 @@ def check(
             f"CRITICAL {where}: the last restore drill failed at {status.drill.get('finished_at')}: "
             f"{status.drill.get('error', '')}",
         )
-    return Verdict(True, f"OK {where}: newest backup {name}, {_age(age)} old, {log.human_bytes(newest.size)}")
+    return Verdict(True, f"OK {where}: newest backup {name}, {age_text(age)} old, {log.human_bytes(newest.size)}")
 
 
 def status_report(bucket: Bucket, prefix: str, database: str) -> dict[str, Any]:
@@ -98,16 +98,14 @@ def print_status(doc: dict[str, Any], out: Callable[[str], None]) -> None:
     if not run:
         out(f"{db}: no run recorded yet (the status object is written by each backup run)")
         return
-    line = (
-        f"{db}: last run {run['outcome']} at {run['finished_at']} ({_age(run['age_s'])} ago, {run['duration_s']:.0f}s)"
-    )
+    line = f"{db}: last run {run['outcome']} at {run['finished_at']} ({age_text(run['age_s'])} ago, {run['duration_s']:.0f}s)"
     if run["outcome"] != "success":
         line += f": {run['error']}"
     out(line)
     if ok:
         flagged = f", flagged: {'; '.join(ok['flags'])}" if ok["flags"] else ""
         out(
-            f"{db}: newest good backup {ok['key']} ({_age(ok['age_s'])} ago, {log.human_bytes(ok['stored_bytes'])} "
+            f"{db}: newest good backup {ok['key']} ({age_text(ok['age_s'])} ago, {log.human_bytes(ok['stored_bytes'])} "
             f"stored, {ok['tables']} tables{flagged})"
         )
     if doc.get("drill"):

@@ -13,7 +13,7 @@ import re
 import sys
 import time
 
-_SECRET_ENV = ("PGPASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+_SECRET_ENV = ("PGPASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "CNPG_BACKUP_AGE_IDENTITY")
 _secrets: set[str] = set()
 
 
@@ -106,6 +106,10 @@ log = logging.getLogger("cnpg-backup-worker")
 def setup(fmt: str = "text", verbose: bool = False) -> None:
     for name in _SECRET_ENV:
         register_secret(os.environ.get(name))
+    # the age identity file: each key line on its own too, so a message quoting one line is caught
+    for line in os.environ.get("CNPG_BACKUP_AGE_IDENTITY", "").splitlines():
+        if line.strip().startswith("AGE-SECRET-KEY-"):
+            register_secret(line.strip())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
     log.handlers[:] = [handler]

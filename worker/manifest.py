@@ -33,6 +33,9 @@ class Manifest:
     # Why this complete backup is suspicious ("no user tables", "shrank ..."): stored, listed, but
     # passed over by `restore latest` unless --allow-flagged.
     flags: list[str] = field(default_factory=list)
+    # Client-side encryption: {"scheme": "age", "recipients": [public keys]}; then the object, its
+    # size and `sha256` are those of the ciphertext. Empty: the object is not encrypted.
+    encryption: dict[str, Any] = field(default_factory=dict)
     tool: str = "cnpg-pgdump-backup"
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
@@ -49,6 +52,10 @@ class Manifest:
     @property
     def codec(self) -> str:
         return "gzip" if self.compression in ("pg_dump", "none", "") else self.compression
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.encryption)
 
     @property
     def complete(self) -> bool:

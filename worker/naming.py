@@ -16,6 +16,7 @@ from .errors import UsageError
 
 # extension -> (format, compression of the object): custom archives compress inside (pg_dump -Z)
 EXTENSIONS = {".sql.gz": ("plain", "gzip"), ".sql.zst": ("plain", "zstd"), ".dump": ("custom", "archive")}
+ENCRYPTED_SUFFIX = ".age"  # after the extension: `appdb_….sql.gz.age` is age ciphertext of a .sql.gz
 MANIFEST_SUFFIX = ".manifest.json"
 STATE_DIR = ".cnpg-backup"
 _TS_FORMAT = "%Y-%m-%d_%H-%M-%S"
@@ -33,6 +34,7 @@ class BackupName:
     taken_at: datetime
     format: str
     compression: str = "gzip"  # gzip | zstd for plain objects; "archive" for custom ones
+    encrypted: bool = False  # age ciphertext (worker/crypt.py)
 
     @property
     def manifest_key(self) -> str:
@@ -47,17 +49,19 @@ def extension(fmt: str, compression: str = "gzip") -> str:
     raise UsageError(f"no object name for format {fmt!r} with compression {compression!r}")
 
 
-def new_backup_key(prefix: str, database: str, fmt: str, when: datetime, compression: str = "gzip") -> BackupName:
+def new_backup_key(
+    prefix: str, database: str, fmt: str, when: datetime, compression: str = "gzip", encrypted: bool = False
+) -> BackupName:
     stamp = when.astimezone(UTC).strftime(_TS_FORMAT)
     ext = extension(fmt, compression)
-    key = join(prefix, f"{database}_{stamp}{ext}")
-    return BackupName(key, database, when.astimezone(UTC).replace(microsecond=0), fmt, EXTENSIONS[ext][1])
+    key = join(prefix, f"{database}_{stamp}{ext}{ENCRYPTED_SUFFIX if encrypted else ''}")
+    return BackupName(key, database, when.astimezone(UTC).replace(microsecond=0), fmt, EXTENSIONS[ext][1], encrypted)
 
 
 def pattern_for(database: str) -> re.Pattern[str]:
     """The names of one database's backups, and nothing else: `app` never matches `app_v2_...`."""
     exts = "|".join(re.escape(e) for e in EXTENSIONS)
-    return re.compile(rf"^{re.escape(database)}_{_TS_RE}({exts})$")
+    return re.compile(rf"^{re.escape(database)}_{_TS_RE}({exts})({re.escape(ENCRYPTED_SUFFIX)})?$")
 
 
 def parse(key: str, prefix: str, database: str) -> BackupName | None:
@@ -74,10 +78,12 @@ def parse(key: str, prefix: str, database: str) -> BackupName | None:
         return None
     when = datetime.strptime(m.group(1), _TS_FORMAT).replace(tzinfo=UTC)
     fmt, compression = EXTENSIONS[m.group(2)]
-    return BackupName(key, database, when, fmt, compression)
+    return BackupName(key, database, when, fmt, compression, bool(m.group(3)))
 
 
-_ANY_BACKUP = re.compile(rf"^(.+)_{_TS_RE}({'|'.join(re.escape(e) for e in EXTENSIONS)})$")
+_ANY_BACKUP = re.compile(
+    rf"^(.+)_{_TS_RE}({'|'.join(re.escape(e) for e in EXTENSIONS)})({re.escape(ENCRYPTED_SUFFIX)})?$"
+)
 
 
 def database_of(key: str) -> str | None:
@@ -89,10 +95,15 @@ def database_of(key: str) -> str | None:
 def kind_of(key: str) -> tuple[str, str]:
     """(format, compression) from a key's extension; a name this tool never writes reads as the
     chart's plain gzip, which the verification then proves or refuses."""
+    key = key.removesuffix(ENCRYPTED_SUFFIX)
     for ext, kind in EXTENSIONS.items():
         if key.endswith(ext):
             return kind
     return "plain", "gzip"
+
+
+def is_encrypted(key: str) -> bool:
+    return key.endswith(ENCRYPTED_SUFFIX)
 
 
 def resolve_object(obj: str, prefix: str) -> str:

@@ -22,12 +22,12 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import psycopg
 
-from . import apply, catalog, contract, locks, log, naming, pg, retention, target
+from . import apply, catalog, contract, crypt, locks, log, naming, pg, retention, target
 from .dump import BackupOptions, run_backup
 from .errors import Terminated, WorkerError
 from .manifest import Manifest
@@ -60,6 +60,8 @@ class RestoreOptions:
     wait_timeout: float = contract.DEFAULT_WAIT_TIMEOUT_SECONDS
     lock_timeout: float = contract.DEFAULT_LOCK_TIMEOUT_SECONDS  # per lock; 0: no limit (still reported)
     progress_interval: float = contract.DEFAULT_PROGRESS_INTERVAL_SECONDS
+    identities: list[Any] = field(default_factory=list)  # age identities, for encrypted backups
+    recipients: list[str] = field(default_factory=list)  # age public keys, for --backup-before-restore
 
 
 def _ledger_key(prefix: str, run_id: str) -> str:
@@ -107,6 +109,15 @@ def _check_identity(bucket: Bucket, key: str, manifest: Manifest | None, opts: R
         )
     elif manifest.flags:
         log.warning(f"restoring a flagged backup: {'; '.join(manifest.flags)}", key=key)
+    where = f"s3://{bucket.loc.bucket}/{key}"
+    if manifest and manifest.encrypted != naming.is_encrypted(key):
+        raise WorkerError(
+            f"{where}: its manifest says {'encrypted' if manifest.encrypted else 'not encrypted'}, its name "
+            f"says {'encrypted' if naming.is_encrypted(key) else 'not encrypted'}",
+            hint="the object was renamed or replaced; choose another backup",
+        )
+    if manifest.encrypted if manifest else naming.is_encrypted(key):
+        crypt.require_identities(opts.identities, where)
     return fmt, compression
 
 
@@ -276,6 +287,7 @@ def _restore_locked(bucket: Bucket, v: Verified, opts: RestoreOptions, target_db
                     format=opts.format,
                     compression_level=opts.compression_level,
                     compression=opts.compression,
+                    recipients=opts.recipients,
                 ),
             )
         except WorkerError as exc:
@@ -354,7 +366,7 @@ def _verified_restore(
     ledger: str | None,
     t0: float,
 ) -> dict[str, Any]:
-    v = verify(bucket, key, manifest, fmt, compression, stage_dir=os.environ.get("TMPDIR"))
+    v = verify(bucket, key, manifest, fmt, compression, stage_dir=os.environ.get("TMPDIR"), identities=opts.identities)
     try:
         if opts.dry_run:
             log.info("dry run: object verified, database not touched", key=key)

@@ -94,7 +94,8 @@ def describe(exc: BaseException, *, bucket: str, key: str | None = None) -> Work
             "NoSuchBucket": "check s3.bucket: the bucket does not exist",
             "InvalidAccessKeyId": "the access key is not known to the S3 server: check the S3 credentials Secret",
             "SignatureDoesNotMatch": "the secret key is wrong: check the S3 credentials Secret",
-            "AccessDenied": "the credentials lack permission for this bucket/prefix",
+            "AccessDenied": "the credentials lack permission for this bucket/prefix (`cnpg-pgdump-backup iam-policy` "
+            "prints the policy they need)",
             "NoSuchKey": "no such object: list the backups with `cnpg-backup-worker list`",
             "404": "no such object: list the backups with `cnpg-backup-worker list`",
             "403": "S3 refused access: wrong credentials or no permission for this bucket",

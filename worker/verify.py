@@ -15,11 +15,11 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from . import log
+from . import crypt, log, naming
 from .compress import Decompressor
 from .dumpstream import PLAIN_TRAILER
 from .errors import WorkerError
@@ -46,6 +46,9 @@ class Verified:
     entries: Counter[str] = field(default_factory=Counter)
     large_objects: int = 0
     roles: set[str] = field(default_factory=set)  # plain: the roles the SQL refers to
+    # age identities when the object is encrypted: the restore decrypts it again on the way
+    identities: Sequence[Any] = ()
+    encrypted: bool = False
 
 
 class _PlainCheck:
@@ -153,10 +156,43 @@ class _CustomCheck:
             os.unlink(self.staged)
 
 
+class _Tally:
+    """SHA-256 and size of the stored bytes (the ciphertext, when encrypted), as they pass."""
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def count(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.sha.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+
+def _plaintext(stored: Iterable[bytes], encrypted: bool, identities: Sequence[Any], where: str) -> Iterator[bytes]:
+    return crypt.decrypt(stored, identities, where) if encrypted else iter(stored)
+
+
+def plaintext_of(bucket: Bucket, key: str, manifest: Manifest, identities: Sequence[Any]) -> Iterator[bytes]:
+    """An object's bytes as compressed (plain) or archived (custom): decrypted when encrypted."""
+    where = f"s3://{bucket.loc.bucket}/{key}"
+    if manifest.encrypted:
+        crypt.require_identities(identities, where)
+    return _plaintext(bucket.stream(key), manifest.encrypted, identities, where)
+
+
 def verify(
-    bucket: Bucket, key: str, manifest: Manifest | None, fmt: str, compression: str, stage_dir: str | None = None
+    bucket: Bucket,
+    key: str,
+    manifest: Manifest | None,
+    fmt: str,
+    compression: str,
+    stage_dir: str | None = None,
+    identities: Sequence[Any] = (),
 ) -> Verified:
-    """Read the object end to end and prove it intact, touching no database."""
+    """Read the object end to end and prove it intact (decrypting it, when it is encrypted), touching
+    no database."""
     t0 = time.monotonic()
     head = bucket.head(key)
     if head is None:
@@ -169,18 +205,18 @@ def verify(
         )
     if head.size == 0:
         raise WorkerError(f"{where} is empty", hint="choose another backup")
+    encrypted = manifest.encrypted if manifest else naming.is_encrypted(key)
+    if encrypted:
+        crypt.require_identities(identities, where)
     check: _PlainCheck | _CustomCheck = (
         _PlainCheck(where, compression) if fmt == "plain" else _CustomCheck(where, stage_dir, head.size)
     )
-    sha = hashlib.sha256()
-    size = 0
+    tally = _Tally()
     try:
-        for chunk in bucket.stream(key):
-            sha.update(chunk)
-            size += len(chunk)
+        for chunk in _plaintext(tally.count(bucket.stream(key)), encrypted, identities, where):
             check.feed(chunk)
         check.finish()
-        digest = sha.hexdigest()
+        digest, size = tally.sha.hexdigest(), tally.size
         if manifest and (digest != manifest.sha256 or size != manifest.object_bytes):
             raise WorkerError(
                 f"{where} fails its checksum (SHA-256 {digest[:12]}…, manifest {manifest.sha256[:12]}…)",
@@ -198,16 +234,33 @@ def verify(
         raw=log.human_bytes(raw),
         sha256=digest,
         duration=log.seconds(time.monotonic() - t0),
-        checked=f"size,sha256,{compression},trailer"
-        if (plain and manifest)
-        else f"{compression},trailer"
-        if plain
-        else "size,sha256,archive",
+        checked=("age," if encrypted else "")
+        + (
+            f"size,sha256,{compression},trailer"
+            if (plain and manifest)
+            else f"{compression},trailer"
+            if plain
+            else "size,sha256,archive"
+        ),
     )
     dump_major = manifest.pg_dump_major if manifest else check.dumped_by()
     if isinstance(check, _CustomCheck):
-        return Verified(key, fmt, compression, size, raw, digest, dump_major, manifest, check.staged)
-    verified = Verified(key, fmt, compression, size, raw, digest, dump_major, manifest)
+        return Verified(
+            key,
+            fmt,
+            compression,
+            size,
+            raw,
+            digest,
+            dump_major,
+            manifest,
+            check.staged,
+            identities=identities,
+            encrypted=encrypted,
+        )
+    verified = Verified(
+        key, fmt, compression, size, raw, digest, dump_major, manifest, identities=identities, encrypted=encrypted
+    )
     verified.entries, verified.large_objects = check.scanner.types, check.scanner.large_objects
     verified.roles = check.scanner.roles
     return verified
@@ -215,15 +268,13 @@ def verify(
 
 def sql_from_object(bucket: Bucket, v: Verified) -> Iterator[bytes]:
     """Yields the plain SQL while re-checking the bytes against what verify() saw."""
-    sha = hashlib.sha256()
-    size = 0
+    tally = _Tally()
     gz = Decompressor(v.compression)
-    for chunk in bucket.stream(v.key):
-        sha.update(chunk)
-        size += len(chunk)
+    where = f"s3://{bucket.loc.bucket}/{v.key}"
+    for chunk in _plaintext(tally.count(bucket.stream(v.key)), v.encrypted, v.identities, where):
         yield gz.feed(chunk)
     gz.finish()
-    if size != v.object_bytes or sha.hexdigest() != v.sha256:
+    if tally.size != v.object_bytes or tally.sha.hexdigest() != v.sha256:
         raise WorkerError(
             f"s3://{bucket.loc.bucket}/{v.key} changed while it was being restored", hint="nothing was committed; retry"
         )

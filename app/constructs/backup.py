@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from cdk8s import ApiObject
 from constructs import Construct
 
 from ..bindings import k8s
 from ..config import Backup
+from .plain import plain_api_object
 from .pod import WorkerPodProps, pod_template
 
 
@@ -35,12 +37,14 @@ def worker_cron_job(
     backoff_limit: int,
     active_deadline_seconds: int | None,
     pod: WorkerPodProps,
-) -> k8s.KubeCronJob:
+) -> ApiObject:
     """A CronJob running one worker pod; the backup's and the drill's share suspend, time zone,
     history limits and starting deadline (from `backup`)."""
-    return k8s.KubeCronJob(
+    return plain_api_object(
         scope,
         "cronjob",
+        api_version="batch/v1",
+        kind="CronJob",
         metadata=k8s.ObjectMeta(name=name, labels=labels),
         spec=k8s.CronJobSpec(
             schedule=schedule,

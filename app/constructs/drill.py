@@ -31,7 +31,7 @@ class DrillCronJobProps:
 
     name: str  # at most 52 characters (app/naming.py drill_cronjob_name)
     labels: dict[str, str]
-    schedule: str  # verify.schedule
+    schedule: str  # verify.schedule, spread for this database (BackupTarget.drill_schedule)
     active_deadline_seconds: int | None  # verify.activeDeadlineSeconds; None: no deadline
     backup: Backup  # suspend, history limits, time zone, starting deadline: as the backups
     pod: WorkerPodProps  # postgres=None: a drill never connects to the cluster

@@ -43,7 +43,7 @@ class DrillAlertsProps:
 
     group: str  # the rule group's name: unique within the PrometheusRule (the drill CronJob's name)
     cronjob: str  # the drill CronJob
-    schedule: str  # verify.schedule
+    schedule: str  # verify.schedule, spread for this database (BackupTarget.drill_schedule)
     longest_interval_seconds: int  # the longest gap between two runs of `schedule`
     missing_after_seconds: int  # no drill ended for longer than this: CnpgBackupDrillMissing
 

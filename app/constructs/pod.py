@@ -6,6 +6,7 @@ none, so it gets no connection settings, no CA and no init container waiting for
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from pydantic import BaseModel
@@ -76,6 +77,10 @@ class WorkerPodProps:
     pushgateway_url: str = ""  # monitoring.pushgateway.url: where the worker pushes its metrics; "": no push
     notifications: Notifications = Notifications()  # heartbeat and webhook; none by default
     record_row_counts: bool = False  # verify.enabled: plain backups record row counts for the drills
+    # encryption.recipients: the pods that write backups encrypt them (public keys only)
+    age_recipients: tuple[str, ...] = ()
+    # encryption.identitySecret: only the pods that read backups (restore, drill) get the private key
+    age_identity: SecretKeySelector | None = None
 
 
 def _secret_env(name: str, secret: str, key: str) -> k8s.EnvVar:
@@ -157,6 +162,10 @@ def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
         k8s.EnvVar(name=contract.FLAG_SHRINK.env, value=str(backup.flag_shrink_percent)),
         *([k8s.EnvVar(name=contract.RECORD_ROW_COUNTS.env, value="true")] if props.record_row_counts else []),
     ]
+    if props.age_recipients:
+        env.append(k8s.EnvVar(name=contract.AGE_RECIPIENTS.env, value=",".join(props.age_recipients)))
+    if props.age_identity is not None:
+        env.append(_secret_env(contract.AGE_IDENTITY.env, props.age_identity.name, props.age_identity.key))
     if props.pushgateway_url:
         env.append(k8s.EnvVar(name=contract.PUSHGATEWAY.env, value=props.pushgateway_url))
     env += notification_env(props.notifications)
@@ -168,9 +177,16 @@ def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
     return env
 
 
+@functools.cache
+def quantity(value: str) -> k8s.Quantity:
+    """In the server's own spelling, so a second `kubectl apply` finds nothing to change. Cached:
+    each Quantity is a round trip to the jsii kernel (node), nine per database, and a Quantity is
+    immutable, so one object per distinct value serves every pod of a fleet."""
+    return k8s.Quantity.from_string(canonical_quantity(value))
+
+
 def _quantities(values: dict[str, str]) -> dict[str, k8s.Quantity] | None:
-    # The server's own spelling, so a second `kubectl apply` finds nothing to change.
-    return {k: k8s.Quantity.from_string(canonical_quantity(v)) for k, v in values.items()} or None
+    return {k: quantity(v) for k, v in values.items()} or None
 
 
 def resource_requirements(resources: Resources) -> k8s.ResourceRequirements:
@@ -204,7 +220,7 @@ def _volumes(ca: SecretKeySelector | None, tmp_size: str) -> tuple[list[k8s.Volu
     volumes = [
         k8s.Volume(
             name="tmp",
-            empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string(canonical_quantity(tmp_size))),
+            empty_dir=k8s.EmptyDirVolumeSource(size_limit=quantity(tmp_size)),
         )
     ]
     mounts = [k8s.VolumeMount(name="tmp", mount_path=TMP_DIR)]

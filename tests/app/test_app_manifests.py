@@ -167,7 +167,8 @@ def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, An
         for container in _containers(doc):
             assert _env(container)[contract.RECORD_ROW_COUNTS.env]["value"] == "true", doc["metadata"]["name"]
     for name in contract_env_names():
-        if name == contract.RECORD_ROW_COUNTS.env:
+        # per pod kind, tested on their own: row counts above, age keys in tests/app/test_encryption_config.py
+        if name in (contract.RECORD_ROW_COUNTS.env, contract.AGE_RECIPIENTS.env, contract.AGE_IDENTITY.env):
             continue
         variant = conditional.get(name, "defaults")
         for container in _containers(rendered[variant].one("CronJob")):
@@ -416,7 +417,7 @@ def _secret_names(doc: dict[str, Any]) -> set[str]:
 
 def test_no_drill_cronjob_unless_verify_is_enabled(rendered: dict[str, Any]) -> None:
     for variant, out in rendered.items():
-        if variant != "restore_drills":
+        if not ALL_VARIANTS[variant].get("verify", {}).get("enabled"):
             assert not [n for n in _cronjobs(out) if n.endswith("-drill")], variant
             assert "component: drill" not in out.text
 

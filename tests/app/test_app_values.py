@@ -1,4 +1,4 @@
-"""Helm-compatible values loading: files, merging, --set / --set-string."""
+"""Helm-compatible values loading: files, merging, --set / --set-string / --set-json / --set-file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.errors import ConfigError
-from app.values import apply_set, load_values, merge_all, read_values_file
+from app.values import apply_set, apply_set_file, apply_set_json, load_values, merge_all, read_values_file
 from testsupport.app_helpers import values
 
 
@@ -191,3 +191,57 @@ monitoring: {annotations: {}}
     assert cfg.backup.image == "postgres:16"  # kept as given; docs explain why to change it
     assert cfg.s3.secret_name == "s3-backup-creds"
     assert values()  # helper sanity
+
+
+def test_set_json_pairs_escapes_and_indexes() -> None:
+    got = apply_set_json({"e": ["keep"]}, 'a\\.b.c={"x":[1,2],"y":"p,q"},d=null,e[1]=true,f="0012",g=1.5,h={"x":{}}')
+    assert got == {
+        "a.b": {"c": {"x": [1, 2], "y": "p,q"}},  # a comma inside JSON does not end the pair
+        "d": None,  # null resets to the default, as with --set (merge_all drops it)
+        "e": ["keep", True],
+        "f": "0012",  # JSON strings stay strings
+        "g": 1.5,
+        "h": {"x": {}},
+    }
+
+
+def test_set_json_replaces_a_map_where_set_merges_into_it() -> None:
+    base = {"backup": {"nodeSelector": {"a": "1"}}}
+    assert apply_set_json(base, 'backup.nodeSelector={"b":"2"}') == {"backup": {"nodeSelector": {"b": "2"}}}
+    assert apply_set(base, "backup.nodeSelector.b=x") == {"backup": {"nodeSelector": {"a": "1", "b": "x"}}}
+
+
+def test_set_file_is_verbatim_and_never_typed(tmp_path: Path) -> None:
+    number = _write(tmp_path, "n", "0012")
+    pem = _write(tmp_path, "pem", "-----BEGIN X-----\nabc\n-----END X-----\n")
+    got = apply_set_file({}, f"a={number},b.c={pem}")
+    assert got == {"a": "0012", "b": {"c": "-----BEGIN X-----\nabc\n-----END X-----\n"}}
+
+
+def test_helm_order_files_json_set_string_file(tmp_path: Path) -> None:
+    """Helm applies -f, then --set-json, --set, --set-string, --set-file: the later kind wins."""
+    file = _write(tmp_path, "v.yaml", "k: {a: file, b: file, c: file, d: file, e: file}\n")
+    content = _write(tmp_path, "content", "from-file")
+    got = merge_all(
+        [file],
+        sets=["k.b=set,k.c=set,k.d=set"],
+        set_strings=["k.c=string,k.d=string"],
+        set_jsons=['k.a="json",k.b="json",k.c="json",k.d="json"'],
+        set_files=[f"k.d={content}"],
+    )
+    assert got == {"k": {"a": "json", "b": "set", "c": "string", "d": "from-file", "e": "file"}}
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ('a={"x":1', "--set-json 'a': invalid JSON at character"),
+        ("a=1 2", "--set-json 'a': unexpected text after the JSON value"),
+        ("a=1,b", "--set-json: pair 2 has no '='"),
+        ("a[9999]=1", "--set-json 'a[9999]': list index 9999 is too large"),
+    ],
+)
+def test_malformed_set_json_is_one_clear_line(expression: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        apply_set_json({}, expression)
+    assert len(str(info.value).splitlines()) == 1 and expected in str(info.value)

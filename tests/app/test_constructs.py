@@ -25,7 +25,13 @@ from worker import contract
 
 LABELS = {"app.kubernetes.io/name": "cnpg-pgdump-backup"}
 TARGET = BackupTarget(
-    name=None, database="orders", secret_name="orders-app", service_name="", prefix="orders", schedule="15 3 * * *"
+    name=None,
+    database="orders",
+    secret_name="orders-app",
+    service_name="",
+    prefix="orders",
+    schedule="15 3 * * *",
+    drill_schedule="0 5 * * 0",
 )
 
 

@@ -14,8 +14,9 @@ from app.constructs.drill import drill_args
 from app.constructs.restore import restore_args as app_restore_args
 from app.targets import BackupTarget
 from testsupport.app_helpers import pod_specs, render, values
-from worker import contract, naming, notify
+from worker import contract, crypt, naming, notify
 from worker.cli import build_parser
+from worker.commands import identities
 from worker.metrics import RunRecord
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +42,13 @@ KEYS = [
 @pytest.mark.parametrize(("obj", "prefix"), KEYS)
 def test_the_app_and_the_worker_resolve_restore_object_to_the_same_key(obj: str, prefix: str) -> None:
     target = BackupTarget(
-        name=None, database="appdb", secret_name="s", service_name="", prefix=prefix, schedule="0 2 * * *"
+        name=None,
+        database="appdb",
+        secret_name="s",
+        service_name="",
+        prefix=prefix,
+        schedule="0 2 * * *",
+        drill_schedule="0 5 * * 0",
     )
     from_app = target.object_key(obj)
     from_worker = "latest" if obj == "latest" else naming.resolve_object(obj, prefix)
@@ -60,14 +67,19 @@ def _parse(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 
 # Every setting the manifests set (`set_from`), with the value CONFIG gives it. The URLs live in a
 # Secret: the manifests carry a reference, which the kubelet resolves from SECRETS.
+AGE_IDENTITY, AGE_PUBLIC = crypt.generate()
 SECRETS = {
     ("backup-notify", "heartbeat"): "https://hc-ping.example/0f1e2d3c",
     ("backup-notify", "webhook"): "https://hooks.example/services/T0/B0/token",
+    ("backup-age", "identity"): AGE_IDENTITY,
 }
 SECRET_REFS = {
     contract.HEARTBEAT_URL: ("backup-notify", "heartbeat"),
     contract.WEBHOOK_URL: ("backup-notify", "webhook"),
+    contract.AGE_IDENTITY: ("backup-age", "identity"),
 }
+# Settings only some pods get: the private key never reaches the backup CronJob.
+ONLY_IN = {contract.AGE_RECIPIENTS: {"backup"}, contract.AGE_IDENTITY: {"drill"}}
 TABLE: dict[contract.Setting, str] = {
     contract.S3_BUCKET: "bkt-1",
     contract.S3_PREFIX: "p",
@@ -91,6 +103,8 @@ TABLE: dict[contract.Setting, str] = {
     contract.HEARTBEAT_URL: SECRETS[SECRET_REFS[contract.HEARTBEAT_URL]],
     contract.WEBHOOK_URL: SECRETS[SECRET_REFS[contract.WEBHOOK_URL]],
     contract.NOTIFY_SUCCESS: "true",
+    contract.AGE_RECIPIENTS: AGE_PUBLIC,
+    contract.AGE_IDENTITY: SECRETS[SECRET_REFS[contract.AGE_IDENTITY]],
 }
 CONFIG = values(
     {
@@ -118,6 +132,7 @@ CONFIG = values(
             "webhook": {"urlSecret": {"name": "backup-notify", "key": "webhook"}, "notifySuccess": True},
         },
         "verify": {"enabled": True},
+        "encryption": {"recipients": [AGE_PUBLIC], "identitySecret": {"name": "backup-age", "key": "identity"}},
     }
 )
 
@@ -149,10 +164,13 @@ def test_the_manifests_set_every_setting_of_the_table(kind: str, tmp_path: Path)
     [spec] = pod_specs(doc)
     for container in spec.get("initContainers", []) + spec["containers"]:
         env = _resolved_env(container)
-        assert {s: env.get(s.env) for s in TABLE} == TABLE, container["name"]
+        expected = {s: v for s, v in TABLE.items() if kind in ONLY_IN.get(s, {kind})}
+        assert {s: env.get(s.env) for s in TABLE if s.env in env} == expected, container["name"]
         # secretKeyRef settings are references, never literal values
         raw = {e["name"]: e for e in container["env"]}
         for setting, (secret, key) in SECRET_REFS.items():
+            if setting not in expected:
+                continue
             assert raw[setting.env] == {
                 "name": setting.env,
                 "valueFrom": {"secretKeyRef": {"name": secret, "key": key}},
@@ -200,7 +218,11 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.FLAG_SHRINK: str(ns.flag_shrink_percent),
         contract.RECORD_ROW_COUNTS: str(ns.record_row_counts).lower(),
         contract.PUSHGATEWAY: ns.pushgateway,
+        contract.AGE_RECIPIENTS: ns.age_recipient,
     }
+    drill = _parse(["drill"], {s.env: v for s, v in values.items()}, monkeypatch)
+    [identity] = identities(drill)
+    got[contract.AGE_IDENTITY] = str(identity)
     # No flags: the notification settings are read from the environment after a backup run.
     sent = _notifications(
         {s.env: values[s] for s in (contract.HEARTBEAT_URL, contract.WEBHOOK_URL, contract.NOTIFY_SUCCESS)}, monkeypatch

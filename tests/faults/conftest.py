@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from testsupport.servers import MINIO_SECRET, PG_PASSWORD
+from testsupport.servers import AGE_IDENTITY, MINIO_SECRET, PG_PASSWORD
 
 _RESULTS: list[FaultCase] = []
 
@@ -30,7 +30,7 @@ class FaultCase:
 
     def scan_for_secrets(self, *texts: str) -> None:
         for t in texts:
-            for secret in (PG_PASSWORD, MINIO_SECRET):
+            for secret in (PG_PASSWORD, MINIO_SECRET, AGE_IDENTITY):
                 if t and secret in t:
                     self.leaks += 1
 

@@ -12,7 +12,7 @@ import pytest
 from testsupport.dataset import load
 from testsupport.helpers import load_bulk, open_uploads, proc_cmdlines_of, wait_for
 from testsupport.proxy import ThrottledProxy
-from testsupport.servers import MinioServer
+from testsupport.servers import AGE_IDENTITY, AGE_RECIPIENT, MinioServer
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +47,13 @@ def _one_error_line(case, err: str) -> str:
     return lines[0]
 
 
-def test_sigkill_mid_upload_is_cleaned_by_next_run(case, pg, minio, bucket, make_worker, slowdb):
-    w = make_worker(pg, minio, bucket, slowdb, CNPG_BACKUP_STALE_UPLOAD_SECONDS="2")
+# encrypted: the age thread between the compressor and the upload must not change what a signal leaves
+AGE = {"clear": {}, "age": {"CNPG_BACKUP_AGE_RECIPIENTS": AGE_RECIPIENT, "CNPG_BACKUP_AGE_IDENTITY": AGE_IDENTITY}}
+
+
+@pytest.mark.parametrize("age", list(AGE))
+def test_sigkill_mid_upload_is_cleaned_by_next_run(age, case, pg, minio, bucket, make_worker, slowdb):
+    w = make_worker(pg, minio, bucket, slowdb, CNPG_BACKUP_STALE_UPLOAD_SECONDS="2", **AGE[age])
     proc = _slow_backup(w, minio, bucket)
     time.sleep(0.5)
     children = proc_cmdlines_of(proc.pid)
@@ -64,8 +69,9 @@ def test_sigkill_mid_upload_is_cleaned_by_next_run(case, pg, minio, bucket, make
     case.check_store(minio, bucket, w, expect_complete=1)
 
 
-def test_sigterm_mid_upload_aborts_within_grace(case, pg, minio, bucket, make_worker, slowdb):
-    w = make_worker(pg, minio, bucket, slowdb)
+@pytest.mark.parametrize("age", list(AGE))
+def test_sigterm_mid_upload_aborts_within_grace(age, case, pg, minio, bucket, make_worker, slowdb):
+    w = make_worker(pg, minio, bucket, slowdb, **AGE[age])
     proc = _slow_backup(w, minio, bucket)
     time.sleep(0.5)
     t0 = time.monotonic()

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from testsupport.dataset import load
-from testsupport.servers import MINIO_SECRET, PG_PASSWORD
+from testsupport.servers import AGE_IDENTITY, AGE_RECIPIENT, MINIO_SECRET, PG_PASSWORD
 
 pytestmark = pytest.mark.integration
 
@@ -36,15 +36,17 @@ class _CmdlineScanner(threading.Thread):
                 except OSError:
                     continue
                 self.seen += 1
-                for secret in (PG_PASSWORD, MINIO_SECRET):
+                for secret in (PG_PASSWORD, MINIO_SECRET, AGE_IDENTITY):
                     if secret in data and "pytest" not in data:
                         self.hits.append(data.replace("\0", " ")[:200])
             time.sleep(0.01)
 
 
-def test_no_secret_in_argv_or_logs_during_backup_and_restore(case, pg, minio, bucket, make_worker):
+@pytest.mark.parametrize("encrypted", [False, True], ids=["clear", "age"])
+def test_no_secret_in_argv_or_logs_during_backup_and_restore(encrypted, case, pg, minio, bucket, make_worker):
     load(pg, "secretive")
-    w = make_worker(pg, minio, bucket, "secretive", CNPG_BACKUP_FORMAT="plain")
+    age = {"CNPG_BACKUP_AGE_RECIPIENTS": AGE_RECIPIENT, "CNPG_BACKUP_AGE_IDENTITY": AGE_IDENTITY} if encrypted else {}
+    w = make_worker(pg, minio, bucket, "secretive", CNPG_BACKUP_FORMAT="plain", **age)
     scanner = _CmdlineScanner()
     scanner.start()
     children: set[str] = set()
@@ -73,6 +75,8 @@ def test_no_secret_in_argv_or_logs_during_backup_and_restore(case, pg, minio, bu
         scanner.join()
     assert any("pg_dump" in c for c in children) and any("psql" in c for c in children)
     case.scan_for_secrets(*children)
+    listed = json.loads(w.run("list", "--json").stdout)
+    assert listed and all(e["key"].endswith(".age") == encrypted for e in listed)
     assert scanner.seen > 100 and scanner.hits == []
 
 
