@@ -25,6 +25,7 @@ from .config_backup import (
     Backup,
     Resources,
     Retention,
+    Verify,
     VerifyResources,
     _default_resources,
 )
@@ -33,7 +34,7 @@ from .errors import ConfigError
 from .identity import DEFAULT_TMP_SIZE_LIMIT
 from .rules import cross_field_problems
 from .s3_rules import RestoreObject, S3Bucket, S3Endpoint, S3Prefix, S3Region, S3StorageClass
-from .spread import Schedule, Window
+from .spread import Schedule
 from .validation import (
     AgeRecipient,
     AnnotationValue,
@@ -273,56 +274,6 @@ class SecurityContext(StrictModel):
     )
     allow_privilege_escalation: bool = Field(default=False, description="Every container")
     fs_group: int | None = Field(default=999, ge=0, description="Pod fsGroup")  # extension
-
-
-def _default_verify_resources() -> VerifyResources:
-    return VerifyResources()
-
-
-class Verify(StrictModel):
-    """Restore drills: per backed-up database a CronJob `<backup CronJob>-drill` that restores the
-    newest backup into a throw-away PostgreSQL inside its own pod and compares every table's row
-    count with the backup's (app/constructs/drill.py, worker/drill.py). It never connects to the
-    production cluster."""
-
-    _config_path = "verify"
-    enabled: bool = Field(
-        default=False, description="Generate the drill CronJobs (only with `backup.enabled`; synth warns otherwise)"
-    )
-    # Weekly, Sunday 05:00 (backup.timeZone): after the nightly backup, outside business hours.
-    schedule: Schedule = Field(
-        default="0 5 * * 0",
-        description=(
-            "Cron schedule of the drills, like `backup.schedule` (in `backup.timeZone`, `H` fields "
-            "allowed); the same for every database unless it has `H` or `verify.window` is set"
-        ),
-    )
-    # Like backup.window, for the drills (a drill restores into its own pod, but reads S3 and
-    # needs a node's CPU and disk: 200 at once still hurt).
-    window: Window = Field(default="", description="Like `backup.window`, for the drills")
-    # The drill pod's /tmp emptyDir holds the whole restored database (the scratch server's data
-    # directory, WAL included) and, for a custom-format backup, the archive staged for pg_restore.
-    tmp_size_limit: Quantity = Field(
-        default="10Gi",
-        description=(
-            "Size of the drill pod's `/tmp` emptyDir, which holds **the whole restored database**: the "
-            "scratch server's data directory (tables and indexes, often several times the compressed "
-            "backup) plus its WAL (up to about 1 GiB), and for a custom-format backup also the archive, "
-            "staged for `pg_restore`. A drill that outgrows it is evicted by the kubelet (reported by "
-            "`CnpgBackupDrillMissing`). The node must have that much ephemeral storage free"
-        ),
-    )
-    resources: VerifyResources = Field(
-        default_factory=_default_verify_resources,
-        description=(
-            "Like `backup.resources`, for the drill container (the worker and the scratch PostgreSQL "
-            "server); a partial map merges into this default key by key"
-        ),
-    )
-    # A drill running longer than this is killed (6 h); 0: no deadline.
-    active_deadline_seconds: int = Field(
-        default=21600, ge=0, description="Kill a drill running longer than this; `0`: no deadline"
-    )
 
 
 class Encryption(StrictModel):
