@@ -53,6 +53,8 @@ class CnpgPgdumpBackup(Construct):
     names come from the config (global.*), so they do not depend on construct ids or on the
     chart's resource-name hashing. With a chart namespace and an empty
     monitoring.prometheusRule.namespace, the alert rules match the CronJobs in that namespace.
+    global.namespace is what `python -m app synth` gives its own chart; here the chart decides, and
+    a global.namespace that differs from it is reported in ``warnings``.
 
     ``warnings`` holds what `synth` prints as warnings for this config (e.g. literal S3 keys);
     a library user decides where they go.
@@ -63,6 +65,12 @@ class CnpgPgdumpBackup(Construct):
         cfg = props.config
         self.config = cfg
         self.warnings: list[str] = config_warnings(cfg)
+        chart_namespace = Chart.of(self).namespace
+        if cfg.global_.namespace and cfg.global_.namespace != chart_namespace:
+            self.warnings.append(
+                f"global.namespace {cfg.global_.namespace!r} is not used: the objects take the namespace of "
+                f"the chart they are placed in ({chart_namespace or 'none'})"
+            )
         credentials = s3_credentials(cfg)
         if cfg.service_account.create:
             WorkerServiceAccount(self, "service-account", props=derive.service_account(cfg))
@@ -79,9 +87,8 @@ class CnpgPgdumpBackup(Construct):
                     )
             if cfg.monitoring.prometheus_rule.enabled:
                 rule = derive.prometheus_rule(cfg)
-                namespace = Chart.of(self).namespace
-                if not rule.namespace and namespace:
-                    rule = dataclasses.replace(rule, namespace=namespace)
+                if not rule.namespace and chart_namespace:
+                    rule = dataclasses.replace(rule, namespace=chart_namespace)
                 BackupAlerts(self, "alerts", props=rule)
         if cfg.restore_requested:
             target = restore_target(cfg)

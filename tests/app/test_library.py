@@ -62,6 +62,19 @@ def test_objects_take_the_namespace_of_the_chart_they_are_placed_in() -> None:
     assert any('kube_cronjob_status_last_successful_time{namespace="shop",' in e for e in exprs), exprs
     # the synth warnings are the caller's to print
     assert any("literal credentials" in w for w in backup.warnings), backup.warnings
+    assert not any("global.namespace" in w for w in backup.warnings)
+    other = cdk8s.Chart(app, "other", namespace="other")
+    moved = CnpgPgdumpBackup(
+        other,
+        "backup",
+        props=CnpgPgdumpBackupProps(
+            config=cfg.model_copy(update={"global_": cfg.global_.model_copy(update={"namespace": "shop"})})
+        ),
+    )
+    assert (
+        "global.namespace 'shop' is not used: the objects take the namespace of the chart they are placed in (other)"
+        in moved.warnings
+    )
 
 
 def test_object_names_do_not_depend_on_the_chart_or_construct_ids() -> None:
