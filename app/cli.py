@@ -1,4 +1,5 @@
-"""Command line: `python -m app synth ...` / `restore-job` / `schema` / `iam-policy` / `lifecycle`
+"""Command line: `python -m app synth ...` / `job list|status|check|restore` / `restore-job` / `schema` /
+`uninstall` / `iam-policy` / `lifecycle`
 (also installed as the `cnpg-pgdump-backup` console script).
 
 Exit codes: 0 success, 2 configuration/usage error (one line per problem on stderr, never a
@@ -8,12 +9,25 @@ traceback), 1 could not write the output (or `uninstall` could not read or delet
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+import yaml
+
+from .config import Config
 from .errors import ConfigError
+from .oneoff import (
+    default_max_age,
+    logs_command,
+    operation_target,
+    operation_yaml,
+    restore_yaml,
+    synth_summary,
+    warn_stderr,
+)
 from .values import config_from_values, merge_all
 
 PROG = "cnpg-pgdump-backup"
@@ -84,31 +98,20 @@ def _add_values_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG, description="Generate Kubernetes manifests for pg_dump backups of CloudNativePG databases."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+RESTORE_DESCRIPTION = (
+    "Print ONE restore Job as YAML, named after the current UTC time so every invocation is a new, "
+    "separate run; the configuration files are not changed. The Job uses the ServiceAccount and "
+    "Secrets of the normal manifests, so `kubectl apply -f dist/` must have been run in the namespace "
+    "first. Needs no Node.js. Example: python -m app job restore -f values.yaml --object "
+    "appdb_2024-01-21_02-00-00.sql.gz | kubectl create -n <namespace> -f -"
+)
 
-    synth = commands.add_parser(
-        "synth",
-        help="write the manifests (ServiceAccount, Secret, CronJobs, restore Job) to a directory",
-        description="Write the manifests for a configuration. Old *.k8s.yaml files in the output "
-        "directory are removed first. Apply with (prunes what the config no longer produces): "
-        "KUBECTL_APPLYSET=true kubectl apply -n <namespace> --prune --applyset=cnpg-pgdump-backup.<release> -f dist/",
-    )
-    _add_values_options(synth)
-    synth.add_argument("-o", "--output", default="dist", metavar="DIR", help="output directory (default: dist)")
 
-    restore = commands.add_parser(
-        "restore-job",
-        help="print a one-off restore Job to stdout (pipe it to kubectl apply -f -)",
-        description="Print ONE restore Job as YAML, named after the current UTC time so every "
-        "invocation is a new, separate run; the configuration files are not changed. The Job uses "
-        "the ServiceAccount and Secrets of the normal manifests, so `kubectl apply -f dist/` must "
-        "have been run in the namespace first. Example: python -m app restore-job -f values.yaml "
-        "--object appdb_2024-01-21_02-00-00.sql.gz | kubectl apply -n <namespace> -f -",
-    )
+def _add_database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database", metavar="NAME", help="databases[].name (required with several databases)")
+
+
+def _add_restore_options(restore: argparse.ArgumentParser) -> None:
     _add_values_options(restore)
     restore.add_argument(
         "--object",
@@ -136,6 +139,67 @@ def build_parser() -> argparse.ArgumentParser:
         "--create",
         action="store_true",
         help="create --target-database if it does not exist (restore.createDatabase; the role needs CREATEDB)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG, description="Generate Kubernetes manifests for pg_dump backups of CloudNativePG databases."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    synth = commands.add_parser(
+        "synth",
+        help="write the manifests (ServiceAccount, Secret, CronJobs, restore Job) to a directory",
+        description="Write the manifests for a configuration. Old *.k8s.yaml files in the output "
+        "directory are removed first. Apply with (prunes what the config no longer produces): "
+        "KUBECTL_APPLYSET=true kubectl apply -n <namespace> --prune --applyset=cnpg-pgdump-backup.<release> -f dist/",
+    )
+    _add_values_options(synth)
+    synth.add_argument("-o", "--output", default="dist", metavar="DIR", help="output directory (default: dist)")
+
+    restore = commands.add_parser(
+        "restore-job",
+        help="print a one-off restore Job to stdout (pipe it to kubectl create -f -); same as `job restore`",
+        description=RESTORE_DESCRIPTION,
+    )
+    _add_restore_options(restore)
+
+    job = commands.add_parser(
+        "job",
+        help="print a one-off Job (list, status, check, restore) to stdout; needs no Node.js",
+        description="Print ONE Job as YAML, to pipe into `kubectl create -n <namespace> -f -`. It runs the "
+        "worker image with the ServiceAccount, security context and S3 settings/Secret of the backup "
+        "CronJob (`kubectl apply -f dist/` first), named after the current UTC time so every invocation "
+        "is a new run. list/status/check only read the bucket (they work while the database is down) and "
+        "are deleted a day after they finish. Needs Python and this package only, not Node.js.",
+    )
+    operations = job.add_subparsers(dest="operation", required=True, metavar="OPERATION", parser_class=_Parser)
+    for name, summary in (
+        ("list", "the database's backups, newest first, with their status"),
+        ("status", "the last backup run, the newest good backup and the last drill"),
+    ):
+        sp = operations.add_parser(name, help=summary, description=f"A Job printing {summary}.")
+        _add_values_options(sp)
+        _add_database_option(sp)
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+    check = operations.add_parser(
+        "check",
+        help="fail (Job status Failed) unless the newest backup is recent, whole and unflagged",
+        description="A Job that fails with one line unless the newest backup is recent, whole and "
+        "unflagged, and the last run and drill succeeded.",
+    )
+    _add_values_options(check)
+    _add_database_option(check)
+    check.add_argument(
+        "--max-age",
+        metavar="DURATION",
+        help="e.g. 26h (default: when the CnpgBackupMissing alert fires: the schedule's longest gap "
+        "times monitoring.prometheusRule.slack)",
+    )
+    check.add_argument("--min-bytes", type=int, metavar="N", help="a smaller newest backup is a failure")
+    _add_restore_options(
+        operations.add_parser("restore", help="a restore Job, as `restore-job`", description=RESTORE_DESCRIPTION)
     )
 
     remove = commands.add_parser(
@@ -243,6 +307,13 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
 
 def _synth(args: argparse.Namespace) -> int:
     cfg = config_from_values(_values(args))
+    if shutil.which("node") is None:  # else jsii fails below with a long traceback
+        print(
+            "error: synth needs Node.js >= 20 (cdk8s runs on it) and `node` is not on PATH: install it, "
+            "or print a single Job without it: python -m app job list|status|check|restore --help",
+            file=sys.stderr,
+        )
+        return EXIT_IO
     from .chart import synth  # imports cdk8s (starts node): only once the config is valid
 
     try:
@@ -259,6 +330,9 @@ def _synth(args: argparse.Namespace) -> int:
         f"{apply_command(cfg.global_.release_name, cfg.global_.namespace, args.output)}",
         file=sys.stderr,
     )
+    docs = [doc for path in written for doc in yaml.safe_load_all(path.read_text()) if doc]
+    for line in synth_summary(cfg, docs):
+        print(line)
     return 0
 
 
@@ -316,9 +390,34 @@ def _restore_job(args: argparse.Namespace) -> int:
     values["restore"] = restore
     cfg = config_from_values(values)
 
-    from .chart import oneoff_restore_yaml
+    cfg = config_from_values(values)
+    text = restore_yaml(cfg, utc_now(), warn_stderr)
+    sys.stdout.write(text)
+    _follow_hint(cfg, text)
+    return 0
 
-    sys.stdout.write(oneoff_restore_yaml(cfg, utc_now()))
+
+def _follow_hint(cfg: Config, text: str) -> None:
+    # stderr: stdout is the manifest, piped to kubectl
+    name = yaml.safe_load(text)["metadata"]["name"]
+    print(f"# job {name}: follow it with: {logs_command(cfg, name)}", file=sys.stderr)
+
+
+def _operation_job(args: argparse.Namespace) -> int:
+    if args.operation == "restore":
+        return _restore_job(args)
+    cfg = config_from_values(_values(args))
+    target = operation_target(cfg, args.database)
+    worker_args: list[str] = []
+    if args.operation == "check":
+        worker_args += ["--max-age", args.max_age or default_max_age(cfg, target)]
+        if args.min_bytes is not None:
+            worker_args += ["--min-bytes", str(args.min_bytes)]
+    elif args.json:
+        worker_args.append("--json")
+    text = operation_yaml(cfg, args.operation, worker_args, utc_now(), target)
+    sys.stdout.write(text)
+    _follow_hint(cfg, text)
     return 0
 
 
@@ -347,6 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _iam_policy(args)
         if args.command == "lifecycle":
             return _lifecycle(args)
+        if args.command == "job":
+            return _operation_job(args)
         return _restore_job(args)
     except ConfigError as error:
         return _fail(error)

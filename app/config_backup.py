@@ -3,11 +3,11 @@ model every worker pod's resources use: split from app/config.py, which re-expor
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from worker import contract
+from worker import contract, pg_dump_options
 
 from .cron import TimeZone, shortest_interval_seconds
 from .identity import DEFAULT_IMAGE
@@ -19,6 +19,7 @@ from .validation import (
     QualifiedName,
     Quantity,
     StrictModel,
+    rule,
 )
 
 DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
@@ -83,6 +84,9 @@ class Retention(StrictModel):
     weekly: int = Field(default=0, ge=0, le=520, description="… of each of the last N ISO weeks")
     monthly: int = Field(default=0, ge=0, le=1200, description="… of each of the last N months")
     yearly: int = Field(default=0, ge=0, le=100, description="… of each of the last N years")
+
+
+PgDumpArg = Annotated[str, rule(pg_dump_options.problem)]
 
 
 class Backup(StrictModel):
@@ -284,6 +288,31 @@ class Backup(StrictModel):
             "02:00 and 03:59, the databases of one cluster evenly apart. Needs a schedule with one start "
             'minute, no `H`, and a window no longer than the time between two runs; `""`: every '
             "database starts on the schedule"
+        ),
+    )
+    # Extra pg_dump options, each one item in long form (`--exclude-table=audit_log`); the accepted
+    # ones and why the others are refused: worker/pg_dump_options.py (the worker checks them again).
+    extra_args: list[PgDumpArg] = Field(
+        default_factory=list,
+        description=(
+            "Extra `pg_dump` options for the scheduled backups, one list item each, long form with the "
+            "value after `=`: `[--no-owner, --exclude-table=audit_log]`. Accepted: the object filters "
+            "`--schema`, `--exclude-schema`, `--table`, `--exclude-table`, `--exclude-table-data` (and "
+            "their `-and-children` forms), `--extension`, `--exclude-extension`, `--encoding`, and "
+            "`--no-owner`, `--no-privileges`, `--no-comments`, `--no-publications`, `--no-subscriptions`, "
+            "`--no-security-labels`, `--no-tablespaces`, `--no-table-access-method`, "
+            "`--no-toast-compression`, `--no-unlogged-table-data`, `--no-large-objects`, "
+            "`--large-objects`, `--no-statistics`, `--quote-all-identifiers`, `--enable-row-security`, "
+            "`--load-via-partition-root`, `--strict-names`, `--serializable-deferrable`. Refused, with "
+            "one line naming the option and why (synth, and the worker again): what the worker owns "
+            "(`--format`, `--file`, `--compress`, `--jobs`, `--lock-wait-timeout`), the connection and "
+            "credentials (`--dbname`, `--host`, `--port`, `--username`, `--password`, `--role`), and what "
+            "would make a backup that cannot be restored on its own or counted by the drills (`--create`, "
+            "`--clean`, `--data-only`, `--schema-only`, `--section`, `--inserts`, `--snapshot`, "
+            "`--use-set-session-authorization`, …); any option not listed. Recorded in each backup's "
+            "manifest (`extra.pg_dump_extra_args`). Not used by a restore's `backupBeforeRestore` (a full "
+            "backup). Excluding tables shrinks the next dump: past `flagShrinkPercent` that one is "
+            "flagged"
         ),
     )
 

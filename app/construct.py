@@ -17,15 +17,16 @@ import dataclasses
 from cdk8s import Chart
 from constructs import Construct
 
-from . import naming
+from . import naming, oneoff
 from . import props as derive
 from .config import Config
 from .constructs.backup import BackupCronJob
 from .constructs.drill import DrillCronJob
 from .constructs.monitoring import BackupAlerts
 from .constructs.restore import RestoreJob
-from .constructs.secrets import ManagedS3Secret, s3_credentials
+from .constructs.secrets import ManagedS3Secret
 from .constructs.service_account import WorkerServiceAccount
+from .pod_props import s3_credentials
 from .rules import config_warnings
 from .targets import backup_targets, restore_target
 
@@ -93,4 +94,4 @@ class CnpgPgdumpBackup(Construct):
         if cfg.restore_requested:
             target = restore_target(cfg)
             name = naming.restore_job_name(cfg, target)
-            RestoreJob(self, "restore", props=derive.restore_job(cfg, target, name, credentials))
+            RestoreJob(self, "restore", props=oneoff.restore_job_props(cfg, target, name, credentials))

@@ -115,6 +115,13 @@ def oneoff_restore_job_name(cfg: Config, now: datetime) -> str:
     return with_suffix(fullname(cfg), f"restore-{now.strftime('%Y%m%d-%H%M%S')}")
 
 
+def oneoff_job_name(cfg: Config, target: BackupTarget, kind: str, now: datetime) -> str:
+    """`<fullname>[-<databases[].name>]-<kind>-<UTC time>`: a new name per invocation, and the
+    database's name kept whole so `kubectl get jobs` tells the runs of several databases apart."""
+    stamp = f"{kind}-{now.strftime('%Y%m%d-%H%M%S')}"
+    return with_suffix(fullname(cfg), f"{target.name}-{stamp}" if target.name else stamp)
+
+
 def labels(cfg: Config, component: str, target: BackupTarget | None = None) -> dict[str, str]:
     result = {
         "app.kubernetes.io/name": chart_name(cfg),

@@ -7,16 +7,15 @@ from __future__ import annotations
 from worker import contract
 
 from . import naming
-from .config import Config, Resources
+from .config import Config
 from .constructs.backup import BackupCronJobProps
 from .constructs.drill import DrillCronJobProps, drill_args
 from .constructs.monitoring import DatabaseAlertsProps, DrillAlertsProps, PrometheusRuleProps
-from .constructs.pod import Notifications, PostgresAccess, S3Credentials, WorkerPodProps
-from .constructs.restore import RestoreJobProps, restore_args
+from .constructs.pod import S3Credentials
 from .constructs.secrets import ManagedS3SecretProps
 from .constructs.service_account import ServiceAccountProps
 from .cron import longest_interval_seconds
-from .identity import DEFAULT_TMP_SIZE_LIMIT
+from .pod_props import postgres_access, worker_pod
 from .targets import BackupTarget, backup_targets
 
 
@@ -40,59 +39,6 @@ def managed_s3_secret(cfg: Config, name: str) -> ManagedS3SecretProps:
     )
 
 
-def postgres_access(cfg: Config, target: BackupTarget) -> PostgresAccess:
-    return PostgresAccess(
-        secret_name=target.secret_name,
-        service_name=target.service_name,
-        cnpg=cfg.cnpg,
-        wait_timeout_seconds=cfg.backup.wait_timeout_seconds,
-    )
-
-
-def notifications(cfg: Config) -> Notifications:
-    monitoring = cfg.monitoring
-    return Notifications(
-        heartbeat_url=monitoring.heartbeat.url_secret,
-        webhook_url=monitoring.webhook.url_secret,
-        notify_success=monitoring.webhook.notify_success,
-    )
-
-
-def worker_pod(
-    cfg: Config,
-    target: BackupTarget,
-    *,
-    postgres: PostgresAccess | None,
-    container_name: str,
-    args: list[str],
-    resources: Resources,
-    credentials: S3Credentials,
-    tmp_size_limit: str = DEFAULT_TMP_SIZE_LIMIT,
-    notify: bool = False,
-    encrypts: bool = False,
-    decrypts: bool = False,
-) -> WorkerPodProps:
-    return WorkerPodProps(
-        target=target,
-        postgres=postgres,
-        container_name=container_name,
-        args=args,
-        resources=resources,
-        credentials=credentials,
-        service_account_name=naming.service_account_name(cfg),
-        backup=cfg.backup,
-        s3=cfg.s3,
-        security_context=cfg.security_context,
-        annotations=dict(cfg.monitoring.annotations),
-        tmp_size_limit=tmp_size_limit,
-        pushgateway_url=cfg.monitoring.pushgateway.url,
-        notifications=notifications(cfg) if notify else Notifications(),
-        record_row_counts=cfg.verify.enabled,
-        age_recipients=tuple(cfg.encryption.recipients) if encrypts else (),
-        age_identity=cfg.encryption.identity_secret if decrypts else None,
-    )
-
-
 def backup_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials) -> BackupCronJobProps:
     return BackupCronJobProps(
         name=naming.cronjob_name(cfg, target),
@@ -110,6 +56,7 @@ def backup_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials
             credentials=credentials,
             notify=True,
             encrypts=True,
+            dumps=True,
         ),
     )
 
@@ -132,30 +79,6 @@ def drill_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials)
             credentials=credentials,
             tmp_size_limit=verify.tmp_size_limit,
             notify=True,
-            decrypts=True,
-        ),
-    )
-
-
-def restore_job(cfg: Config, target: BackupTarget, name: str, credentials: S3Credentials) -> RestoreJobProps:
-    object_key = target.object_key(cfg.restore.object)
-    return RestoreJobProps(
-        name=name,
-        labels=naming.labels(cfg, "restore", target),
-        object_key=object_key,
-        pod=worker_pod(
-            cfg,
-            target,
-            postgres=postgres_access(cfg, target),
-            container_name="restore",
-            args=restore_args(object_key, name, cfg.restore),
-            resources=cfg.restore.resources,
-            credentials=credentials,
-            tmp_size_limit=cfg.restore.tmp_size_limit,
-            # No heartbeat/webhook: the worker notifies after backups and drills only, and a Secret
-            # reference the restore does not use must not be able to keep it from starting.
-            notify=False,
-            encrypts=True,  # restore.backupBeforeRestore writes a backup, encrypted like the others
             decrypts=True,
         ),
     )

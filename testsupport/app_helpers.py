@@ -125,6 +125,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "backup_disabled": values({"backup": {"enabled": False}}),
     "name_override": values({"global": {"nameOverride": "pgbackup", "releaseName": "prod"}}),
     "fullname_override": values({"global": {"fullnameOverride": "appdb-backup"}}),
+    "pg_dump_extra_args": values({"backup": {"extraArgs": ["--no-owner", "--exclude-table=audit_log"]}}),
     "long_names_truncated": values(
         {
             "global": {"releaseName": "a-very-long-release-name-for-the-production-cluster-x"},

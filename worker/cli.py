@@ -235,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
         "flag a dump this many percent smaller than the previous complete one (0: never)",
         type=_typed(c.FLAG_SHRINK.env, int, "a percentage 0-100", range(0, 101)),
     )
+    sp.add_argument(
+        c.DUMP_EXTRA_ARGS.flag,
+        action="append",
+        dest="pg_dump_args",
+        metavar="OPTION",
+        help="an extra pg_dump option, long form with its value after '=', e.g. --pg-dump-arg=--no-owner "
+        "--pg-dump-arg=--exclude-table=audit_log; repeatable; the format, output, compression and connection "
+        f"stay the worker's (a JSON list in the variable) [env {c.DUMP_EXTRA_ARGS.env}]",
+    )
 
     sp = command(
         "restore",

@@ -10,7 +10,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from . import catalog, contract, crypt, fleet, health, log, naming, pg, retention
+from . import catalog, contract, crypt, fleet, health, log, naming, pg, pg_dump_options, retention
 from .dump import BackupOptions, run_backup
 from .errors import UsageError, WorkerError
 from .manifest import Manifest
@@ -86,8 +86,35 @@ def _check_compression(args: argparse.Namespace) -> None:
         )
 
 
+def pg_dump_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """backup.extraArgs: the repeated --pg-dump-arg flags, else the JSON list in the environment;
+    every item checked before anything starts (worker/pg_dump_options.py), as synth checked them."""
+    setting = contract.DUMP_EXTRA_ARGS
+    given: Any = args.pg_dump_args
+    source = setting.flag
+    if given is None:
+        raw = os.environ.get(setting.env, "").strip()
+        if not raw:
+            return ()
+        source = setting.env
+        try:
+            given = json.loads(raw)
+        except ValueError:
+            given = None
+        if not isinstance(given, list) or not all(isinstance(a, str) for a in given):
+            raise UsageError(
+                f"{setting.env}: not a JSON list of strings", hint='e.g. ["--no-owner", "--exclude-table=audit_log"]'
+            )
+    found = pg_dump_options.problems(given)
+    if found:
+        index, message = found[0]
+        raise UsageError(f"{source}[{index}]: {message}", hint="fix backup.extraArgs; nothing was dumped")
+    return tuple(given)
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     _check_compression(args)
+    args.pg_dump_args = pg_dump_args(args)
     bucket = _bucket(args)
     # Everything from here on is a run that monitoring must see, the server being down included.
     with health.recorded_run(bucket, args.prefix, args.database, args.pushgateway) as recorded:
@@ -118,6 +145,7 @@ def _backup(bucket: Bucket, args: argparse.Namespace) -> Manifest:
             flag_shrink_percent=max(0, args.flag_shrink_percent),
             record_row_counts=args.record_row_counts,
             recipients=_recipients(args),
+            pg_dump_args=args.pg_dump_args,
         ),
     )
 

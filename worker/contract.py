@@ -110,6 +110,13 @@ RECORD_ROW_COUNTS = Setting(
     "false",
     "literal `true` when `verify.enabled` (plain backups record per-table row counts for restore drills)",
 )
+DUMP_EXTRA_ARGS = Setting(
+    "CNPG_BACKUP_DUMP_EXTRA_ARGS",
+    "--pg-dump-arg",
+    None,
+    "JSON list `backup.extraArgs` (backup pods only; absent when empty); the flag is repeatable, "
+    "`--pg-dump-arg=--no-owner`; accepted options: worker/pg_dump_options.py",
+)
 PUSHGATEWAY = Setting(
     "CNPG_BACKUP_PUSHGATEWAY_URL", "--pushgateway", None, "literal `monitoring.pushgateway.url` (absent when empty)"
 )
@@ -165,6 +172,7 @@ SETTINGS = (
     DUMP_LOCK_WAIT,
     FLAG_SHRINK,
     RECORD_ROW_COUNTS,
+    DUMP_EXTRA_ARGS,
     PUSHGATEWAY,
     HEARTBEAT_URL,
     WEBHOOK_URL,

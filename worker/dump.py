@@ -37,6 +37,7 @@ class BackupOptions:
     flag_shrink_percent: int = contract.DEFAULT_FLAG_SHRINK_PERCENT  # 0: never flag a shrink
     record_row_counts: bool = False  # plain: per-table COPY row counts in the manifest, for drills
     recipients: list[str] = field(default_factory=list)  # age public keys: encrypt the object (worker/crypt.py)
+    pg_dump_args: tuple[str, ...] = ()  # backup.extraArgs, already checked (worker/pg_dump_options.py)
 
 
 def _part_size(estimate: int) -> int:
@@ -151,6 +152,7 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
             compression,
             count_rows=opts.record_row_counts,
             recipients=recipients,
+            extra_args=opts.pg_dump_args,
         ) as dump,
     ):
         next_progress = time.monotonic() + PROGRESS_EVERY
@@ -187,6 +189,8 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
                 **({"row_counts": dict(dump.rows.rows)} if dump.rows else {}),
                 "compression_level": level,
                 "compressed_by": "pg_dump" if opts.format == "custom" else "worker",
+                # what the backup leaves out (--exclude-table=...) is part of what it is
+                **({"pg_dump_extra_args": list(opts.pg_dump_args)} if opts.pg_dump_args else {}),
             },
         )
         session.publish(manifest)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from cdk8s import ApiObject
+from cdk8s import ApiObject, JsonPatch
 from constructs import Construct
 
 from ..bindings import k8s
 from ..config import Backup
+from ..k8s_json import sorted_json
 from .plain import plain_api_object
 from .pod import WorkerPodProps, pod_template
 
@@ -40,7 +41,7 @@ def worker_cron_job(
 ) -> ApiObject:
     """A CronJob running one worker pod; the backup's and the drill's share suspend, time zone,
     history limits and starting deadline (from `backup`)."""
-    return plain_api_object(
+    cron_job = plain_api_object(
         scope,
         "cronjob",
         api_version="batch/v1",
@@ -61,11 +62,14 @@ def worker_cron_job(
                 spec=k8s.JobSpec(
                     backoff_limit=backoff_limit,
                     active_deadline_seconds=active_deadline_seconds,
-                    template=pod_template(pod, labels),
+                    template=k8s.PodTemplateSpec(),  # the JSON pod template, embedded below
                 ),
             ),
         ),
     )
+    # the pod template is JSON already (app/constructs/pod.py): sorted like cdk8s sorts, in one patch
+    cron_job.add_json_patch(JsonPatch.add("/spec/jobTemplate/spec/template", sorted_json(pod_template(pod, labels))))
+    return cron_job
 
 
 class BackupCronJob(Construct):

@@ -1,22 +1,28 @@
 """The pod every worker run uses (backup CronJob, restore Job, one-off restore, restore drill):
 containers, environment per docs/worker-contract.md, security contexts and volumes, in one place so
 they stay identical. A pod reaches PostgreSQL only through its `PostgresAccess`: the drill pod has
-none, so it gets no connection settings, no CA and no init container waiting for the database."""
+none, so it gets no connection settings, no CA and no init container waiting for the database.
+
+Built as plain JSON (app/k8s_json.py, same constructors as `imports.k8s`) rather than jsii structs:
+the one-off Jobs of `python -m app job` render this very pod without Node.js (app/jobs.py), and the
+constructs embed it (app/constructs/embed.py), so the two cannot differ."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
+import json
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 
 from worker import contract
 
+from .. import k8s_json as k8s
 from .. import scheduling
-from ..bindings import k8s
 from ..config import S3, Backup, Cnpg, Resources, SecretKeySelector, SecurityContext
 from ..identity import DEFAULT_TMP_SIZE_LIMIT
+from ..k8s_json import Json
 from ..targets import BackupTarget
 from ..validation import canonical_quantity
 
@@ -81,15 +87,16 @@ class WorkerPodProps:
     age_recipients: tuple[str, ...] = ()
     # encryption.identitySecret: only the pods that read backups (restore, drill) get the private key
     age_identity: SecretKeySelector | None = None
+    pg_dump_extra_args: tuple[str, ...] = ()  # backup.extraArgs: the backup pods only (not a restore's safety backup)
 
 
-def _secret_env(name: str, secret: str, key: str) -> k8s.EnvVar:
+def _secret_env(name: str, secret: str, key: str) -> Json:
     return k8s.EnvVar(
         name=name, value_from=k8s.EnvVarSource(secret_key_ref=k8s.SecretKeySelector(name=secret, key=key))
     )
 
 
-def postgres_env(pg: PostgresAccess, database: str) -> list[k8s.EnvVar]:
+def postgres_env(pg: PostgresAccess, database: str) -> list[Json]:
     """libpq's settings for the database the pod backs up or restores into."""
     env = [
         k8s.EnvVar(name="PGHOST", value=pg.service_name)
@@ -106,8 +113,8 @@ def postgres_env(pg: PostgresAccess, database: str) -> list[k8s.EnvVar]:
     return env
 
 
-def notification_env(notifications: Notifications) -> list[k8s.EnvVar]:
-    env: list[k8s.EnvVar] = []
+def notification_env(notifications: Notifications) -> list[Json]:
+    env: list[Json] = []
     if notifications.heartbeat_url is not None:
         ref = notifications.heartbeat_url
         env.append(_secret_env(contract.HEARTBEAT_URL.env, ref.name, ref.key))
@@ -119,7 +126,7 @@ def notification_env(notifications: Notifications) -> list[k8s.EnvVar]:
     return env
 
 
-def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
+def worker_env(props: WorkerPodProps) -> list[Json]:
     """The environment of docs/worker-contract.md. Passwords and URLs holding secrets only ever as
     secretKeyRef."""
     target, credentials, pg = props.target, props.credentials, props.postgres
@@ -166,6 +173,8 @@ def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
         env.append(k8s.EnvVar(name=contract.AGE_RECIPIENTS.env, value=",".join(props.age_recipients)))
     if props.age_identity is not None:
         env.append(_secret_env(contract.AGE_IDENTITY.env, props.age_identity.name, props.age_identity.key))
+    if props.pg_dump_extra_args:
+        env.append(k8s.EnvVar(name=contract.DUMP_EXTRA_ARGS.env, value=json.dumps(list(props.pg_dump_extra_args))))
     if props.pushgateway_url:
         env.append(k8s.EnvVar(name=contract.PUSHGATEWAY.env, value=props.pushgateway_url))
     env += notification_env(props.notifications)
@@ -177,11 +186,8 @@ def worker_env(props: WorkerPodProps) -> list[k8s.EnvVar]:
     return env
 
 
-@functools.cache
 def quantity(value: str) -> k8s.Quantity:
-    """In the server's own spelling, so a second `kubectl apply` finds nothing to change. Cached:
-    each Quantity is a round trip to the jsii kernel (node), nine per database, and a Quantity is
-    immutable, so one object per distinct value serves every pod of a fleet."""
+    """In the server's own spelling, so a second `kubectl apply` finds nothing to change."""
     return k8s.Quantity.from_string(canonical_quantity(value))
 
 
@@ -189,11 +195,11 @@ def _quantities(values: dict[str, str]) -> dict[str, k8s.Quantity] | None:
     return {k: quantity(v) for k, v in values.items()} or None
 
 
-def resource_requirements(resources: Resources) -> k8s.ResourceRequirements:
+def resource_requirements(resources: Resources) -> Json:
     return k8s.ResourceRequirements(requests=_quantities(resources.requests), limits=_quantities(resources.limits))
 
 
-def container_security_context(sc: SecurityContext) -> k8s.SecurityContext:
+def container_security_context(sc: SecurityContext) -> Json:
     return k8s.SecurityContext(
         run_as_non_root=sc.run_as_non_root,
         run_as_user=sc.run_as_user,
@@ -206,7 +212,7 @@ def container_security_context(sc: SecurityContext) -> k8s.SecurityContext:
     )
 
 
-def pod_security_context(sc: SecurityContext) -> k8s.PodSecurityContext:
+def pod_security_context(sc: SecurityContext) -> Json:
     return k8s.PodSecurityContext(
         run_as_non_root=sc.run_as_non_root,
         run_as_user=sc.run_as_user,
@@ -216,7 +222,7 @@ def pod_security_context(sc: SecurityContext) -> k8s.PodSecurityContext:
     )
 
 
-def _volumes(ca: SecretKeySelector | None, tmp_size: str) -> tuple[list[k8s.Volume], list[k8s.VolumeMount]]:
+def _volumes(ca: SecretKeySelector | None, tmp_size: str) -> tuple[list[Json], list[Json]]:
     volumes = [
         k8s.Volume(
             name="tmp",
@@ -240,7 +246,7 @@ def _volumes(ca: SecretKeySelector | None, tmp_size: str) -> tuple[list[k8s.Volu
 
 
 # Our typed scheduling models -> the generated k8s structs of the same shape and field names.
-_K8S_STRUCTS: dict[type[BaseModel], Any] = {
+_K8S_STRUCTS: dict[type[BaseModel], Callable[..., Json]] = {
     scheduling.Toleration: k8s.Toleration,
     scheduling.NodeSelectorRequirement: k8s.NodeSelectorRequirement,
     scheduling.NodeSelectorTerm: k8s.NodeSelectorTerm,
@@ -270,20 +276,20 @@ def to_k8s(value: Any) -> Any:
     return value
 
 
-def affinity(value: scheduling.Affinity) -> k8s.Affinity | None:
+def affinity(value: scheduling.Affinity) -> Json | None:
     return None if value.is_empty else to_k8s(value)
 
 
-def tolerations(backup: Backup) -> list[k8s.Toleration] | None:
+def tolerations(backup: Backup) -> list[Json] | None:
     return [to_k8s(t) for t in backup.tolerations] or None
 
 
-def worker_pod_spec(props: WorkerPodProps) -> k8s.PodSpec:
+def worker_pod_spec(props: WorkerPodProps) -> Json:
     backup, pg = props.backup, props.postgres
     volumes, mounts = _volumes(pg.cnpg.ssl_root_cert_secret if pg is not None else None, props.tmp_size_limit)
     env = worker_env(props)
 
-    def container(name: str, args: list[str]) -> k8s.Container:
+    def container(name: str, args: list[str]) -> Json:
         return k8s.Container(
             name=name,
             image=backup.image,
@@ -316,7 +322,7 @@ def worker_pod_spec(props: WorkerPodProps) -> k8s.PodSpec:
     )
 
 
-def pod_template(props: WorkerPodProps, labels: dict[str, str]) -> k8s.PodTemplateSpec:
+def pod_template(props: WorkerPodProps, labels: dict[str, str]) -> Json:
     return k8s.PodTemplateSpec(
         metadata=k8s.ObjectMeta(labels=labels, annotations=dict(props.annotations) or None),
         spec=worker_pod_spec(props),

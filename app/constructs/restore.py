@@ -12,56 +12,29 @@ Run-once by design: a restore overwrites a database, so it must never happen aga
 
 from __future__ import annotations
 
-import dataclasses
-
 from constructs import Construct
 
-from worker import contract
-
 from ..bindings import k8s
-from ..config import Restore
-from ..naming import RESTORE_OBJECT_ANNOTATION
-from .pod import WorkerPodProps, pod_template
+from ..jobs import RestoreJobProps, restore_args, restore_job_metadata, restore_job_spec
+from .embed import embed_json
 
-
-def restore_args(object_key: str, run_id: str, request: Restore) -> list[str]:
-    return contract.restore_args(
-        object_key,
-        run_id,
-        force=request.force,
-        backup_before_restore=request.backup_before_restore,
-        target_database=request.target_database,
-        allow_unverified=request.allow_unverified,
-        jobs=request.jobs,
-        create_database=request.create_database,
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class RestoreJobProps:
-    """The restore Job: its name (also the worker's run id, so a re-applied Job never restores twice),
-    labels, the object it restores (shown as an annotation) and its worker pod."""
-
-    name: str  # also the worker's run id
-    labels: dict[str, str]
-    object_key: str  # shown as an annotation: what this Job restores
-    pod: WorkerPodProps  # its args come from restore_args(object_key, name, request)
+__all__ = ["RestoreJob", "RestoreJobProps", "restore_args"]
 
 
 class RestoreJob(Construct):
-    """A run-once restore Job (`backoffLimit: 0`, no TTL): `cnpg-backup-worker restore` of one backup
-    into one database. Used by the declarative restore and by `restore-job`."""
+    """The Job of app/jobs.py `restore_job`, as a cdk8s object: the same metadata and spec (the one
+    `python -m app job restore` prints without Node.js), typed where cdk8s checks it."""
 
     def __init__(self, scope: Construct, id: str, *, props: RestoreJobProps) -> None:
         super().__init__(scope, id)
         self.name = props.name
+        metadata = restore_job_metadata(props)
         self.job = k8s.KubeJob(
             self,
             "job",
             metadata=k8s.ObjectMeta(
-                name=props.name,
-                labels=props.labels,
-                annotations={RESTORE_OBJECT_ANNOTATION: props.object_key},
+                name=metadata["name"], labels=metadata["labels"], annotations=metadata["annotations"]
             ),
-            spec=k8s.JobSpec(backoff_limit=0, template=pod_template(props.pod, props.labels)),
+            spec=k8s.JobSpec(template=k8s.PodTemplateSpec()),  # the JSON spec, embedded below
         )
+        embed_json(self.job, "/spec", restore_job_spec(props))

@@ -1,5 +1,5 @@
-"""S3 credentials: which Secret the pods read, and the managed Secret when the config carries
-literal keys."""
+"""S3 credentials: the managed Secret when the config carries literal keys (which Secret the pods
+read: app/pod_props.py `s3_credentials`)."""
 
 from __future__ import annotations
 
@@ -9,23 +9,7 @@ import dataclasses
 from constructs import Construct
 from pydantic import SecretStr
 
-from .. import naming
 from ..bindings import k8s
-from ..config import Config
-from .pod import S3Credentials
-
-
-def s3_credentials(cfg: Config) -> S3Credentials:
-    """The chart's precedence: an existing Secret, else a managed one from literal keys, else a
-    named Secret managed elsewhere (the chart's MinIO example), else none (IRSA)."""
-    s3 = cfg.s3
-    if s3.use_existing_secret:
-        return S3Credentials(secret_name=s3.secret_name, managed=False)
-    if s3.has_literal_credentials:
-        return S3Credentials(secret_name=naming.managed_s3_secret_name(cfg), managed=True)
-    if s3.secret_name:
-        return S3Credentials(secret_name=s3.secret_name, managed=False)
-    return S3Credentials(secret_name=None, managed=False)
 
 
 def _b64(value: str) -> str:

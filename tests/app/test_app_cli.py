@@ -81,7 +81,12 @@ def test_cli_synth_writes_lists_and_cleans(tmp_path: Path, capsys: pytest.Captur
     code = cli.main(["synth", "-f", str(EXAMPLE), "--set", "backup.schedule=0 3 * * *", "-o", str(tmp_path)])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert out.splitlines() == [str(tmp_path / "cnpg-pgdump-backup.k8s.yaml")]
+    # the files written, then each CronJob/Job with the command an operator runs next
+    assert out.splitlines() == [
+        str(tmp_path / "cnpg-pgdump-backup.k8s.yaml"),
+        "CronJob cnpg-backup-cnpg-pgdump-backup: run it now: kubectl create job "
+        "--from=cronjob/cnpg-backup-cnpg-pgdump-backup cnpg-backup-cnpg-pgdump-backup-manual-$(date +%s)",
+    ]
     assert not stale.exists() and keep.exists()
     assert "schedule: 0 3 * * *" in (tmp_path / "cnpg-pgdump-backup.k8s.yaml").read_text()
 

@@ -161,6 +161,7 @@ def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, An
         contract.HEARTBEAT_URL.env: "notifications",
         contract.WEBHOOK_URL.env: "notifications",
         contract.NOTIFY_SUCCESS.env: "notifications",
+        contract.DUMP_EXTRA_ARGS.env: "pg_dump_extra_args",
     }
     # verify.enabled: every backup and drill container records row counts (the variant has several CronJobs)
     for doc in rendered["restore_drills"].kind("CronJob"):
@@ -186,6 +187,7 @@ def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, An
         contract.WEBHOOK_URL.env,
         contract.NOTIFY_SUCCESS.env,
         contract.RECORD_ROW_COUNTS.env,
+        contract.DUMP_EXTRA_ARGS.env,
     ):
         assert name not in default_env
     irsa_env = _env(_containers(rendered["irsa_no_secret"].one("CronJob"))[0])

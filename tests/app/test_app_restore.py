@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from app import cli
-from app.chart import oneoff_restore_yaml
+from app.oneoff import restore_yaml
 from app.values import config_from_values, merge_values
 from testsupport.app_helpers import pod_specs, render, restricted_violations, validate_strict, values
 
@@ -109,7 +109,7 @@ def test_restore_latest(tmp_path: Path) -> None:
 
 def test_oneoff_name_is_time_based_and_valid() -> None:
     cfg = config_from_values(values(RESTORE))
-    text = oneoff_restore_yaml(cfg, datetime(2024, 1, 21, 2, 30, 5, tzinfo=UTC), warn=lambda _: None)
+    text = restore_yaml(cfg, datetime(2024, 1, 21, 2, 30, 5, tzinfo=UTC), warn=lambda _: None)
     docs = [d for d in yaml.safe_load_all(text) if d]
     assert [d["kind"] for d in docs] == ["Job"]
     job = docs[0]
@@ -241,7 +241,7 @@ def test_image_pull_secrets_reach_every_worker_pod(tmp_path: Path) -> None:
         {"restore": {"object": "latest"}},
     )
     out = render(vals, tmp_path)
-    oneoff = yaml.safe_load(oneoff_restore_yaml(config_from_values(vals), warn=lambda _: None))
+    oneoff = yaml.safe_load(restore_yaml(config_from_values(vals), datetime.now(UTC), warn=lambda _: None))
     docs = [out.one("CronJob"), out.one("Job"), oneoff]
     for doc in docs:
         validate_strict(doc)

@@ -4,6 +4,7 @@ rule gives the same answer whichever half applies it."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from app.targets import BackupTarget
 from testsupport.app_helpers import pod_specs, render, values
 from worker import contract, crypt, naming, notify
 from worker.cli import build_parser
-from worker.commands import identities
+from worker.commands import identities, pg_dump_args
 from worker.metrics import RunRecord
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,8 +79,12 @@ SECRET_REFS = {
     contract.WEBHOOK_URL: ("backup-notify", "webhook"),
     contract.AGE_IDENTITY: ("backup-age", "identity"),
 }
-# Settings only some pods get: the private key never reaches the backup CronJob.
-ONLY_IN = {contract.AGE_RECIPIENTS: {"backup"}, contract.AGE_IDENTITY: {"drill"}}
+# Settings only some pods get: the private key never reaches the backup CronJob, and a drill dumps nothing.
+ONLY_IN = {
+    contract.AGE_RECIPIENTS: {"backup"},
+    contract.AGE_IDENTITY: {"drill"},
+    contract.DUMP_EXTRA_ARGS: {"backup"},
+}
 TABLE: dict[contract.Setting, str] = {
     contract.S3_BUCKET: "bkt-1",
     contract.S3_PREFIX: "p",
@@ -99,6 +104,7 @@ TABLE: dict[contract.Setting, str] = {
     contract.DUMP_LOCK_WAIT: "12",
     contract.FLAG_SHRINK: "40",
     contract.RECORD_ROW_COUNTS: "true",  # verify.enabled
+    contract.DUMP_EXTRA_ARGS: '["--no-owner", "--exclude-table=audit_log"]',  # backup pods only
     contract.PUSHGATEWAY: "http://prometheus-pushgateway.monitoring.svc:9091",
     contract.HEARTBEAT_URL: SECRETS[SECRET_REFS[contract.HEARTBEAT_URL]],
     contract.WEBHOOK_URL: SECRETS[SECRET_REFS[contract.WEBHOOK_URL]],
@@ -125,6 +131,7 @@ CONFIG = values(
             "logFormat": "json",
             "lockWaitTimeoutSeconds": 12,
             "flagShrinkPercent": 40,
+            "extraArgs": ["--no-owner", "--exclude-table=audit_log"],
         },
         "monitoring": {
             "pushgateway": {"url": "http://prometheus-pushgateway.monitoring.svc:9091"},
@@ -219,6 +226,7 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.RECORD_ROW_COUNTS: str(ns.record_row_counts).lower(),
         contract.PUSHGATEWAY: ns.pushgateway,
         contract.AGE_RECIPIENTS: ns.age_recipient,
+        contract.DUMP_EXTRA_ARGS: json.dumps(list(pg_dump_args(ns))),
     }
     drill = _parse(["drill"], {s.env: v for s, v in values.items()}, monkeypatch)
     [identity] = identities(drill)
