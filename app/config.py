@@ -258,6 +258,17 @@ class Restore(StrictModel):
             "only the SHA-256 comparison is impossible"
         ),
     )
+    # Apply the newest globals backup first (`restore --globals`): missing roles and memberships are
+    # created, existing roles are never changed. Uses backup.globals.superuserSecret.
+    globals: bool = Field(
+        default=False,
+        description=(
+            "Before the database, apply the newest globals backup (`restore --globals`, as "
+            "`backup.globals.superuserSecret`): missing roles and memberships are created; an existing "
+            "role keeps its password, attributes and settings; nothing is dropped or revoked; tablespaces "
+            "are skipped. One transaction: a failure leaves the roles as they were"
+        ),
+    )
 
 
 class SecurityContext(StrictModel):

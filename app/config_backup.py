@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from worker import contract, pg_dump_options
 
 from .cron import TimeZone, shortest_interval_seconds
+from .globals_config import Globals
 from .identity import DEFAULT_IMAGE
 from .scheduling import Affinity, Toleration
 from .spread import Schedule, Window
@@ -313,6 +314,14 @@ class Backup(StrictModel):
             "manifest (`extra.pg_dump_extra_args`). Not used by a restore's `backupBeforeRestore` (a full "
             "backup). Excluding tables shrinks the next dump: past `flagShrinkPercent` that one is "
             "flagged"
+        ),
+    )
+    # Roles, memberships and tablespaces (pg_dumpall --globals-only) after each database (app/globals_config.py).
+    globals: Globals = Field(
+        default_factory=Globals,
+        description=(
+            "Roles, role memberships, role settings and tablespaces (`pg_dumpall --globals-only`), which "
+            "no database dump holds: see README [Roles and globals](../README.md#roles-and-globals)"
         ),
     )
 

@@ -59,13 +59,16 @@ CHART_KEYS = frozenset(
 )
 EXT_SECTIONS = ("verify", "databases")
 # Sections that get a row of their own besides their fields' rows.
-SECTION_ROWS = frozenset({"backup.retention"})
+SECTION_ROWS = frozenset({"backup.retention", "backup.globals", "backup.globals.superuserSecret"})
 # Models documented as one row (a Kubernetes shape, or a pair whose fields need no rows).
 LEAF_MODELS: tuple[type[BaseModel], ...] = (Resources, SecretKeySelector, Affinity, Toleration)
 # Defaults that are not a plain value: computed, inherited or merged.
 DEFAULT_TEXT = {
     "backup.resources": 'requests `cpu: 100m`, `memory: 256Mi`; limits `cpu: "2"`, `memory: 1Gi`',
     "backup.activeDeadlineSeconds": "derived",
+    "backup.globals": "",
+    "backup.globals.superuserSecret": "",
+    "backup.globals.superuserSecret.name": "derived",
     "restore.resources": "same as backup",
     "verify.schedule": '`"0 5 * * 0"` (Sundays 05:00)',
     "verify.resources": 'requests `cpu: 100m`, `memory: 512Mi`; limits `cpu: "2"`, `memory: 2Gi`',
@@ -148,7 +151,8 @@ def table(roots: Sequence[str]) -> str:
     for path, field, has_row in fields():
         if not has_row or path.split(".")[0].removesuffix("[]") not in roots:
             continue
-        lines.append(f"| `{path}`{_ext(path)} | {field.description} | {default_text(path, field)} |\n")
+        default = default_text(path, field)
+        lines.append(f"| `{path}`{_ext(path)} | {field.description} |{f' {default} ' if default else ' '}|\n")
     return "".join(lines)
 
 

@@ -40,6 +40,7 @@ def restore_args(object_key: str, run_id: str, request: Restore) -> list[str]:
         allow_unverified=request.allow_unverified,
         jobs=request.jobs,
         create_database=request.create_database,
+        restore_globals=request.globals,
     )
 
 

@@ -106,6 +106,8 @@ def restore_job_name(cfg: Config, target: BackupTarget) -> str:
     ]
     if cfg.restore.allow_unverified:  # appended only when set, so existing Job names stay stable
         request.append("allow-unverified")
+    if cfg.restore.globals:  # likewise: a request that also applies roles is a new request
+        request.append("globals")
     digest = hashlib.sha256(json.dumps(request).encode()).hexdigest()[:8]
     return with_suffix(fullname(cfg), f"restore-{digest}")
 

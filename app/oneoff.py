@@ -18,7 +18,7 @@ from .config import Config
 from .constructs.pod import S3Credentials
 from .errors import ConfigError
 from .jobs import OneOffJobProps, RestoreJobProps, oneoff_job, restore_args, restore_job, to_yaml
-from .pod_props import postgres_access, s3_credentials, worker_pod
+from .pod_props import postgres_access, s3_credentials, superuser_access, worker_pod
 from .rules import config_warnings
 from .targets import BackupTarget, backup_targets, restore_target
 
@@ -46,6 +46,7 @@ def restore_job_props(cfg: Config, target: BackupTarget, name: str, credentials:
             notify=False,
             encrypts=True,  # restore.backupBeforeRestore writes a backup, encrypted like the others
             decrypts=True,
+            superuser=superuser_access(cfg, target) if cfg.restore.globals else None,
         ),
     )
 
@@ -65,7 +66,7 @@ def restore_yaml(cfg: Config, now: datetime, warn: Warn) -> str:
     _warn_config(cfg, warn)
     target = restore_target(cfg)
     name = naming.oneoff_restore_job_name(cfg, now.astimezone(UTC))
-    return to_yaml(restore_job(restore_job_props(cfg, target, name, s3_credentials(cfg))))
+    return to_yaml(_in_namespace(cfg, restore_job(restore_job_props(cfg, target, name, s3_credentials(cfg)))))
 
 
 def default_max_age(cfg: Config, target: BackupTarget) -> str:
@@ -105,13 +106,22 @@ def operation_yaml(cfg: Config, kind: str, worker_args: list[str], now: datetime
         credentials=s3_credentials(cfg),
         notify=False,
     )
-    return to_yaml(oneoff_job(OneOffJobProps(name=name, labels=naming.labels(cfg, kind, target), pod=pod)))
+    return to_yaml(
+        _in_namespace(cfg, oneoff_job(OneOffJobProps(name=name, labels=naming.labels(cfg, kind, target), pod=pod)))
+    )
+
+
+def _in_namespace(cfg: Config, job: dict[str, Any]) -> dict[str, Any]:
+    """global.namespace (-n) on the Job too, like every object of dist/; else kubectl's -n decides."""
+    if cfg.global_.namespace:
+        job["metadata"] = {**job["metadata"], "namespace": cfg.global_.namespace}
+    return job
 
 
 def _kubectl(cfg: Config) -> str:
-    # The CronJobs' namespace when the config names it (for the alert rules); else kubectl's current
-    # one, where dist/ is normally applied.
-    namespace = cfg.monitoring.prometheus_rule.namespace
+    # The CronJobs' namespace when the config names it (global.namespace, or the alert rules'); else
+    # kubectl's current one, where dist/ is normally applied.
+    namespace = cfg.global_.namespace or cfg.monitoring.prometheus_rule.namespace
     return f"kubectl -n {namespace}" if namespace else "kubectl"
 
 

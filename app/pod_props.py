@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from . import naming
 from .config import Config, Resources
-from .constructs.pod import Notifications, PostgresAccess, S3Credentials, WorkerPodProps
+from .constructs.pod import Notifications, PostgresAccess, S3Credentials, SuperuserAccess, WorkerPodProps
 from .identity import DEFAULT_TMP_SIZE_LIMIT
 from .targets import BackupTarget
 
@@ -56,6 +56,8 @@ def worker_pod(
     dumps: bool = False,  # the pod takes the scheduled backups: backup.extraArgs apply
     encrypts: bool = False,  # the pod writes backups: encryption.recipients (public keys)
     decrypts: bool = False,  # the pod reads backups: encryption.identitySecret (the private key)
+    superuser: SuperuserAccess | None = None,  # pg_dumpall / restore-globals (backup.globals)
+    globals_backup: bool = False,  # the backup also dumps roles and tablespaces
 ) -> WorkerPodProps:
     return WorkerPodProps(
         target=target,
@@ -76,4 +78,16 @@ def worker_pod(
         pg_dump_extra_args=tuple(cfg.backup.extra_args) if dumps else (),
         age_recipients=tuple(cfg.encryption.recipients) if encrypts else (),
         age_identity=cfg.encryption.identity_secret if decrypts else None,
+        superuser=superuser,
+        globals_backup=globals_backup,
+        globals_role_passwords=globals_backup and cfg.backup.globals.include_role_passwords,
+    )
+
+
+def superuser_access(cfg: Config, target: BackupTarget) -> SuperuserAccess:
+    secret = cfg.backup.globals.superuser_secret
+    return SuperuserAccess(
+        secret_name=secret.name_for(target.secret_name),  # the config refuses an underivable one
+        username_key=secret.username_key,
+        password_key=secret.password_key,
     )

@@ -15,7 +15,7 @@ from .constructs.pod import S3Credentials
 from .constructs.secrets import ManagedS3SecretProps
 from .constructs.service_account import ServiceAccountProps
 from .cron import longest_interval_seconds
-from .pod_props import postgres_access, worker_pod
+from .pod_props import postgres_access, superuser_access, worker_pod
 from .targets import BackupTarget, backup_targets
 
 
@@ -57,6 +57,8 @@ def backup_cronjob(cfg: Config, target: BackupTarget, credentials: S3Credentials
             notify=True,
             encrypts=True,
             dumps=True,
+            superuser=superuser_access(cfg, target) if cfg.backup.globals.enabled else None,
+            globals_backup=cfg.backup.globals.enabled,
         ),
     )
 

@@ -11,7 +11,7 @@ from .identity import DEFAULT_IMAGE
 from .naming import cronjob_name, drill_cronjob_name
 from .naming import labels as standard_labels
 from .spread import has_hash, window_minutes, window_schedule_problem
-from .targets import backup_targets
+from .targets import backup_targets, restore_target
 
 if TYPE_CHECKING:  # the model calls these rules from its own validator: no import back at run time
     from .config import Config, Resources
@@ -87,6 +87,7 @@ def cross_field_problems(cfg: Config) -> list[str]:
     problems += _cronjob_name_problems(cfg)
     problems += _window_problems(cfg)
     problems += _restore_problems(cfg)
+    problems += _globals_problems(cfg)
     problems += _monitoring_problems(cfg)
     problems += _resource_problems("backup.resources", cfg.backup.resources)
     problems += _resource_problems("restore.resources", cfg.restore.resources)
@@ -246,6 +247,24 @@ def _restore_problems(cfg: Config) -> list[str]:
             f"configured; name the one to restore into (one of: {', '.join(names)})"
         )
     return problems
+
+
+def _globals_problems(cfg: Config) -> list[str]:
+    """The superuser Secret roles are dumped and restored with: given, or derived from `<cluster>-app`."""
+    secret = cfg.backup.globals.superuser_secret
+    wanted = []
+    if cfg.backup.enabled and cfg.backup.globals.enabled:
+        wanted += [(t, "backup.globals.enabled is true") for t in backup_targets(cfg)]
+    if cfg.restore_requested and cfg.restore.globals:
+        wanted.append((restore_target(cfg), "restore.globals is true"))
+    for target, why in wanted:
+        if not secret.name_for(target.secret_name):
+            return [
+                f"backup.globals.superuserSecret.name: required when {why} and the CNPG Secret "
+                f"'{target.secret_name}' is not named <cluster>-app (name CNPG's <cluster>-superuser Secret; "
+                "the cluster needs enableSuperuserAccess: true)"
+            ]
+    return []
 
 
 def config_warnings(cfg: Config) -> list[str]:

@@ -377,3 +377,15 @@ DRILL_VARIANTS: dict[str, dict[str, Any]] = {
         },
     ),
 }
+
+
+# Roles and globals (issue #16): the backup pods dump them as CNPG's <cluster>-superuser (derived
+# from cnpg.secretName appdb-app), and the restore Job applies them first (restore.globals).
+GLOBALS_VARIANTS: dict[str, dict[str, Any]] = {
+    "globals": values(
+        {
+            "backup": {"globals": {"enabled": True, "includeRolePasswords": True}},
+            "restore": {"object": "latest", "globals": True},
+        }
+    ),
+}

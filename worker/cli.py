@@ -28,6 +28,7 @@ from .commands import (
     cmd_wait,
 )
 from .errors import EXIT_FAILURE, Terminated, UsageError, WorkerError
+from .globals_cmds import cmd_backup_globals, cmd_restore_globals
 
 _T = TypeVar("_T")
 
@@ -64,6 +65,14 @@ def _typed(
         return value
 
     return convert
+
+
+def _parse_bool(text: str) -> bool | None:
+    return text.lower() == "true" if text.lower() in ("true", "false") else None
+
+
+def _boolean(setting: contract.Setting) -> Callable[[str], bool | None]:
+    return _typed(setting.env, _parse_bool, "true or false")
 
 
 def _add(sp: argparse.ArgumentParser, setting: contract.Setting, help: str = "", *, flag: str = "", **kw: Any) -> None:
@@ -177,14 +186,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add(sp, c.WAIT_TIMEOUT, flag="--timeout", type=wait_type)
     sp.add_argument("--database", default=_env("PGDATABASE"))
 
-    def format_and_level(sp: argparse.ArgumentParser) -> None:
+    def globals_passwords(sp: argparse.ArgumentParser) -> None:
         _add(
             sp,
-            c.FORMAT,
-            "of the backup taken",
-            metavar="{plain,custom}",
-            type=_typed(c.FORMAT.env, str, "one of plain, custom", c.FORMATS),
+            c.GLOBALS_ROLE_PASSWORDS,
+            "keep role passwords (hashes) in the globals backup; by default --no-role-passwords",
+            metavar="{true,false}",
+            type=_boolean(c.GLOBALS_ROLE_PASSWORDS),
         )
+
+    def format_and_level(sp: argparse.ArgumentParser, *, with_format: bool = True) -> None:
+        if with_format:  # globals are always plain SQL
+            _add(
+                sp,
+                c.FORMAT,
+                "of the backup taken",
+                metavar="{plain,custom}",
+                type=_typed(c.FORMAT.env, str, "one of plain, custom", c.FORMATS),
+            )
         _add(
             sp,
             c.COMPRESSION,
@@ -223,12 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
         c.RECORD_ROW_COUNTS,
         "plain format: record each table's row count in the manifest, for restore drills (~1 s CPU per GB)",
         metavar="{true,false}",
-        type=_typed(
-            c.RECORD_ROW_COUNTS.env,
-            lambda v: v.lower() == "true" if v.lower() in ("true", "false") else None,
-            "true or false",
-        ),
+        type=_boolean(c.RECORD_ROW_COUNTS),
     )
+    _add(
+        sp,
+        c.GLOBALS,
+        "after the database, also dump roles, memberships and tablespaces (pg_dumpall --globals-only) "
+        "to <prefix>/.globals/, as the superuser (CNPG_BACKUP_SUPERUSER) or PGUSER",
+        metavar="{true,false}",
+        type=_boolean(c.GLOBALS),
+    )
+    globals_passwords(sp)
     _add(
         sp,
         c.FLAG_SHRINK,
@@ -255,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     age_args(sp, encrypts=True)
     _add(sp, c.RESTORE_OBJECT, "key, file name under the prefix, or 'latest'")
     _add(sp, c.TARGET_DATABASE, "restore into this database instead")
+    sp.add_argument(
+        "--globals",
+        action="store_true",
+        help="first apply the newest globals backup: create missing roles and memberships, change no existing "
+        "role (as restore-globals; needs a superuser)",
+    )
     sp.add_argument("--force", action="store_true", help="replace the contents of a non-empty database")
     sp.add_argument(
         "--create", action="store_true", help="create the --target-database if it does not exist (needs CREATEDB)"
@@ -295,6 +325,34 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("list", "this database's backups, newest first", "Status: complete, flagged, or not trusted.")
     s3_args(sp)
     sp.add_argument("--json", action="store_true", help="machine-readable: sizes in bytes, times in ISO 8601")
+    sp.add_argument(
+        "--globals", action="store_true", help="list the roles/globals backups (<prefix>/.globals/) instead"
+    )
+
+    sp = command(
+        "backup-globals",
+        "pg_dumpall --globals-only → gzip|zstd → S3 <prefix>/.globals/, then retention",  # lz4: zstd
+        "Roles, memberships, role settings and tablespaces, as the superuser (CNPG_BACKUP_SUPERUSER) or PGUSER; "
+        "role passwords only with --globals-role-passwords true. `backup` does the same after the database "
+        "when CNPG_BACKUP_GLOBALS is true.",
+    )
+    s3_args(sp, writes=True)
+    format_and_level(sp, with_format=False)
+    globals_passwords(sp)
+    retention_args(sp)
+    _add(sp, c.AGE_RECIPIENTS, "encrypt the object for these age public keys (age1…, comma-separated)", metavar="KEYS")
+
+    sp = command(
+        "restore-globals",
+        "apply a globals backup: create missing roles and memberships, never change an existing role",
+        "An existing role keeps its password, attributes and settings; nothing is dropped or revoked; "
+        "tablespaces are skipped. One transaction: a failure leaves the roles as they were.",
+    )
+    s3_args(sp)
+    age_args(sp, encrypts=False)
+    sp.add_argument("--object", required=True, help="key or file name from `list --globals`, or 'latest'")
+    sp.add_argument("--dry-run", action="store_true", help="apply it all, report, then roll back")
+    sp.add_argument("--json", action="store_true", help="the report as JSON")
 
     sp = command(
         "prune",
@@ -366,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
             "drill": cmd_drill,
             "check": cmd_check,
             "keygen": cmd_keygen,
+            "backup-globals": cmd_backup_globals,
+            "restore-globals": cmd_restore_globals,
         }[args.command]
         t0 = time.monotonic()
         rc = handler(args)

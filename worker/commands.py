@@ -10,9 +10,10 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from . import catalog, contract, crypt, fleet, health, log, naming, pg, pg_dump_options, retention
+from . import catalog, contract, crypt, fleet, globals_cmds, health, log, naming, pg, pg_dump_options, retention
 from .dump import BackupOptions, run_backup
 from .errors import UsageError, WorkerError
+from .globals import prune as globals_prune
 from .manifest import Manifest
 from .restore import RestoreOptions, run_restore
 from .s3 import Bucket, S3Location, utcnow
@@ -47,6 +48,11 @@ def _age(taken_at: datetime) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     bucket = _bucket(args)
+    if args.globals:  # the roles' backups, kept apart from the database's (worker/globals.py)
+        globals_cmds.print_list(
+            globals_cmds.list_rows(bucket, args.prefix), args.json, f"s3://{args.bucket}/{args.prefix}"
+        )
+        return 0
     entries = catalog.scan(bucket, args.prefix, args.database)
     rows: list[dict[str, Any]] = [
         {
@@ -73,6 +79,13 @@ def cmd_list(args: argparse.Namespace) -> int:
             )
         if not rows:
             print(f"no backups of {args.database!r} under s3://{args.bucket}/{args.prefix}", file=sys.stderr)
+        kept_apart = globals_cmds.list_rows(bucket, args.prefix)
+        if kept_apart:
+            newest = kept_apart[0]
+            print(
+                f"roles and globals: {len(kept_apart)} backup(s) under .globals/, newest {newest['key']} "
+                f"({newest['status']}); `list --globals` lists them"
+            )
     return 0
 
 
@@ -123,10 +136,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
         # (`python -m app iam-policy`), and what `latest` and retention list anyway.
         bucket.check(naming.join(args.prefix, args.database + "_"))
         recorded["manifest"] = _backup(bucket, args)
+        if args.with_globals:
+            globals_cmds.after_database_backup(bucket, args)
     policy = retention_policy(args)
     if policy.active:
         try:
             retention.prune(bucket, args.prefix, args.database, policy)
+            globals_prune(bucket, args.prefix, policy)  # also once globals are off: they still age out
         except WorkerError as exc:
             raise WorkerError(f"backup succeeded but retention failed: {exc}") from None
     return 0
@@ -210,6 +226,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if args.backup_before_restore:
         _check_compression(args)
     bucket = _bucket(args)
+    if args.globals:  # roles first, so the dump's owners and grants find them; only ever adds roles
+        globals_cmds.apply_before_restore(bucket, args)
     run_restore(
         bucket,
         RestoreOptions(
@@ -240,7 +258,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     bucket = _bucket(args)
-    retention.prune(bucket, args.prefix, args.database, retention_policy(args), dry_run=args.dry_run)
+    policy = retention_policy(args)
+    retention.prune(bucket, args.prefix, args.database, policy, dry_run=args.dry_run)
+    globals_prune(bucket, args.prefix, policy, dry_run=args.dry_run)  # the roles' backups, by the same rules
     return 0
 
 

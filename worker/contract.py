@@ -152,6 +152,34 @@ LOCK_TIMEOUT = Setting("CNPG_BACKUP_LOCK_TIMEOUT", "--lock-timeout", str(DEFAULT
 PROGRESS_INTERVAL = Setting(
     "CNPG_BACKUP_PROGRESS_INTERVAL", "--progress-interval", str(DEFAULT_PROGRESS_INTERVAL_SECONDS), ""
 )
+# Roles, tablespaces and grants (`pg_dumpall --globals-only`, worker/globals.py): dumped by the backup
+# only when asked, through a superuser whose credentials come from their own Secret.
+GLOBALS = Setting(
+    "CNPG_BACKUP_GLOBALS",
+    "--with-globals",
+    "false",
+    "literal `true` when `backup.globals.enabled` (the backup also dumps roles and tablespaces; absent otherwise)",
+)
+GLOBALS_ROLE_PASSWORDS = Setting(
+    "CNPG_BACKUP_GLOBALS_ROLE_PASSWORDS",
+    "--globals-role-passwords",
+    "false",
+    "literal `true` when `backup.globals.includeRolePasswords` (absent otherwise: `--no-role-passwords`)",
+)
+SUPERUSER = Setting(
+    "CNPG_BACKUP_SUPERUSER",
+    "",
+    None,
+    "secretKeyRef `backup.globals.superuserSecret` key `usernameKey`: backup pods with `backup.globals.enabled`, "
+    "the restore Job with `restore.globals` (absent otherwise; the worker then uses `PGUSER`)",
+)
+SUPERUSER_PASSWORD = Setting(
+    "CNPG_BACKUP_SUPERUSER_PASSWORD",
+    "",
+    None,
+    "secretKeyRef `backup.globals.superuserSecret` key `passwordKey`, next to `CNPG_BACKUP_SUPERUSER` "
+    "(reaches pg_dumpall as PGPASSWORD in its environment, never argv)",
+)
 RESTORE_OBJECT = Setting("CNPG_BACKUP_RESTORE_OBJECT", "--object", None, "")
 TARGET_DATABASE = Setting("CNPG_BACKUP_TARGET_DATABASE", "--target-database", None, "")
 RUN_ID = Setting("CNPG_BACKUP_RUN_ID", "--run-id", None, "")
@@ -174,6 +202,10 @@ SETTINGS = (
     RECORD_ROW_COUNTS,
     DUMP_EXTRA_ARGS,
     PUSHGATEWAY,
+    GLOBALS,
+    GLOBALS_ROLE_PASSWORDS,
+    SUPERUSER,
+    SUPERUSER_PASSWORD,
     HEARTBEAT_URL,
     WEBHOOK_URL,
     NOTIFY_SUCCESS,
@@ -249,8 +281,11 @@ def restore_args(
     allow_unverified: bool = False,
     jobs: int = 1,
     create_database: bool = False,
+    restore_globals: bool = False,
 ) -> list[str]:
     args = ["restore", "--object", object_key, "--run-id", run_id]
+    if restore_globals:
+        args.append("--globals")
     if create_database:
         args.append("--create")
     if force:
@@ -329,7 +364,7 @@ def render_markdown() -> str:
         f"| init `wait-for-postgres` | `wait --timeout <backup.waitTimeoutSeconds>` (default {DEFAULT_WAIT_TIMEOUT_SECONDS}) |",
         f"| backup | `{' '.join(backup_args())}` |",
         "| restore | `restore --object <KEY or latest> --run-id <job name> [--force] [--backup-before-restore]"
-        " [--target-database <name>] [--allow-unverified] [--jobs N] [--create]` |",
+        " [--target-database <name>] [--allow-unverified] [--jobs N] [--create] [--globals]` |",
         f"| drill (`verify.enabled`) | `{' '.join(drill_args())}` |",
         "",
         "`<KEY>` is `restore.object` resolved against the database's prefix: a bare file name is relative to",

@@ -19,6 +19,7 @@ EXTENSIONS = {".sql.gz": ("plain", "gzip"), ".sql.zst": ("plain", "zstd"), ".dum
 ENCRYPTED_SUFFIX = ".age"  # after the extension: `appdb_….sql.gz.age` is age ciphertext of a .sql.gz
 MANIFEST_SUFFIX = ".manifest.json"
 STATE_DIR = ".cnpg-backup"
+GLOBALS_DIR = ".globals"  # roles and tablespaces (worker/globals.py), apart from the database's backups
 _TS_FORMAT = "%Y-%m-%d_%H-%M-%S"
 _TS_RE = r"(\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2})"
 
@@ -128,6 +129,11 @@ def resolve_object(obj: str, prefix: str) -> str:
         raise UsageError(
             f"restore object {obj!r} is one of the worker's own records, not a backup",
             hint="run `cnpg-backup-worker list` and pass one of its keys, or 'latest'",
+        )
+    if obj.startswith(GLOBALS_DIR + "/") or f"/{GLOBALS_DIR}/" in obj:
+        raise UsageError(
+            f"restore object {obj!r} is a roles/globals backup, not a database backup",
+            hint="apply it with `cnpg-backup-worker restore-globals --object ...` (or restore --globals)",
         )
     return contract.object_key(obj, prefix)
 

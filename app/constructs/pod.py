@@ -65,6 +65,16 @@ class Notifications:
 
 
 @dataclasses.dataclass(frozen=True)
+class SuperuserAccess:
+    """The superuser roles are dumped and restored with (backup.globals.superuserSecret): given to the
+    pod only as secretKeyRefs, and only to the pods that use it (worker/globals.py)."""
+
+    secret_name: str
+    username_key: str
+    password_key: str
+
+
+@dataclasses.dataclass(frozen=True)
 class WorkerPodProps:
     """What a worker pod is made of, and nothing more: the config sections it reads, typed."""
 
@@ -88,6 +98,9 @@ class WorkerPodProps:
     # encryption.identitySecret: only the pods that read backups (restore, drill) get the private key
     age_identity: SecretKeySelector | None = None
     pg_dump_extra_args: tuple[str, ...] = ()  # backup.extraArgs: the backup pods only (not a restore's safety backup)
+    superuser: SuperuserAccess | None = None  # backup with globals, restore with restore.globals
+    globals_backup: bool = False  # backup.globals.enabled: the backup also dumps roles (CNPG_BACKUP_GLOBALS)
+    globals_role_passwords: bool = False  # backup.globals.includeRolePasswords
 
 
 def _secret_env(name: str, secret: str, key: str) -> Json:
@@ -123,6 +136,21 @@ def notification_env(notifications: Notifications) -> list[Json]:
         env.append(_secret_env(contract.WEBHOOK_URL.env, ref.name, ref.key))
     if notifications.notify_success:
         env.append(k8s.EnvVar(name=contract.NOTIFY_SUCCESS.env, value="true"))
+    return env
+
+
+def globals_env(props: WorkerPodProps) -> list[Json]:
+    env: list[Json] = []
+    if props.globals_backup:
+        env.append(k8s.EnvVar(name=contract.GLOBALS.env, value="true"))
+        if props.globals_role_passwords:
+            env.append(k8s.EnvVar(name=contract.GLOBALS_ROLE_PASSWORDS.env, value="true"))
+    su = props.superuser
+    if su is not None:
+        env += [
+            _secret_env(contract.SUPERUSER.env, su.secret_name, su.username_key),
+            _secret_env(contract.SUPERUSER_PASSWORD.env, su.secret_name, su.password_key),
+        ]
     return env
 
 
@@ -178,6 +206,7 @@ def worker_env(props: WorkerPodProps) -> list[Json]:
     if props.pushgateway_url:
         env.append(k8s.EnvVar(name=contract.PUSHGATEWAY.env, value=props.pushgateway_url))
     env += notification_env(props.notifications)
+    env += globals_env(props)
     env += [
         k8s.EnvVar(name=contract.LOG_FORMAT.env, value=backup.log_format),
         k8s.EnvVar(name="HOME", value=TMP_DIR),

@@ -13,6 +13,7 @@ import pytest
 from app.identity import APP_VERSION
 from testsupport.app_helpers import (
     DRILL_VARIANTS,
+    GLOBALS_VARIANTS,
     HEARTBEAT,
     REPO,
     VARIANTS,
@@ -27,7 +28,7 @@ from testsupport.app_helpers import (
 )
 from worker import contract
 
-ALL_VARIANTS = {**VARIANTS, **DRILL_VARIANTS}
+ALL_VARIANTS = {**VARIANTS, **DRILL_VARIANTS, **GLOBALS_VARIANTS}
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +163,10 @@ def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, An
         contract.WEBHOOK_URL.env: "notifications",
         contract.NOTIFY_SUCCESS.env: "notifications",
         contract.DUMP_EXTRA_ARGS.env: "pg_dump_extra_args",
+        contract.GLOBALS.env: "globals",
+        contract.GLOBALS_ROLE_PASSWORDS.env: "globals",
+        contract.SUPERUSER.env: "globals",
+        contract.SUPERUSER_PASSWORD.env: "globals",
     }
     # verify.enabled: every backup and drill container records row counts (the variant has several CronJobs)
     for doc in rendered["restore_drills"].kind("CronJob"):
@@ -188,6 +193,10 @@ def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, An
         contract.NOTIFY_SUCCESS.env,
         contract.RECORD_ROW_COUNTS.env,
         contract.DUMP_EXTRA_ARGS.env,
+        contract.GLOBALS.env,
+        contract.GLOBALS_ROLE_PASSWORDS.env,
+        contract.SUPERUSER.env,
+        contract.SUPERUSER_PASSWORD.env,
     ):
         assert name not in default_env
     irsa_env = _env(_containers(rendered["irsa_no_secret"].one("CronJob"))[0])
@@ -212,6 +221,8 @@ def test_credentials_only_via_secret_key_ref(variant: str, rendered: dict[str, A
                 "AWS_SECRET_ACCESS_KEY",
                 contract.HEARTBEAT_URL.env,  # the URLs carry secrets (a check id, a webhook token)
                 contract.WEBHOOK_URL.env,
+                contract.SUPERUSER.env,  # the superuser roles are dumped and restored with
+                contract.SUPERUSER_PASSWORD.env,
             ):
                 if name in env:
                     assert "value" not in env[name]

@@ -16,6 +16,7 @@ from app.constructs.restore import restore_args as app_restore_args
 from app.targets import BackupTarget
 from testsupport.app_helpers import pod_specs, render, values
 from worker import contract, crypt, naming, notify
+from worker import globals as worker_globals
 from worker.cli import build_parser
 from worker.commands import identities, pg_dump_args
 from worker.metrics import RunRecord
@@ -73,17 +74,26 @@ SECRETS = {
     ("backup-notify", "heartbeat"): "https://hc-ping.example/0f1e2d3c",
     ("backup-notify", "webhook"): "https://hooks.example/services/T0/B0/token",
     ("backup-age", "identity"): AGE_IDENTITY,
+    ("pg-root", "user"): "su-admin-7c1e",
+    ("pg-root", "pass"): "su-Secret-3b9d",
 }
 SECRET_REFS = {
     contract.HEARTBEAT_URL: ("backup-notify", "heartbeat"),
     contract.WEBHOOK_URL: ("backup-notify", "webhook"),
     contract.AGE_IDENTITY: ("backup-age", "identity"),
+    contract.SUPERUSER: ("pg-root", "user"),
+    contract.SUPERUSER_PASSWORD: ("pg-root", "pass"),
 }
-# Settings only some pods get: the private key never reaches the backup CronJob, and a drill dumps nothing.
+# Settings only some pods get: the private key never reaches the backup CronJob, and a drill dumps
+# nothing (neither tables nor roles: no pg_dump options, no superuser).
 ONLY_IN = {
     contract.AGE_RECIPIENTS: {"backup"},
     contract.AGE_IDENTITY: {"drill"},
     contract.DUMP_EXTRA_ARGS: {"backup"},
+    contract.GLOBALS: {"backup"},
+    contract.GLOBALS_ROLE_PASSWORDS: {"backup"},
+    contract.SUPERUSER: {"backup"},
+    contract.SUPERUSER_PASSWORD: {"backup"},
 }
 TABLE: dict[contract.Setting, str] = {
     contract.S3_BUCKET: "bkt-1",
@@ -111,6 +121,10 @@ TABLE: dict[contract.Setting, str] = {
     contract.NOTIFY_SUCCESS: "true",
     contract.AGE_RECIPIENTS: AGE_PUBLIC,
     contract.AGE_IDENTITY: SECRETS[SECRET_REFS[contract.AGE_IDENTITY]],
+    contract.GLOBALS: "true",
+    contract.GLOBALS_ROLE_PASSWORDS: "true",
+    contract.SUPERUSER: SECRETS[SECRET_REFS[contract.SUPERUSER]],
+    contract.SUPERUSER_PASSWORD: SECRETS[SECRET_REFS[contract.SUPERUSER_PASSWORD]],
 }
 CONFIG = values(
     {
@@ -132,6 +146,11 @@ CONFIG = values(
             "lockWaitTimeoutSeconds": 12,
             "flagShrinkPercent": 40,
             "extraArgs": ["--no-owner", "--exclude-table=audit_log"],
+            "globals": {
+                "enabled": True,
+                "includeRolePasswords": True,
+                "superuserSecret": {"name": "pg-root", "usernameKey": "user", "passwordKey": "pass"},
+            },
         },
         "monitoring": {
             "pushgateway": {"url": "http://prometheus-pushgateway.monitoring.svc:9091"},
@@ -227,10 +246,14 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.PUSHGATEWAY: ns.pushgateway,
         contract.AGE_RECIPIENTS: ns.age_recipient,
         contract.DUMP_EXTRA_ARGS: json.dumps(list(pg_dump_args(ns))),
+        contract.GLOBALS: str(ns.with_globals).lower(),
+        contract.GLOBALS_ROLE_PASSWORDS: str(ns.globals_role_passwords).lower(),
     }
     drill = _parse(["drill"], {s.env: v for s, v in values.items()}, monkeypatch)
     [identity] = identities(drill)
     got[contract.AGE_IDENTITY] = str(identity)
+    # No flags: the superuser is read from the environment when roles are dumped or restored.
+    got[contract.SUPERUSER], got[contract.SUPERUSER_PASSWORD] = worker_globals.superuser()
     # No flags: the notification settings are read from the environment after a backup run.
     sent = _notifications(
         {s.env: values[s] for s in (contract.HEARTBEAT_URL, contract.WEBHOOK_URL, contract.NOTIFY_SUCCESS)}, monkeypatch
@@ -270,6 +293,7 @@ def test_the_restore_args_the_app_writes_parse_in_the_worker(monkeypatch: pytest
         allow_unverified=True,
         jobs=3,
         create_database=True,
+        globals=True,
     )
     args = app_restore_args("appdb/appdb_2024-01-21_02-00-00.sql.gz", "restore-abc123", request)
     ns = _parse(args, {}, monkeypatch)
@@ -283,6 +307,7 @@ def test_the_restore_args_the_app_writes_parse_in_the_worker(monkeypatch: pytest
         ns.allow_unverified,
         ns.jobs,
         ns.create,
+        ns.globals,
     ) == (
         "restore",
         "appdb/appdb_2024-01-21_02-00-00.sql.gz",
@@ -292,6 +317,7 @@ def test_the_restore_args_the_app_writes_parse_in_the_worker(monkeypatch: pytest
         "appdb_copy",
         True,
         3,
+        True,
         True,
     )
     ns = _parse(contract.wait_args(42), {}, monkeypatch)

@@ -10,7 +10,18 @@ import pytest
 
 from worker import cli, contract
 
-COMMANDS = ["wait", "backup", "restore", "list", "prune", "drill", "status", "check"]
+COMMANDS = [
+    "wait",
+    "backup",
+    "restore",
+    "list",
+    "prune",
+    "drill",
+    "status",
+    "check",
+    "backup-globals",
+    "restore-globals",
+]
 
 
 def _help(*args: str, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -35,8 +46,9 @@ def test_every_setting_a_command_takes_names_its_variable(monkeypatch):
     for command in COMMANDS:
         text = " ".join(_help(command, monkeypatch=monkeypatch).split())
         for s in contract.SETTINGS:
-            # drill --object is its own flag: a drill never follows the restore request's variable
-            if (command, s) == ("drill", contract.RESTORE_OBJECT):
+            # drill and restore-globals --object are their own flags: neither follows the database
+            # restore request's variable
+            if command in ("drill", "restore-globals") and s == contract.RESTORE_OBJECT:
                 continue
             if s.flag and f"{s.flag} " in text:
                 assert f"[env {s.env}]" in text, (command, s.env)
