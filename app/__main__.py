@@ -1,5 +1,5 @@
 """`python -m app ...`: see app/cli.py."""
 
-from app.cli import main
+from .cli import main
 
 raise SystemExit(main())

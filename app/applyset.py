@@ -23,7 +23,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from app.identity import CHART_NAME
+from .identity import CHART_NAME
 
 # The parent is a Secret (kubectl's default parent kind). A dot keeps its name apart from every
 # object we generate (DNS labels, no dots), like Helm's own `sh.helm.release.v1.<release>.vN`.

@@ -14,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from app.errors import ConfigError
-from app.targets import BackupTarget, backup_targets
 from worker import naming
 
+from .errors import ConfigError
+from .targets import BackupTarget, backup_targets
+
 if TYPE_CHECKING:
-    from app.config import Config
+    from .config import Config
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from app.aws_keys import database_keys
-from app.errors import ConfigError
-from app.naming import cronjob_name
+from .aws_keys import database_keys
+from .errors import ConfigError
+from .naming import cronjob_name
 
 if TYPE_CHECKING:
-    from app.config import Config
+    from .config import Config
 
 # Longer than any backup runs (a Job's activeDeadlineSeconds is below the schedule's interval, and a
 # backup taking days needs a bigger machine, not a longer upload), short enough not to bill for long.

@@ -13,10 +13,10 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
-from app.aws_keys import DatabaseKeys, database_keys
+from .aws_keys import DatabaseKeys, database_keys
 
 if TYPE_CHECKING:
-    from app.config import Config
+    from .config import Config
 
 Role = Literal["backup", "restore"]
 ROLES: tuple[Role, ...] = ("backup", "restore")

@@ -17,9 +17,9 @@ from typing import Any, NoReturn
 
 import yaml
 
-from app.config import Config
-from app.errors import ConfigError
-from app.oneoff import (
+from .config import Config
+from .errors import ConfigError
+from .oneoff import (
     default_max_age,
     logs_command,
     operation_target,
@@ -28,7 +28,7 @@ from app.oneoff import (
     synth_summary,
     warn_stderr,
 )
-from app.values import config_from_values, merge_all
+from .values import config_from_values, merge_all
 
 PROG = "cnpg-pgdump-backup"
 EXIT_CONFIG = 2
@@ -226,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_aws_commands(commands: Any) -> None:
-    from app.aws_lifecycle import DEFAULT_ABORT_INCOMPLETE_UPLOAD_DAYS
-    from app.aws_policy import ROLES
+    from .aws_lifecycle import DEFAULT_ABORT_INCOMPLETE_UPLOAD_DAYS
+    from .aws_policy import ROLES
 
     iam = commands.add_parser(
         "iam-policy",
@@ -266,7 +266,7 @@ def _note_stderr(notes: list[str]) -> None:
 
 
 def _iam_policy(args: argparse.Namespace) -> int:
-    from app import aws_policy
+    from . import aws_policy
 
     cfg = config_from_values(_values(args))
     document = aws_policy.policy(cfg, args.role, args.database)
@@ -278,7 +278,7 @@ def _iam_policy(args: argparse.Namespace) -> int:
 def _lifecycle(args: argparse.Namespace) -> int:
     import json
 
-    from app import aws_lifecycle
+    from . import aws_lifecycle
 
     cfg = config_from_values(_values(args))
     document = aws_lifecycle.lifecycle(cfg, args.abort_incomplete_days, args.database)
@@ -314,7 +314,7 @@ def _synth(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_IO
-    from app.chart import synth  # imports cdk8s (starts node): only once the config is valid
+    from .chart import synth  # imports cdk8s (starts node): only once the config is valid
 
     try:
         written = synth(cfg, args.output)
@@ -323,7 +323,7 @@ def _synth(args: argparse.Namespace) -> int:
         return EXIT_IO
     for path in written:
         print(path)
-    from app.applyset import apply_command
+    from .applyset import apply_command
 
     print(
         f"apply (prunes what the config no longer produces): "
@@ -337,8 +337,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _uninstall(args: argparse.Namespace) -> int:
-    from app.applyset import UninstallError, uninstall
-    from app.validation import namespace_problem, release_name_problem
+    from .applyset import UninstallError, uninstall
+    from .validation import namespace_problem, release_name_problem
 
     problems = [
         f"{what}: {problem}"
@@ -424,7 +424,7 @@ def _operation_job(args: argparse.Namespace) -> int:
 def _schema() -> int:
     import json
 
-    from app.config import Config
+    from .config import Config
 
     schema = Config.model_json_schema(by_alias=True, mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

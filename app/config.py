@@ -1,7 +1,9 @@
 """The configuration model: the single source of truth for every parameter and its default.
 
 Keys and defaults mirror the Helm chart's values.yaml (camelCase keys, same dotted names), so a
-chart values file loads unchanged; extensions are documented in docs/configuration.md.
+chart values file loads unchanged. Every field carries its `description`: the JSON schema
+(`python -m app schema`) and the tables of docs/configuration.md (`python -m app.config_docs`) are
+generated from them.
 In Python, use the snake_case attribute names::
 
     Config(cnpg=Cnpg(secret_name="appdb-app", database="appdb"), s3=S3(bucket="my-backups"))
@@ -12,25 +14,32 @@ Field-level rules live in ``app.validation``; rules spanning several fields are 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from app.cron import TimeZone, longest_interval_seconds, shortest_interval_seconds
-from app.errors import ConfigError
-from app.globals_config import Globals
-from app.identity import DEFAULT_IMAGE, DEFAULT_TMP_SIZE_LIMIT
-from app.rules import cross_field_problems
-from app.s3_rules import RestoreObject, S3Bucket, S3Endpoint, S3Prefix, S3Region, S3StorageClass
-from app.scheduling import Affinity, Toleration
-from app.spread import Schedule, Window
-from app.validation import (
+# Requests/limits both backup and restore start from; a values file overrides key by key (below).
+from .config_backup import (
+    DEFAULT_RESOURCES,
+    DEFAULT_VERIFY_RESOURCES,
+    Backup,
+    Resources,
+    Retention,
+    Verify,
+    VerifyResources,
+    _default_resources,
+)
+from .config_monitoring import Heartbeat, Monitoring, PrometheusRule, Pushgateway, SecretKeySelector, Webhook
+from .errors import ConfigError
+from .identity import DEFAULT_TMP_SIZE_LIMIT
+from .rules import cross_field_problems
+from .s3_rules import RestoreObject, S3Bucket, S3Endpoint, S3Prefix, S3Region, S3StorageClass
+from .spread import Schedule
+from .validation import (
     AgeRecipient,
     AnnotationValue,
     DnsLabel,
     HostName,
-    HttpUrl,
-    LabelValue,
     NameOverride,
     NamespaceName,
     ObjectName,
@@ -38,171 +47,95 @@ from app.validation import (
     QualifiedName,
     Quantity,
     ReleaseName,
-    SecretKey,
     StrictModel,
-    rule,
 )
-from worker import contract, pg_dump_options
 
-# Requests/limits both backup and restore start from; a values file overrides key by key (below).
-DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
-    "requests": {"cpu": "100m", "memory": "256Mi"},
-    "limits": {"cpu": "2", "memory": "1Gi"},
-}
-# A restore drill runs a whole PostgreSQL server next to the worker: more memory than a backup.
-DEFAULT_VERIFY_RESOURCES: dict[str, dict[str, str]] = {
-    "requests": {"cpu": "100m", "memory": "512Mi"},
-    "limits": {"cpu": "2", "memory": "2Gi"},
-}
+# The sections live in modules of their own (config_backup, config_monitoring) to keep each file
+# readable; app.config stays the one place to import the model from.
+__all__ = [
+    "DEFAULT_RESOURCES",
+    "DEFAULT_VERIFY_RESOURCES",
+    "S3",
+    "Backup",
+    "Cnpg",
+    "Config",
+    "DatabaseEntry",
+    "Encryption",
+    "Global",
+    "Heartbeat",
+    "Monitoring",
+    "PrometheusRule",
+    "Pushgateway",
+    "Resources",
+    "Restore",
+    "Retention",
+    "SecretKeySelector",
+    "SecurityContext",
+    "ServiceAccount",
+    "Verify",
+    "VerifyResources",
+    "Webhook",
+]
 
 
 class Global(StrictModel):
     _config_path = "global"
-    fullname_override: NameOverride = ""
-    name_override: NameOverride = ""
+    fullname_override: NameOverride = Field(
+        default="", description="Full name of every object (truncated to 63, trailing `-` trimmed)"
+    )
+    name_override: NameOverride = Field(
+        default="",
+        description="Replaces the chart name `cnpg-pgdump-backup` in names and the `app.kubernetes.io/name` label",
+    )
     # Extension: plays the part of Helm's release name so object names match the chart's.
-    release_name: ReleaseName = "cnpg-backup"
+    release_name: ReleaseName = Field(
+        default="cnpg-backup",
+        description=(
+            "Plays Helm's release name: with it objects get the chart's names "
+            "(`<release>-cnpg-pgdump-backup`, or the release name alone when it already contains the "
+            "chart name); also the `app.kubernetes.io/instance` label. DNS-1123, ≤ 53 characters. Also "
+            "the positional `RELEASE` of `python -m app synth`"
+        ),
+    )
     # Extension: plays Helm's --namespace: written into every object's metadata.namespace. Empty:
     # the objects carry none and `kubectl apply -n` (or the kubeconfig context) decides.
-    namespace: NamespaceName = ""
-
-
-class Resources(StrictModel):
-    """Container requests/limits. Partial values merge into the defaults key by key, like Helm
-    merges a values file into the chart's values.yaml; set a key to null to drop it."""
-
-    # What partial values merge into (a subclass may start from other defaults).
-    _defaults: ClassVar[dict[str, dict[str, str]]] = DEFAULT_RESOURCES
-
-    requests: dict[QualifiedName, Quantity] = Field(default_factory=dict)
-    limits: dict[QualifiedName, Quantity] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _merge_into_defaults(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        merged: dict[str, Any] = {}
-        for side in ("requests", "limits"):
-            given = data.get(side, {})
-            if given is None:  # `limits: null` drops the whole side
-                merged[side] = {}
-                continue
-            if not isinstance(given, dict):
-                merged[side] = given  # let pydantic report the type error
-                continue
-            combined = {**cls._defaults[side], **given}
-            merged[side] = {k: v for k, v in combined.items() if v is not None}
-        extra = {k: v for k, v in data.items() if k not in ("requests", "limits")}
-        return {**merged, **extra}
-
-
-def _default_resources() -> Resources:
-    return Resources()
-
-
-class VerifyResources(Resources):
-    """The restore drill's requests/limits: a Resources whose partial values merge into
-    DEFAULT_VERIFY_RESOURCES instead (in Python: ``Verify(resources=VerifyResources(...))``)."""
-
-    _defaults = DEFAULT_VERIFY_RESOURCES
-
-
-class Retention(StrictModel):
-    _config_path = "backup.retention"
-    daily: int = Field(default=0, ge=0, le=3660)
-    weekly: int = Field(default=0, ge=0, le=520)
-    monthly: int = Field(default=0, ge=0, le=1200)
-    yearly: int = Field(default=0, ge=0, le=100)
-
-
-PgDumpArg = Annotated[str, rule(pg_dump_options.problem)]
-
-
-class Backup(StrictModel):
-    _config_path = "backup"
-    enabled: bool = True
-    # `H` fields (Jenkins-style, e.g. `H H(1-4) * * *`) are spread per database (app/spread.py).
-    schedule: Schedule = "0 2 * * *"
-    image: str = Field(default=DEFAULT_IMAGE, min_length=1, pattern=r"^\S+$")
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    retention_days: int = Field(default=contract.DEFAULT_RETENTION_DAYS, ge=0)
-    # Grandfather-father-son counts, kept besides everything within retentionDays (worker/retention.py).
-    retention: Retention = Field(default_factory=Retention)
-    resources: Resources = Field(default_factory=_default_resources)
-    node_selector: dict[QualifiedName, LabelValue] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
-    affinity: Affinity = Field(default_factory=Affinity)
-    successful_jobs_history_limit: int = Field(default=3, ge=0)
-    failed_jobs_history_limit: int = Field(default=3, ge=0)
-    concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Forbid"
-    # Extensions.
-    format: Literal["plain", "custom"] = contract.DEFAULT_FORMAT
-    # gzip keeps the chart's .sql.gz; zstd (.sql.zst, or inside custom archives) and lz4 (custom only)
-    compression: Literal["gzip", "zstd", "lz4"] = contract.DEFAULT_COMPRESSION
-    # Level 2: ISA-L gzip measured by bench/ as fast as level 1 end to end, 1% smaller; zstd/lz4 at 2 are
-    # fast too. Ranges per codec (gzip 1-9, zstd 1-19, lz4 1-12): rules.cross_field_problems.
-    compression_level: int = Field(default=contract.DEFAULT_COMPRESSION_LEVEL, ge=1, le=19)
-    wait_timeout_seconds: int = Field(default=contract.DEFAULT_WAIT_TIMEOUT_SECONDS, ge=1)
-    lock_wait_timeout_seconds: int = Field(default=contract.DEFAULT_DUMP_LOCK_WAIT_SECONDS, ge=0)
-    # A dump this much smaller than the previous complete one is stored but flagged (worker/dump.py).
-    flag_shrink_percent: int = Field(default=contract.DEFAULT_FLAG_SHRINK_PERCENT, ge=0, le=100)
-    # Suspends the CronJob (e.g. while a cluster is rebuilt, so its empty database is not backed up).
-    suspend: bool = False
-    backoff_limit: int = Field(default=1, ge=0)
-    # Unset: derived from the schedule (deadline_for); 0: no deadline.
-    active_deadline_seconds: int | None = Field(default=None, ge=0)
-    starting_deadline_seconds: int | None = Field(default=3600, ge=10)
-    time_zone: TimeZone | None = None
-    log_format: Literal["text", "json"] = "json"
-    # Secrets (type kubernetes.io/dockerconfigjson) to pull `image` from a private registry; used by
-    # every worker pod (backup, restore, one-off restore). Helm's `[{name: x}]` shape or plain names.
-    image_pull_secrets: list[ObjectName] = Field(default_factory=list)
-    # Fleets: each database starts somewhere within this long after the schedule's start (e.g. 2h),
-    # evenly apart per cluster, chosen by a hash (app/spread.py); "": all start on the schedule.
-    window: Window = ""
-    # Extra pg_dump options, each one item in long form (`--exclude-table=audit_log`); the accepted
-    # ones and why the others are refused: worker/pg_dump_options.py (the worker checks them again).
-    extra_args: list[PgDumpArg] = Field(default_factory=list)
-    # Roles, memberships and tablespaces (pg_dumpall --globals-only) after each database (app/globals_config.py).
-    globals: Globals = Field(default_factory=Globals)
-
-    @field_validator("time_zone", "active_deadline_seconds", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: Any) -> Any:
-        return None if value == "" else value
-
-    def deadline_for(self, schedule: str) -> int | None:
-        """The Job's activeDeadlineSeconds: a hung backup (a stalled S3 endpoint, a pg_dump stuck
-        behind a lock) is killed before the next run is due, rather than blocking every later run
-        (concurrencyPolicy Forbid skips runs while one is active). Unset: 90% of the shortest
-        interval between two runs of `schedule`, at least 10 minutes."""
-        if self.active_deadline_seconds is not None:
-            return self.active_deadline_seconds or None
-        return max(600, shortest_interval_seconds(schedule) * 9 // 10)
-
-    @field_validator("image_pull_secrets", mode="before")
-    @classmethod
-    def _names_of_references(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [v["name"] if isinstance(v, dict) and set(v) == {"name"} else v for v in value]
-        return value
-
-
-class SecretKeySelector(StrictModel):
-    _config_path = "cnpg.sslRootCertSecret"
-    name: ObjectName = Field(min_length=1)
-    key: SecretKey
+    namespace: NamespaceName = Field(
+        default="",
+        description=(
+            "Plays Helm's `--namespace` (also `-n` of `python -m app synth`): written into every object's "
+            "`metadata.namespace`. Empty: the objects carry none, and `kubectl apply -n` (or the "
+            "kubeconfig context) decides"
+        ),
+    )
 
 
 class Cnpg(StrictModel):
     _config_path = "cnpg"
-    secret_name: ObjectName = ""
-    database: PostgresName = ""
-    service_name: HostName = ""
+    secret_name: ObjectName = Field(
+        default="",
+        description=(
+            "Secret with `host`, `port`, `username`, `password` (CNPG's `<cluster>-app`). Required when something runs"
+        ),
+    )
+    database: PostgresName = Field(
+        default="",
+        description="Database to back up / restore into. Required when something runs, unless `databases` is used",
+    )
+    service_name: HostName = Field(
+        default="", description="When set, used literally as the host (e.g. `appdb-rw`) instead of the Secret's `host`"
+    )
     # Extensions.
-    ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
-    ssl_root_cert_secret: SecretKeySelector | None = None
+    ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        default="prefer", description="libpq `sslmode`: `disable allow prefer require verify-ca verify-full`"
+    )
+    ssl_root_cert_secret: SecretKeySelector | None = Field(
+        default=None,
+        description=(
+            "`{name, key}` of a Secret holding the CA certificate (CNPG: `<cluster>-ca`, key `ca.crt`); "
+            "mounted read-only at `/etc/cnpg-backup/ca/<key>` and passed as `PGSSLROOTCERT`. Use with "
+            "`verify-full`"
+        ),
+    )
 
 
 def _secret_or_none(value: Any) -> Any:
@@ -215,19 +148,42 @@ def _secret_or_none(value: Any) -> Any:
 
 class S3(StrictModel):
     _config_path = "s3"
-    bucket: S3Bucket = ""
-    prefix: S3Prefix = ""
-    region: S3Region = "us-east-1"
-    endpoint: S3Endpoint = ""
-    secret_name: ObjectName = ""
-    use_existing_secret: bool = False
-    storage_class: S3StorageClass = ""
+    bucket: S3Bucket = Field(
+        default="", description="Bucket name (S3 naming rules are checked). Required when something runs"
+    )
+    prefix: S3Prefix = Field(
+        default="", description="Folder within the bucket (no leading `/`, no `//` or `..`; a trailing `/` is dropped)"
+    )
+    region: S3Region = Field(default="us-east-1", description="Region")
+    endpoint: S3Endpoint = Field(
+        default="", description="`http(s)://host[:port]` for MinIO / S3-compatible storage (no path, no credentials)"
+    )
+    secret_name: ObjectName = Field(
+        default="", description="Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`"
+    )
+    use_existing_secret: bool = Field(default=False, description="Reference `s3.secretName` as it is (required then)")
+    storage_class: S3StorageClass = Field(
+        default="", description="Storage class of uploaded objects (e.g. `STANDARD_IA`)"
+    )
     # Extensions: server-side encryption of every object the worker writes (backups, manifests, records).
-    sse: Literal["", "AES256", "aws:kms"] = ""
-    kms_key_id: str = Field(default="", pattern=r"^\S*$", max_length=2048)  # with sse aws:kms; "": the default key
+    sse: Literal["", "AES256", "aws:kms"] = Field(
+        default="",
+        description=(
+            "Server-side encryption of every object the worker writes (backups, manifests, status and "
+            "restore records): `AES256` (SSE-S3) or `aws:kms` (SSE-KMS); empty: the bucket's default"
+        ),
+    )
+    kms_key_id: str = Field(
+        default="",
+        pattern=r"^\S*$",
+        max_length=2048,
+        description="With `s3.sse: aws:kms`: the KMS key (ARN or id); empty: the account's/bucket's default key",
+    )  # with sse aws:kms; "": the default key
     # Extensions: literal credentials for a managed Secret (discouraged; see the synth warning).
-    access_key_id: SecretStr | None = None
-    secret_access_key: SecretStr | None = None
+    access_key_id: SecretStr | None = Field(
+        default=None, description="Literal access key: a managed Secret is generated (discouraged, see below)"
+    )
+    secret_access_key: SecretStr | None = Field(default=None, description="Literal secret key (both or neither)")
 
     @field_validator("access_key_id", "secret_access_key", mode="before")
     @classmethod
@@ -241,116 +197,94 @@ class S3(StrictModel):
 
 class Restore(StrictModel):
     _config_path = "restore"
-    enabled: bool = True
-    object: RestoreObject = ""
-    force: bool = False
-    backup_before_restore: bool = False
-    resources: Resources = Field(default_factory=_default_resources)
+    enabled: bool = Field(default=True, description="Allow the declarative restore Job")
+    object: RestoreObject = Field(
+        default="",
+        description=(
+            "Backup to restore: a file name relative to the database's prefix "
+            "(`appdb_2024-01-21_02-00-00.sql.gz`, as in the chart's README), a full key under that prefix "
+            "(`appdb/appdb_...sql.gz`), or `latest`. Anything not starting with `<prefix>/` is taken as "
+            "relative to the prefix (the worker applies the same rule). Empty: no restore Job. Not "
+            "`s3://...`, not starting with `/`"
+        ),
+    )
+    force: bool = Field(default=False, description="Restore even into a non-empty database")
+    backup_before_restore: bool = Field(default=False, description="Back up the current database first")
+    resources: Resources = Field(
+        default_factory=_default_resources, description="Like `backup.resources`, for the restore container"
+    )
     # Extensions.
-    target_database: PostgresName = ""
-    database: str = ""  # a databases[].name; required when several databases are configured
+    target_database: PostgresName = Field(
+        default="", description="Restore into this database instead of the configured one"
+    )
+    database: str = Field(
+        default="", description="Which `databases[].name` to restore; required when `databases` has more than one entry"
+    )  # a databases[].name; required when several databases are configured
     # Parallel pg_restore jobs for a custom-format backup restored into an empty database.
-    jobs: int = Field(default=1, ge=1, le=64)
+    jobs: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Parallel `pg_restore` jobs for a custom-format backup restored into an empty database (1–64; "
+            "`restore-job --jobs`). Not part of the restore request: changing it does not rename the Job"
+        ),
+    )
     # The restore pod's scratch space: a custom-format archive is staged there whole (pg_restore
     # needs to seek), so it must hold the largest archive restored. Plain backups need none.
-    tmp_size_limit: Quantity = DEFAULT_TMP_SIZE_LIMIT
+    tmp_size_limit: Quantity = Field(
+        default=DEFAULT_TMP_SIZE_LIMIT,
+        description=(
+            "Size of the restore pod's `/tmp` emptyDir. A custom-format archive is staged there whole "
+            "before anything is restored (the worker refuses up front when the disk lacks the room); "
+            "plain backups stream and need none"
+        ),
+    )
     # Create restore.targetDatabase when it does not exist (the role needs CREATEDB).
-    create_database: bool = False
+    create_database: bool = Field(
+        default=False,
+        description=(
+            "Create `restore.targetDatabase` when it does not exist (`restore --create`; the role needs "
+            "CREATEDB). Without it a missing target is refused before anything is touched"
+        ),
+    )
     # Backups made by the Helm chart have no manifest; the worker restores them only when told to
     # (their gzip stream and dump trailer are still checked end to end).
-    allow_unverified: bool = False
+    allow_unverified: bool = Field(
+        default=False,
+        description=(
+            "Accept a backup that has no manifest — one made by the Helm chart. Its gzip stream and "
+            "pg_dump's dump-complete trailer are still checked end to end before the database is touched; "
+            "only the SHA-256 comparison is impossible"
+        ),
+    )
     # Apply the newest globals backup first (`restore --globals`): missing roles and memberships are
     # created, existing roles are never changed. Uses backup.globals.superuserSecret.
-    globals: bool = False
+    globals: bool = Field(
+        default=False,
+        description=(
+            "Before the database, apply the newest globals backup (`restore --globals`, as "
+            "`backup.globals.superuserSecret`): missing roles and memberships are created; an existing "
+            "role keeps its password, attributes and settings; nothing is dropped or revoked; tablespaces "
+            "are skipped. One transaction: a failure leaves the roles as they were"
+        ),
+    )
 
 
 class SecurityContext(StrictModel):
     _config_path = "securityContext"
-    run_as_non_root: bool = True
-    run_as_user: int = Field(default=999, ge=0)
-    run_as_group: int = Field(default=999, ge=0)
-    read_only_root_filesystem: bool = True
-    allow_privilege_escalation: bool = False
-    fs_group: int | None = Field(default=999, ge=0)  # extension
-
-
-class Pushgateway(StrictModel):
-    _config_path = "monitoring.pushgateway"
-    # Where the worker pushes its metrics (env CNPG_BACKUP_PUSHGATEWAY_URL); empty: no push.
-    url: HttpUrl = ""
-
-
-class PrometheusRule(StrictModel):
-    """The generated PrometheusRule (Prometheus Operator): alerts on the worker's pushed metrics and
-    on kube-state-metrics' CronJob status, one rule group per database (app/constructs/monitoring.py)."""
-
-    _config_path = "monitoring.prometheusRule"
-    enabled: bool = False
-    # A backup is missing once none succeeded within the schedule's longest gap between two runs
-    # times this (1.5: a daily backup is missing after 36 h), so a slow or retried run does not alert.
-    slack: float = Field(default=1.5, gt=1, allow_inf_nan=False)
-    # Extra labels on the PrometheusRule object, for the operator's ruleSelector (e.g. release: ...).
-    labels: dict[QualifiedName, LabelValue] = Field(default_factory=dict)
-    severity: LabelValue = Field(default="warning", min_length=1)
-    # Namespace of the CronJobs, for the kube-state-metrics rule; empty: any namespace.
-    namespace: NamespaceName = ""
-
-    def missing_after_seconds(self, schedule: str) -> int:
-        """Seconds without a successful backup after which CnpgBackupMissing fires."""
-        return round(longest_interval_seconds(schedule) * self.slack)
-
-
-class Heartbeat(StrictModel):
-    """A heartbeat ping after every backup run (healthchecks.io style: GET <url>, <url>/fail)."""
-
-    _config_path = "monitoring.heartbeat"
-    # The URL carries a secret (the check's id): it reaches the pods only as a secretKeyRef.
-    url_secret: SecretKeySelector | None = None
-
-
-class Webhook(StrictModel):
-    """A JSON message (Slack-compatible `text`) after a failed backup run, and after a good one
-    with notify_success."""
-
-    _config_path = "monitoring.webhook"
-    # The URL carries a secret (the webhook's token): it reaches the pods only as a secretKeyRef.
-    url_secret: SecretKeySelector | None = None
-    notify_success: bool = False
-
-
-class Monitoring(StrictModel):
-    _config_path = "monitoring"
-    annotations: dict[QualifiedName, AnnotationValue] = Field(default_factory=dict)
-    # Extensions.
-    pushgateway: Pushgateway = Field(default_factory=Pushgateway)
-    prometheus_rule: PrometheusRule = Field(default_factory=PrometheusRule)
-    heartbeat: Heartbeat = Field(default_factory=Heartbeat)
-    webhook: Webhook = Field(default_factory=Webhook)
-
-
-def _default_verify_resources() -> VerifyResources:
-    return VerifyResources()
-
-
-class Verify(StrictModel):
-    """Restore drills: per backed-up database a CronJob `<backup CronJob>-drill` that restores the
-    newest backup into a throw-away PostgreSQL inside its own pod and compares every table's row
-    count with the backup's (app/constructs/drill.py, worker/drill.py). It never connects to the
-    production cluster."""
-
-    _config_path = "verify"
-    enabled: bool = False
-    # Weekly, Sunday 05:00 (backup.timeZone): after the nightly backup, outside business hours.
-    schedule: Schedule = "0 5 * * 0"
-    # Like backup.window, for the drills (a drill restores into its own pod, but reads S3 and
-    # needs a node's CPU and disk: 200 at once still hurt).
-    window: Window = ""
-    # The drill pod's /tmp emptyDir holds the whole restored database (the scratch server's data
-    # directory, WAL included) and, for a custom-format backup, the archive staged for pg_restore.
-    tmp_size_limit: Quantity = "10Gi"
-    resources: VerifyResources = Field(default_factory=_default_verify_resources)
-    # A drill running longer than this is killed (6 h); 0: no deadline.
-    active_deadline_seconds: int = Field(default=21600, ge=0)
+    run_as_non_root: bool = Field(default=True, description="Pod and every container")
+    run_as_user: int = Field(default=999, ge=0, description="User ID")
+    run_as_group: int = Field(default=999, ge=0, description="Group ID")
+    read_only_root_filesystem: bool = Field(
+        default=True,
+        description=(
+            "Every container; `/tmp` is a writable emptyDir (1 GiB limit; `restore.tmpSizeLimit`, "
+            "`verify.tmpSizeLimit`)"
+        ),
+    )
+    allow_privilege_escalation: bool = Field(default=False, description="Every container")
+    fs_group: int | None = Field(default=999, ge=0, description="Pod fsGroup")  # extension
 
 
 class Encryption(StrictModel):
@@ -359,43 +293,117 @@ class Encryption(StrictModel):
     a private key; the restore Job and the drills read it from `identitySecret`."""
 
     _config_path = "encryption"
-    recipients: list[AgeRecipient] = Field(default_factory=list)
+    recipients: list[AgeRecipient] = Field(
+        default_factory=list,
+        description=(
+            "age public keys (`age1…`, from `age-keygen -y` or `cnpg-backup-worker keygen`). When set, "
+            "every backup object is age ciphertext for all of them (`….sql.gz.age`, `….sql.zst.age`, "
+            "`….dump.age`) and its manifest records `encryption.recipients`; `sha256`/`object_bytes` are "
+            "the ciphertext's. Reaches the backup CronJob and the restore Job as "
+            "`CNPG_BACKUP_AGE_RECIPIENTS` (public keys only). A private key here is refused (without "
+            "echoing it)"
+        ),
+    )
     # The age identity file (AGE-SECRET-KEY-1…) as a Secret key: restore Job and drill pods only.
-    identity_secret: SecretKeySelector | None = None
+    identity_secret: SecretKeySelector | None = Field(
+        default=None,
+        description=(
+            "`{name, key}` of a Secret key holding an age identity file (`AGE-SECRET-KEY-1…`, comment "
+            "lines allowed): given to the restore Job and the drill CronJob only, as "
+            "`CNPG_BACKUP_AGE_IDENTITY` ← `secretKeyRef`; never to the backup CronJob, never in `dist/`. "
+            "Required with `recipients` when `verify.enabled` or `restore.object` is set"
+        ),
+    )
 
 
 class ServiceAccount(StrictModel):
     _config_path = "serviceAccount"
-    create: bool = True
-    name: ObjectName = ""
-    annotations: dict[QualifiedName, AnnotationValue] = Field(default_factory=dict)
+    create: bool = Field(
+        default=True, description="Generate a ServiceAccount named `serviceAccount.name` or `<fullname>`"
+    )
+    name: ObjectName = Field(
+        default="", description="Name to create, or the existing one to use (`default` when empty and not created)"
+    )
+    annotations: dict[QualifiedName, AnnotationValue] = Field(
+        default_factory=dict, description="e.g. `eks.amazonaws.com/role-arn` for IRSA"
+    )
 
 
 class DatabaseEntry(StrictModel):
     """One item of ``databases``: another database, possibly in another CNPG cluster."""
 
     _config_path = "databases[]"
-    name: DnsLabel = Field(max_length=40)  # room for the name prefix in the ≤52-char CronJob name
-    database: PostgresName = Field(min_length=1)
-    secret_name: ObjectName = ""
-    service_name: HostName = ""
-    prefix: S3Prefix | None = None
-    schedule: Schedule | None = None
+    name: DnsLabel = Field(
+        max_length=40,
+        description=(
+            "DNS-1123 label, unique, ≤ 40 characters; used in object names and the `cnpg-pgdump-backup/database` label"
+        ),
+    )  # room for the name prefix in the ≤52-char CronJob name
+    database: PostgresName = Field(min_length=1, description="PostgreSQL database name")
+    secret_name: ObjectName = Field(default="", description="CNPG Secret of its cluster")
+    service_name: HostName = Field(default="", description="Host override")
+    prefix: S3Prefix | None = Field(
+        default=None,
+        description=("Its S3 folder; prefixes of two entries must not overlap (retention and `latest` list by prefix)"),
+    )
+    schedule: Schedule | None = Field(
+        default=None,
+        description="Its cron schedule (`H` fields and `backup.window` spread it like `backup.schedule`)",
+    )
 
 
 class Config(StrictModel):
-    global_: Global = Field(default_factory=Global, validation_alias="global", serialization_alias="global")
-    backup: Backup = Field(default_factory=Backup)
-    cnpg: Cnpg = Field(default_factory=Cnpg)
-    s3: S3 = Field(default_factory=S3)
-    restore: Restore = Field(default_factory=Restore)
-    security_context: SecurityContext = Field(default_factory=SecurityContext)
-    monitoring: Monitoring = Field(default_factory=Monitoring)
+    global_: Global = Field(
+        default_factory=Global,
+        validation_alias="global",
+        serialization_alias="global",
+        description="Naming: Helm's global values, and the release name the chart took from Helm",
+    )
+    backup: Backup = Field(
+        default_factory=Backup,
+        description=("The backup CronJob(s), and the image, scheduling and history settings every worker pod shares"),
+    )
+    cnpg: Cnpg = Field(
+        default_factory=Cnpg,
+        description=(
+            "The CloudNativePG database to back up and restore into (the single-database case; see `databases`)"
+        ),
+    )
+    s3: S3 = Field(default_factory=S3, description="Where the backups are stored, and the S3 credentials")
+    restore: Restore = Field(
+        default_factory=Restore,
+        description="The declarative restore Job (`restore.object`), and the defaults of `restore-job`",
+    )
+    security_context: SecurityContext = Field(
+        default_factory=SecurityContext, description="Security settings of every worker pod and container"
+    )
+    monitoring: Monitoring = Field(
+        default_factory=Monitoring,
+        description="Pod annotations, the metrics push, the generated alerts, heartbeat and webhook notifications",
+    )
     # Extensions.
-    service_account: ServiceAccount = Field(default_factory=ServiceAccount)
-    databases: list[DatabaseEntry] = Field(default_factory=list)
-    verify: Verify = Field(default_factory=Verify)
-    encryption: Encryption = Field(default_factory=Encryption)
+    service_account: ServiceAccount = Field(
+        default_factory=ServiceAccount, description="The ServiceAccount the worker pods run as"
+    )
+    databases: list[DatabaseEntry] = Field(
+        default_factory=list,
+        description=(
+            "Several databases, of one or several CNPG clusters, each with its own CronJob; empty: the "
+            "single database of `cnpg`"
+        ),
+    )
+    verify: Verify = Field(
+        default_factory=Verify,
+        description=(
+            "Restore drills: per backed-up database a CronJob that restores the newest backup into a "
+            "throw-away PostgreSQL server inside its pod and compares every table's row count with the "
+            "backup's"
+        ),
+    )
+    encryption: Encryption = Field(
+        default_factory=Encryption,
+        description="Client-side encryption of every backup with age, for these public keys",
+    )
 
     @property
     def restore_requested(self) -> bool:

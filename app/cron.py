@@ -9,7 +9,7 @@ import zoneinfo
 from functools import lru_cache
 from typing import Annotated
 
-from app.validation import rule
+from .validation import rule
 
 CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 _MONTHS = {

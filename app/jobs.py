@@ -15,12 +15,13 @@ from typing import Any
 
 import yaml
 
-from app import k8s_json as k8s
-from app.config import Restore
-from app.constructs.pod import WorkerPodProps, pod_template
-from app.k8s_json import Json, sorted_json
-from app.naming import RESTORE_OBJECT_ANNOTATION
 from worker import contract
+
+from . import k8s_json as k8s
+from .config import Restore
+from .constructs.pod import WorkerPodProps, pod_template
+from .k8s_json import Json, sorted_json
+from .naming import RESTORE_OBJECT_ANNOTATION
 
 # A finished one-off operations Job (and its log) is kept this long, then the TTL controller removes
 # it, so repeated checks do not pile up. Not for restores: their Job is the record (restore.py).

@@ -8,11 +8,11 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from app.identity import APP_VERSION, CHART_NAME
-from app.targets import BackupTarget
+from .identity import APP_VERSION, CHART_NAME
+from .targets import BackupTarget
 
 if TYPE_CHECKING:
-    from app.config import Config
+    from .config import Config
 
 MAX_NAME = 63
 # The CronJob controller appends "-<11 digits>" to name its Jobs, and Job names must stay

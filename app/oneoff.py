@@ -13,14 +13,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from app import naming
-from app.config import Config
-from app.constructs.pod import S3Credentials
-from app.errors import ConfigError
-from app.jobs import OneOffJobProps, RestoreJobProps, oneoff_job, restore_args, restore_job, to_yaml
-from app.pod_props import postgres_access, s3_credentials, superuser_access, worker_pod
-from app.rules import config_warnings
-from app.targets import BackupTarget, backup_targets, restore_target
+from . import naming
+from .config import Config
+from .constructs.pod import S3Credentials
+from .errors import ConfigError
+from .jobs import OneOffJobProps, RestoreJobProps, oneoff_job, restore_args, restore_job, to_yaml
+from .pod_props import postgres_access, s3_credentials, superuser_access, worker_pod
+from .rules import config_warnings
+from .targets import BackupTarget, backup_targets, restore_target
 
 OPERATIONS = ("list", "status", "check")
 Warn = Callable[[str], None]

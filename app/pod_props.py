@@ -4,11 +4,11 @@ Jobs (app/jobs.py) are built from the same props without Node.js; app/props.py u
 
 from __future__ import annotations
 
-from app import naming
-from app.config import Config, Resources
-from app.constructs.pod import Notifications, PostgresAccess, S3Credentials, SuperuserAccess, WorkerPodProps
-from app.identity import DEFAULT_TMP_SIZE_LIMIT
-from app.targets import BackupTarget
+from . import naming
+from .config import Config, Resources
+from .constructs.pod import Notifications, PostgresAccess, S3Credentials, SuperuserAccess, WorkerPodProps
+from .identity import DEFAULT_TMP_SIZE_LIMIT
+from .targets import BackupTarget
 
 
 def s3_credentials(cfg: Config) -> S3Credentials:

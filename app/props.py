@@ -4,18 +4,19 @@ tested on its own (tests/app/test_constructs.py)."""
 
 from __future__ import annotations
 
-from app import naming
-from app.config import Config
-from app.constructs.backup import BackupCronJobProps
-from app.constructs.drill import DrillCronJobProps, drill_args
-from app.constructs.monitoring import DatabaseAlertsProps, DrillAlertsProps, PrometheusRuleProps
-from app.constructs.pod import S3Credentials
-from app.constructs.secrets import ManagedS3SecretProps
-from app.constructs.service_account import ServiceAccountProps
-from app.cron import longest_interval_seconds
-from app.pod_props import postgres_access, superuser_access, worker_pod
-from app.targets import BackupTarget, backup_targets
 from worker import contract
+
+from . import naming
+from .config import Config
+from .constructs.backup import BackupCronJobProps
+from .constructs.drill import DrillCronJobProps, drill_args
+from .constructs.monitoring import DatabaseAlertsProps, DrillAlertsProps, PrometheusRuleProps
+from .constructs.pod import S3Credentials
+from .constructs.secrets import ManagedS3SecretProps
+from .constructs.service_account import ServiceAccountProps
+from .cron import longest_interval_seconds
+from .pod_props import postgres_access, superuser_access, worker_pod
+from .targets import BackupTarget, backup_targets
 
 
 def service_account(cfg: Config) -> ServiceAccountProps:

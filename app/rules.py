@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from app.identity import DEFAULT_IMAGE
-from app.naming import cronjob_name, drill_cronjob_name
-from app.naming import labels as standard_labels
-from app.spread import has_hash, window_minutes, window_schedule_problem
-from app.targets import backup_targets, restore_target
 from worker import contract
 
+from .identity import DEFAULT_IMAGE
+from .naming import cronjob_name, drill_cronjob_name
+from .naming import labels as standard_labels
+from .spread import has_hash, window_minutes, window_schedule_problem
+from .targets import backup_targets, restore_target
+
 if TYPE_CHECKING:  # the model calls these rules from its own validator: no import back at run time
-    from app.config import Config, Resources
-from app.validation import parse_quantity
+    from .config import Config, Resources
+from .validation import parse_quantity
 
 
 def cross_field_problems(cfg: Config) -> list[str]:

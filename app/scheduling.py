@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from app.validation import LabelValue, QualifiedName, StrictModel
+from .validation import LabelValue, QualifiedName, StrictModel
 
 
 class Toleration(StrictModel):

@@ -25,7 +25,7 @@ import re
 from collections.abc import Sequence
 from typing import Annotated
 
-from app.cron import (
+from .cron import (
     _CRON_FIELDS,
     _MACRO_EXPRESSIONS,
     _cron_field_problem,
@@ -33,7 +33,7 @@ from app.cron import (
     cron_problem,
     shortest_interval_seconds,
 )
-from app.validation import rule
+from .validation import rule
 
 _H_FIELD = re.compile(r"^H(?:\((\d+)-(\d+)\))?(?:/(\d+))?$")
 _H_SHAPES = "H, H(a-b), H/n or H(a-b)/n"

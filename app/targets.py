@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from app.spread import Member, spread, window_minutes
 from worker import contract
 
+from .spread import Member, spread, window_minutes
+
 if TYPE_CHECKING:
-    from app.config import Config
+    from .config import Config
 
 
 @dataclasses.dataclass(frozen=True)

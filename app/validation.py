@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Val
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from app.errors import ConfigError, problems_from_validation_error
+from .errors import ConfigError, problems_from_validation_error
 
 
 class StrictModel(BaseModel):

@@ -17,8 +17,8 @@ from typing import Any, cast
 
 import yaml
 
-from app.config import Config
-from app.errors import ConfigError
+from .config import Config
+from .errors import ConfigError
 
 Values = dict[str, Any]
 

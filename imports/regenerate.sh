@@ -9,6 +9,13 @@
 # deterministic, so the result is committed and this script only runs on a version bump.
 #
 # Overridable: CDK8S_K8S_SCHEMA_DIR (folder holding v<X.Y.Z>/_definitions.json), K8S_VERSION.
+#
+# The bindings are imported under the module name `cnpg_pgdump_backup` (`NAME:=k8s@X.Y.Z`), which
+# makes their jsii assembly `cnpg_pgdump_backup_k8s` instead of `k8s`, and moved to imports/k8s (the
+# generated Python is location-independent). A user's cdk8s project that installs this library has
+# its own `k8s` assembly: two assemblies of one name in one process share jsii's type registry, and
+# the objects one binding's factories return (k8s.Quantity, k8s.IntOrString) fail the other
+# binding's type checks (tests/app/test_library.py).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,8 +40,10 @@ export NODE_OPTIONS="--require $schema_dir/cdk8s-offline-schema.js${NODE_OPTIONS
 cd "$repo_root"
 # Import into a scratch dir and swap, so a failed import never leaves a half-written imports/k8s.
 scratch="$(mktemp -d "$repo_root/imports/.regen.XXXXXX")"
-trap 'rm -rf "$scratch"' EXIT
-"$CNPG_CDK8S_CLI" import "k8s@$k8s_version" --language python --output "$scratch"
+# `cdk8s import` adds the spec to cdk8s.yaml (and drops its comments): the committed one is put back.
+cp cdk8s.yaml "$scratch/cdk8s.yaml.keep"
+trap 'cp "$scratch/cdk8s.yaml.keep" cdk8s.yaml; rm -rf "$scratch"' EXIT
+"$CNPG_CDK8S_CLI" import "cnpg_pgdump_backup:=k8s@$k8s_version" --language python --output "$scratch"
 rm -rf "$repo_root/imports/k8s"
-mv "$scratch/k8s" "$repo_root/imports/k8s"
+mv "$scratch/cnpg_pgdump_backup/k8s" "$repo_root/imports/k8s"
 echo "regenerate.sh: wrote imports/k8s for Kubernetes $k8s_version" >&2

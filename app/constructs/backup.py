@@ -7,15 +7,18 @@ import dataclasses
 from cdk8s import ApiObject, JsonPatch
 from constructs import Construct
 
-from app.config import Backup
-from app.constructs.plain import plain_api_object
-from app.constructs.pod import WorkerPodProps, pod_template
-from app.k8s_json import sorted_json
-from imports import k8s
+from ..bindings import k8s
+from ..config import Backup
+from ..k8s_json import sorted_json
+from .plain import plain_api_object
+from .pod import WorkerPodProps, pod_template
 
 
 @dataclasses.dataclass(frozen=True)
 class BackupCronJobProps:
+    """One database's backup CronJob: its name, labels, schedule and worker pod (app/props.py builds
+    it from a Config)."""
+
     name: str  # at most 52 characters (app/naming.py)
     labels: dict[str, str]
     schedule: str
@@ -70,6 +73,9 @@ def worker_cron_job(
 
 
 class BackupCronJob(Construct):
+    """The backup CronJob of one database: `cnpg-backup-worker backup` on `props.schedule`, after the
+    init container that waits for PostgreSQL."""
+
     def __init__(self, scope: Construct, id: str, *, props: BackupCronJobProps) -> None:
         super().__init__(scope, id)
         self.name = props.name

@@ -16,16 +16,19 @@ import dataclasses
 
 from constructs import Construct
 
-from app.config import Backup
-from app.constructs.backup import worker_cron_job
-from app.constructs.pod import WorkerPodProps
 from worker.contract import drill_args
+
+from ..config import Backup
+from .backup import worker_cron_job
+from .pod import WorkerPodProps
 
 __all__ = ["DrillCronJob", "DrillCronJobProps", "drill_args"]
 
 
 @dataclasses.dataclass(frozen=True)
 class DrillCronJobProps:
+    """One database's restore drill CronJob (verify.enabled): name, labels, schedule, worker pod."""
+
     name: str  # at most 52 characters (app/naming.py drill_cronjob_name)
     labels: dict[str, str]
     schedule: str  # verify.schedule, spread for this database (BackupTarget.drill_schedule)
@@ -39,6 +42,9 @@ class DrillCronJobProps:
 
 
 class DrillCronJob(Construct):
+    """The restore drill CronJob of one database: `cnpg-backup-worker drill` restores its newest
+    backup into a scratch server inside the pod; the pod gets no PostgreSQL access at all."""
+
     def __init__(self, scope: Construct, id: str, *, props: DrillCronJobProps) -> None:
         super().__init__(scope, id)
         self.name = props.name

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from cdk8s import ApiObject, JsonPatch
 
-from app.k8s_json import Json, sorted_json
+from ..k8s_json import Json, sorted_json
 
 
 def embed_json(api_object: ApiObject, path: str, value: Json) -> None:

@@ -65,6 +65,9 @@ class DatabaseAlertsProps:
 
 @dataclasses.dataclass(frozen=True)
 class PrometheusRuleProps:
+    """The PrometheusRule: its name and labels, the databases it watches, severity, slack and the
+    CronJobs' namespace for the kube-state-metrics rule."""
+
     name: str
     labels: dict[str, str]  # the standard labels plus monitoring.prometheusRule.labels
     severity: str
@@ -92,6 +95,8 @@ class AlertRule:
 
 @dataclasses.dataclass(frozen=True)
 class RuleGroup:
+    """A `spec.groups[]` item: one database's backup rules, or its drill rules."""
+
     name: str
     rules: list[AlertRule]
 

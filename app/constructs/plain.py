@@ -19,7 +19,7 @@ import jsii._type_checking
 from cdk8s import ApiObject, ApiObjectMetadata, JsonPatch
 from constructs import Construct
 
-from imports import k8s
+from ..bindings import k8s
 
 # A jsii object's value (Quantity, IntOrString) by its reference id: each is asked for once.
 _values: dict[str, Any] = {}

@@ -16,14 +16,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from app import k8s_json as k8s
-from app import scheduling
-from app.config import S3, Backup, Cnpg, Resources, SecretKeySelector, SecurityContext
-from app.identity import DEFAULT_TMP_SIZE_LIMIT
-from app.k8s_json import Json
-from app.targets import BackupTarget
-from app.validation import canonical_quantity
 from worker import contract
+
+from .. import k8s_json as k8s
+from .. import scheduling
+from ..config import S3, Backup, Cnpg, Resources, SecretKeySelector, SecurityContext
+from ..identity import DEFAULT_TMP_SIZE_LIMIT
+from ..k8s_json import Json
+from ..targets import BackupTarget
+from ..validation import canonical_quantity
 
 WORKER_COMMAND = contract.COMMAND
 TMP_DIR = contract.TMP_DIR

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from constructs import Construct
 
-from app.constructs.embed import embed_json
-from app.jobs import RestoreJobProps, restore_args, restore_job_metadata, restore_job_spec
-from imports import k8s
+from ..bindings import k8s
+from ..jobs import RestoreJobProps, restore_args, restore_job_metadata, restore_job_spec
+from .embed import embed_json
 
 __all__ = ["RestoreJob", "RestoreJobProps", "restore_args"]
 

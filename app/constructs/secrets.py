@@ -9,7 +9,7 @@ import dataclasses
 from constructs import Construct
 from pydantic import SecretStr
 
-from imports import k8s
+from ..bindings import k8s
 
 
 def _b64(value: str) -> str:
@@ -18,6 +18,8 @@ def _b64(value: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class ManagedS3SecretProps:
+    """The managed S3 Secret: its name, labels and the literal keys it holds."""
+
     name: str
     labels: dict[str, str]
     access_key_id: SecretStr
@@ -25,6 +27,8 @@ class ManagedS3SecretProps:
 
 
 class ManagedS3Secret(Construct):
+    """The Secret generated from literal s3.accessKeyId/secretAccessKey (discouraged: synth warns)."""
+
     def __init__(self, scope: Construct, id: str, *, props: ManagedS3SecretProps) -> None:
         super().__init__(scope, id)
         self.secret = k8s.KubeSecret(

@@ -6,17 +6,22 @@ import dataclasses
 
 from constructs import Construct
 
-from imports import k8s
+from ..bindings import k8s
 
 
 @dataclasses.dataclass(frozen=True)
 class ServiceAccountProps:
+    """The worker pods' ServiceAccount: name, labels, annotations."""
+
     name: str
     labels: dict[str, str]
     annotations: dict[str, str] = dataclasses.field(default_factory=dict)  # e.g. IRSA's role-arn
 
 
 class WorkerServiceAccount(Construct):
+    """The ServiceAccount the worker pods run as, without an API token (the worker never calls the
+    Kubernetes API); annotate it for IRSA / workload identity."""
+
     def __init__(self, scope: Construct, id: str, *, props: ServiceAccountProps) -> None:
         super().__init__(scope, id)
         self.name = props.name

@@ -12,10 +12,10 @@ from app import config as C
 from app.config import Config
 from app.errors import ConfigError
 from app.rules import config_warnings
+from app.scheduling import Affinity
 from app.targets import backup_targets
-from app.validation import StrictModel
 from app.values import config_from_values, merge_values
-from testsupport.app_helpers import REPO, values
+from testsupport.app_helpers import values
 
 # The seed chart's parameter tables (README) with their defaults; `See values.yaml` ones are
 # checked separately. backup.image is the one deliberate change (docs/configuration.md).
@@ -68,7 +68,7 @@ def _field_default(dotted: str) -> Any:
     model = section_field.default_factory()  # type: ignore[misc]
     attr = next(n for n, f in type(model).model_fields.items() if f.alias == name)
     value = getattr(model, attr)
-    if isinstance(value, C.Affinity):
+    if isinstance(value, Affinity):
         return {} if value.is_empty else value
     return value
 
@@ -868,48 +868,3 @@ def test_secret_values_never_in_warnings_or_repr() -> None:
     assert SECRET not in " ".join(config_warnings(cfg))
     assert SECRET not in repr(cfg) and SECRET not in str(cfg.model_dump())
     assert cfg.s3.secret_access_key is not None and cfg.s3.secret_access_key.get_secret_value() == SECRET
-
-
-def test_every_field_is_documented() -> None:
-    doc = (REPO / "docs/configuration.md").read_text()
-
-    def walk(model: type, prefix: str) -> list[str]:
-        found = []
-        for name, field in model.model_fields.items():
-            key = f"{prefix}{field.validation_alias or field.alias or name}"
-            found.append(key)
-            sub = field.annotation
-            if (
-                isinstance(sub, type)
-                and issubclass(sub, StrictModel)
-                and not issubclass(sub, C.Resources | C.Affinity | C.SecretKeySelector)
-            ):
-                found += walk(sub, key + ".")
-        return found
-
-    missing = [
-        k
-        for k in walk(Config, "")
-        if f"`{k}`" not in doc
-        and k
-        not in (
-            "global",
-            "backup",
-            "cnpg",
-            "s3",
-            "restore",
-            "securityContext",
-            "monitoring",
-            "serviceAccount",
-        )
-    ]
-    assert missing == [], f"not in docs/configuration.md: {missing}"
-    for key in (
-        "databases[].name",
-        "databases[].database",
-        "databases[].secretName",
-        "databases[].serviceName",
-        "databases[].prefix",
-        "databases[].schedule",
-    ):
-        assert f"`{key}`" in doc, key

@@ -18,7 +18,10 @@ import cdk8s._jsii
 import constructs._jsii
 
 __jsii_assembly__ = jsii.JSIIAssembly.load(
-    "k8s", "0.0.0", __name__[0:-6], "k8s@0.0.0.jsii.tgz"
+    "cnpg_pgdump_backup_k8s",
+    "0.0.0",
+    __name__[0:-6],
+    "cnpg_pgdump_backup_k8s@0.0.0.jsii.tgz",
 )
 
 __all__ = [
