@@ -138,6 +138,9 @@ class Backup(StrictModel):
     compression_level: int = Field(default=contract.DEFAULT_COMPRESSION_LEVEL, ge=1, le=19)
     wait_timeout_seconds: int = Field(default=contract.DEFAULT_WAIT_TIMEOUT_SECONDS, ge=1)
     lock_wait_timeout_seconds: int = Field(default=contract.DEFAULT_DUMP_LOCK_WAIT_SECONDS, ge=0)
+    # pg_dump processes sharing one snapshot, each streaming one part (worker/parallel.py); custom
+    # format only (rules.cross_field_problems). 1: the single stream.
+    jobs: int = Field(default=1, ge=1, le=64)
     # A dump this much smaller than the previous complete one is stored but flagged (worker/dump.py).
     flag_shrink_percent: int = Field(default=contract.DEFAULT_FLAG_SHRINK_PERCENT, ge=0, le=100)
     # Suspends the CronJob (e.g. while a cluster is rebuilt, so its empty database is not backed up).

@@ -28,6 +28,12 @@ def cross_field_problems(cfg: Config) -> list[str]:
         field = "compressionLevel" if "level" in problem else "compression"
         problems.append(f"backup.{field}: {problem}")
 
+    if backup.jobs > 1 and backup.format != "custom":
+        problems.append(
+            f"backup.jobs: {backup.jobs} parallel dumps need backup.format: custom (plain SQL is one stream); "
+            "set the format, or jobs: 1"
+        )
+
     enc = cfg.encryption
     if enc.recipients and enc.identity_secret is None:
         if cfg.verify.enabled:

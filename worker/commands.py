@@ -58,6 +58,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             "format": e.name.format,
             "compression": e.compression,
             "flags": e.flags,
+            "parts": 1 + len(e.manifest.parts) if e.manifest else 1,  # a parallel backup's objects
         }
         for e in entries
     ]
@@ -67,7 +68,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         if rows:
             print(f"{'taken at (UTC)':<25}  {'size':>10}  {'age':>7}  {'kind':<12} {'status':<26} key")
         for r in rows:
-            kind = f"{r['format']}/{r['compression']}"
+            kind = f"{r['format']}/{r['compression']}" + (f" x{r['parts']}" if r["parts"] > 1 else "")
             print(
                 f"{r['taken_at']}  {log.human_bytes(r['bytes']):>10}  {r['age']:>7}  {kind:<12} {r['status']:<26} {r['key']}"
             )
@@ -88,6 +89,11 @@ def _check_compression(args: argparse.Namespace) -> None:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     _check_compression(args)
+    if args.dump_jobs > 1 and args.format != "custom":
+        raise UsageError(
+            f"--dump-jobs {args.dump_jobs} needs the custom format, not {args.format!r}",
+            hint=f"set backup.format: custom or backup.jobs: 1 ({contract.FORMAT.env}, {contract.DUMP_JOBS.env})",
+        )
     bucket = _bucket(args)
     # Everything from here on is a run that monitoring must see, the server being down included.
     with health.recorded_run(bucket, args.prefix, args.database, args.pushgateway) as recorded:
@@ -118,6 +124,7 @@ def _backup(bucket: Bucket, args: argparse.Namespace) -> Manifest:
             flag_shrink_percent=max(0, args.flag_shrink_percent),
             record_row_counts=args.record_row_counts,
             recipients=_recipients(args),
+            jobs=args.dump_jobs,
         ),
     )
 

@@ -110,6 +110,13 @@ RECORD_ROW_COUNTS = Setting(
     "false",
     "literal `true` when `verify.enabled` (plain backups record per-table row counts for restore drills)",
 )
+# pg_dump processes sharing one snapshot for one database's backup (worker/parallel.py); custom format only.
+DUMP_JOBS = Setting(
+    "CNPG_BACKUP_DUMP_JOBS",
+    "--dump-jobs",
+    "1",
+    "literal `backup.jobs` (parallel pg_dump processes sharing one snapshot; custom format only; absent when 1)",
+)
 PUSHGATEWAY = Setting(
     "CNPG_BACKUP_PUSHGATEWAY_URL", "--pushgateway", None, "literal `monitoring.pushgateway.url` (absent when empty)"
 )
@@ -165,6 +172,7 @@ SETTINGS = (
     DUMP_LOCK_WAIT,
     FLAG_SHRINK,
     RECORD_ROW_COUNTS,
+    DUMP_JOBS,
     PUSHGATEWAY,
     HEARTBEAT_URL,
     WEBHOOK_URL,

@@ -27,7 +27,12 @@ CUSTOM_MAGIC = b"PGDMP"
 
 
 def dump_command(
-    client: pg.Client, fmt: str, lock_wait_s: float = 0, compression: str = "gzip", level: int = 0
+    client: pg.Client,
+    fmt: str,
+    lock_wait_s: float = 0,
+    compression: str = "gzip",
+    level: int = 0,
+    extra: Sequence[str] = (),
 ) -> list[str]:
     # The database name comes from PGDATABASE and the password from PGPASSWORD: neither on argv.
     cmd = [client.tool("pg_dump"), "--no-password"]
@@ -41,7 +46,7 @@ def dump_command(
         cmd.append("--format=plain")
     if lock_wait_s > 0:
         cmd.append(f"--lock-wait-timeout={int(lock_wait_s * 1000)}")  # milliseconds
-    return cmd
+    return cmd + list(extra)  # a parallel backup's part: --snapshot, its tables (worker/parallel.py)
 
 
 class DumpStream:
@@ -59,7 +64,9 @@ class DumpStream:
         compression: str = "gzip",
         count_rows: bool = False,
         recipients: Sequence[Any] = (),
+        extra_args: Sequence[str] = (),
     ) -> None:
+        self.extra_args = extra_args
         self.client, self.database, self.format, self.lock_wait_s = client, database, fmt, lock_wait_s
         # plain: the worker compresses pg_dump's output; custom: pg_dump compresses inside the archive
         self.compression, self.compression_level = compression, compression_level
@@ -81,7 +88,9 @@ class DumpStream:
         env = pg.client_env()
         env["PGDATABASE"] = self.database
         self._proc = subprocess.Popen(
-            dump_command(self.client, self.format, self.lock_wait_s, self.compression, self.compression_level),
+            dump_command(
+                self.client, self.format, self.lock_wait_s, self.compression, self.compression_level, self.extra_args
+            ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,

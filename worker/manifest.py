@@ -36,6 +36,10 @@ class Manifest:
     # Client-side encryption: {"scheme": "age", "recipients": [public keys]}; then the object, its
     # size and `sha256` are those of the ciphertext. Empty: the object is not encrypted.
     encryption: dict[str, Any] = field(default_factory=dict)
+    # A parallel backup (worker/parallel.py): the other parts, each {index, key, object_bytes, sha256,
+    # raw_bytes, tables}; `key`, `object_bytes` and `sha256` above are part 0's own, `raw_bytes` the
+    # sum. Complete only with every part present as listed; restored only all together.
+    parts: list[dict[str, Any]] = field(default_factory=list)
     tool: str = "cnpg-pgdump-backup"
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
@@ -59,4 +63,5 @@ class Manifest:
 
     @property
     def complete(self) -> bool:
-        return self.status == "complete" and len(self.sha256) == 64 and self.object_bytes > 0
+        whole = all(len(str(p.get("sha256", ""))) == 64 and int(p.get("object_bytes", 0)) > 0 for p in self.parts)
+        return self.status == "complete" and len(self.sha256) == 64 and self.object_bytes > 0 and whole
