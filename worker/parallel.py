@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql as psql
 
 from . import log, naming, pg
 from .backup_session import BackupSession
@@ -137,12 +138,33 @@ class Prepared:
     parts: list[_Part] = field(default_factory=list)
 
 
-def _snapshot(conn: psycopg.Connection, opts: BackupOptions) -> tuple[str, list[Table]]:
-    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    row = conn.execute("SELECT pg_export_snapshot()").fetchone()
-    assert row is not None  # a SELECT without FROM returns one row
-    tables = [Table(s, n, int(b or 0)) for s, n, b in conn.execute(_TABLES_SQL, (MARKER_TABLE,)).fetchall()]
-    return str(row[0]), tables
+def _plan(conn: psycopg.Connection, opts: BackupOptions) -> tuple[str, list[list[Table]]]:
+    """Export the snapshot, list the tables as it sees them, split them into bins and share-lock the
+    split ones in the snapshot's transaction, as `pg_dump -j`'s leader does: from here to the end no
+    ALTER/DROP/TRUNCATE slips in before their pg_dump locks them itself. Sizing a table takes its
+    share lock too, so a table held by an ALTER TABLE fails the backup after the lock wait timeout."""
+    try:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        if opts.lock_wait_timeout > 0:
+            conn.execute(psql.SQL("SET LOCAL lock_timeout = {}").format(int(opts.lock_wait_timeout * 1000)))
+        row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        assert row is not None  # a SELECT without FROM returns one row
+        tables = [Table(s, n, int(b or 0)) for s, n, b in conn.execute(_TABLES_SQL, (MARKER_TABLE,)).fetchall()]
+        bins = assign(tables, opts.jobs)
+        split = [t for b in bins[1:] for t in b]
+        if split:
+            names = psql.SQL(", ").join(psql.Identifier(t.schema, t.name) for t in split)
+            conn.execute(psql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(names))
+        return str(row[0]), bins
+    except psycopg.Error as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WorkerError(
+            f"could not plan a parallel backup of {pg.target(opts.database)}: {detail}",
+            hint="nothing was stored; another session held a table lock (ALTER TABLE, LOCK TABLE, VACUUM FULL...: "
+            "see pg_locks), or raise backup.lockWaitTimeoutSeconds"
+            if "lock timeout" in detail
+            else "nothing was stored; see the server's message",
+        ) from None
 
 
 def _start_part(p: Prepared, opts: BackupOptions, bucket: Bucket, index: int, args: list[str]) -> _Part:
@@ -248,8 +270,7 @@ def run_parallel(bucket: Bucket, opts: BackupOptions, p: Prepared) -> Manifest:
     assert p.session.name is not None
     name = p.session.name
     with pg.connect(opts.database, autocommit=True) as snap:
-        snapshot, tables = _snapshot(snap, opts)
-        bins = assign(tables, opts.jobs)
+        snapshot, bins = _plan(snap, opts)
         indexes = [0] + [i for i in range(1, opts.jobs) if bins[i]]
         log.info(
             "parallel backup plan",

@@ -269,3 +269,20 @@ def test_drill_sums_row_counts_over_parts(pg, minio, bucket, make_worker):
         rows = sum(c.execute(f"SELECT count(*) FROM ONLY {t}").fetchone()[0] for (t,) in tables)
     # every table's rows, the split ones included (a part missed would show as a mismatch or fewer rows)
     assert drill["outcome"] == "success" and drill["mismatches"] == 0 and drill["rows"] == rows, (drill, rows)
+
+
+def test_a_locked_split_table_fails_the_backup_cleanly(pg, minio, bucket, make_worker):
+    _load_parallel(pg, "parlock")
+    w = make_worker(pg, minio, bucket, "parlock", CNPG_BACKUP_LOCK_WAIT_TIMEOUT="1", **CUSTOM)
+    with pg.connect("parlock") as holder:
+        holder.autocommit = False
+        holder.execute('LOCK TABLE public."a*b" IN ACCESS EXCLUSIVE MODE')  # an ALTER TABLE in progress
+        r = w.run("backup", "--dump-jobs", "2")
+        holder.rollback()
+    assert r.returncode == 1, r.stderr
+    [line] = [ln for ln in r.stderr.splitlines() if " ERROR " in ln]
+    assert "could not plan a parallel backup" in line and "lock timeout" in line and "lockWaitTimeoutSeconds" in line, (
+        line
+    )
+    assert open_uploads(minio, bucket) == []
+    assert [k for k in keys(minio, bucket, "backups/") if "/.cnpg-backup/" not in k] == []
