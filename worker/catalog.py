@@ -35,6 +35,11 @@ class Entry:
         )
 
     @property
+    def total_size(self) -> int:
+        """The object and a parallel backup's parts next to it."""
+        return self.size + sum(self.parts.values())
+
+    @property
     def compression(self) -> str:
         if self.manifest:
             return self.manifest.codec

@@ -52,7 +52,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         {
             "key": e.name.key,
             "taken_at": e.name.taken_at.isoformat(),
-            "bytes": e.size,
+            "bytes": e.total_size,
             "age": _age(e.name.taken_at),
             "status": e.status(),
             "format": e.name.format,

@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 1
+# The status of a complete parallel backup (worker/parallel.py). Not "complete": a worker that
+# predates parts ignores the `parts` field, and must not take part 0 alone for the whole backup; to
+# it this status reads as "not complete", so it refuses the backup instead of restoring a fraction.
+COMPLETE_WITH_PARTS = "complete-with-parts"
 
 
 @dataclass
@@ -64,4 +68,5 @@ class Manifest:
     @property
     def complete(self) -> bool:
         whole = all(len(str(p.get("sha256", ""))) == 64 and int(p.get("object_bytes", 0)) > 0 for p in self.parts)
-        return self.status == "complete" and len(self.sha256) == 64 and self.object_bytes > 0 and whole
+        status = COMPLETE_WITH_PARTS if self.parts else "complete"
+        return self.status == status and len(self.sha256) == 64 and self.object_bytes > 0 and whole

@@ -36,7 +36,7 @@ from .backup_session import BackupSession
 from .dump import PROGRESS_EVERY, BackupOptions, _flags
 from .dumpstream import DumpStream
 from .errors import WorkerError
-from .manifest import Manifest
+from .manifest import COMPLETE_WITH_PARTS, Manifest
 from .s3 import Bucket, utcnow
 from .sql import MARKER_TABLE
 
@@ -313,6 +313,7 @@ def run_parallel(bucket: Bucket, opts: BackupOptions, p: Prepared) -> Manifest:
                 flags=_flags(bucket, opts, p.user_tables, raw),
                 encryption={"scheme": "age", "recipients": [str(r) for r in p.recipients]} if p.recipients else {},
                 parts=[part.describe() for part in p.parts[1:]],
+                status=COMPLETE_WITH_PARTS if len(p.parts) > 1 else "complete",
                 extra={
                     "user_tables": p.user_tables,
                     "compression_level": p.level,

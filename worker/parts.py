@@ -35,7 +35,7 @@ from .verify import Verified, verify
 def part_manifests(key: str, m: Manifest) -> list[tuple[str, Manifest]]:
     """(key, manifest of that object alone) for part 0 and each other part, in order; refuses a
     manifest whose parts are not this backup's own `<key>.part<i>`, 1..N-1."""
-    out = [(key, dataclasses.replace(m, parts=[]))]
+    out = [(key, dataclasses.replace(m, parts=[], status="complete"))]
     for n, p in enumerate(m.parts, start=1):
         if p.get("key") != naming.part_key(key, n) or p.get("index") != n:
             raise WorkerError(
@@ -46,7 +46,12 @@ def part_manifests(key: str, m: Manifest) -> list[tuple[str, Manifest]]:
             (
                 p["key"],
                 dataclasses.replace(
-                    m, key=p["key"], object_bytes=int(p["object_bytes"]), sha256=str(p["sha256"]), parts=[]
+                    m,
+                    key=p["key"],
+                    object_bytes=int(p["object_bytes"]),
+                    sha256=str(p["sha256"]),
+                    parts=[],
+                    status="complete",
                 ),
             )
         )

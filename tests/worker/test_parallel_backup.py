@@ -13,6 +13,7 @@ import pytest
 from testsupport.dataset import fingerprint, load
 from testsupport.helpers import keys, open_uploads
 from testsupport.servers import AGE_IDENTITY, AGE_RECIPIENT
+from worker.manifest import Manifest
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +80,10 @@ def test_parallel_round_trip(major, pg_pool, minio, bucket, make_worker):
     assert entry["status"] == "complete" and entry["parts"] == 3, entry
     m = _manifest(minio, bucket, entry["key"])
     assert [p["key"] for p in m["parts"]] == [entry["key"] + ".part1", entry["key"] + ".part2"]
+    assert entry["bytes"] == m["object_bytes"] + sum(p["object_bytes"] for p in m["parts"])  # list: every part
+    # a worker that predates parts drops the field it does not know: to it the backup is not complete
+    old = Manifest.from_json(json.dumps({k: v for k, v in m.items() if k != "parts"}).encode())
+    assert Manifest.from_json(json.dumps(m).encode()).complete and not old.complete
     split = [t for p in m["parts"] for t in p["tables"]]
     # the odd names got parts of their own, and each table is in one part only
     assert {"public.a*b", "public.x.y"} <= set(split) and len(split) == len(set(split)), m["parts"]
