@@ -9,6 +9,7 @@ two days), so retention running next to a long restore cannot pull its object aw
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,9 +19,13 @@ from .errors import WorkerError
 from .s3 import Bucket, utcnow
 
 PENDING_MAX_AGE = timedelta(days=2)
-# A parallel backup's completed part whose backup has no manifest a day later was left by a killed
-# worker (a running backup writes its manifest within its own run).
-ORPHAN_PART_AGE = timedelta(days=1)
+
+
+def orphan_part_age() -> timedelta:
+    """A parallel backup's completed part whose backup has no manifest a day later was left by a
+    killed worker (a running backup writes its manifest within its own run). Tests shorten it, as
+    CNPG_BACKUP_STALE_UPLOAD_SECONDS shortens the upload's (worker/uploads.py)."""
+    return timedelta(seconds=float(os.environ.get("CNPG_BACKUP_ORPHAN_PART_SECONDS", "86400")))
 
 
 @dataclass(frozen=True)
@@ -158,7 +163,7 @@ def prune(bucket: Bucket, prefix: str, database: str, policy: Policy, *, dry_run
         scan(bucket, prefix, database, orphans=orphans), policy, now, pending_restores(bucket, prefix, now)
     )
     doomed = [d for d in decisions if not d.keep]
-    old_orphans = [o.key for o in orphans if now - o.last_modified > ORPHAN_PART_AGE]
+    old_orphans = [o.key for o in orphans if now - o.last_modified > orphan_part_age()]
     for key in old_orphans:
         log.info("prune: would delete orphan part" if dry_run else "prune: deleting orphan part", key=key)
     if old_orphans and not dry_run:

@@ -291,3 +291,24 @@ def test_a_locked_split_table_fails_the_backup_cleanly(pg, minio, bucket, make_w
     )
     assert open_uploads(minio, bucket) == []
     assert [k for k in keys(minio, bucket, "backups/") if "/.cnpg-backup/" not in k] == []
+
+
+def test_prune_removes_orphan_parts_once_they_are_old(pg, minio, bucket, make_worker):
+    """A worker killed after part 1 completed but before part 0 did leaves part 1 alone: never listed,
+    kept while it may belong to a running backup, removed by prune once older than the orphan age."""
+    _load_parallel(pg, "parorphan")
+    w = make_worker(pg, minio, bucket, "parorphan", **CUSTOM)
+    assert w.run("backup", "--dump-jobs", "2").returncode == 0
+    [entry] = json.loads(w.run("list", "--json").stdout)
+    s3 = minio.client()
+    s3.delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": entry["key"]}, {"Key": entry["key"] + ".manifest.json"}]}
+    )
+    orphan = entry["key"] + ".part1"
+    assert json.loads(w.run("list", "--json").stdout) == []
+    assert w.run("prune", "--retention-days", "30").returncode == 0
+    assert orphan in keys(minio, bucket, "backups/")  # younger than a day: a running backup's, perhaps
+    time.sleep(1.5)
+    r = w.run("prune", "--retention-days", "30", CNPG_BACKUP_ORPHAN_PART_SECONDS="1")
+    assert r.returncode == 0 and "deleting orphan part" in r.stderr, r.stderr
+    assert orphan not in keys(minio, bucket, "backups/")
