@@ -7,8 +7,8 @@ touched, then restored with the same promise as a single archive (worker/restore
 - `transaction` / `autocommit` paths: `pg_restore -f -` SQL in dependency order, part 0's pre-data,
   part 0's data, every other part's data, part 0's post-data (indexes, constraints, foreign keys,
   triggers), as one stream into ONE psql session: in a transaction, a failure rolls back everything.
-- `pg_restore` path (empty target, `--jobs`): part 0's pre-data, then every part's data at once
-  (`pg_restore --section=data`, the jobs shared among them), then post-data with `--jobs N`. On
+- `pg_restore` path (empty target, `--jobs`): part 0's pre-data, then the parts' data
+  (`pg_restore --section=data`, N sessions in all), then post-data with `--jobs N`. On
   failure or SIGTERM every pg_restore is killed and the caller empties the database again.
 """
 
@@ -134,23 +134,11 @@ def _pg_restore_cmd(client: pg.Client, dbname: str, archive: str, section: str, 
     ]
 
 
-def run_together(cmds: list[list[str]], dbname: str, what: list[str]) -> None:
-    """Run every pg_restore at once; the first to fail (or a signal) kills the others."""
+def run_together(cmds: list[list[str]], dbname: str, what: list[str], at_once: int = 1) -> None:
+    """Run the pg_restores, `at_once` at a time; the first to fail (or a signal) kills the others."""
     procs: list[tuple[subprocess.Popen[bytes], StderrTail, str]] = []
+    waiting = list(zip(cmds, what, strict=True))
     try:
-        for cmd, name in zip(cmds, what, strict=True):
-            proc = subprocess.Popen(
-                cmd,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                env=apply.restore_env(dbname),
-                **child_options(),
-            )
-            assert proc.stderr is not None  # a PIPE
-            tail = StderrTail(proc.stderr)
-            tail.start()
-            procs.append((proc, tail, name))
         while True:
             running = 0
             for proc, tail, name in procs:
@@ -160,6 +148,21 @@ def run_together(cmds: list[list[str]], dbname: str, what: list[str]) -> None:
                 elif rc != 0:
                     tail.join(timeout=10)
                     raise WorkerError(f"{name}: {tail.summary()}")
+            while waiting and running < max(1, at_once):
+                cmd, name = waiting.pop(0)
+                proc = subprocess.Popen(
+                    cmd,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    stdin=subprocess.DEVNULL,
+                    env=apply.restore_env(dbname),
+                    **child_options(),
+                )
+                assert proc.stderr is not None  # a PIPE
+                tail = StderrTail(proc.stderr)
+                tail.start()
+                procs.append((proc, tail, name))
+                running += 1
             if not running:
                 return
             time.sleep(0.1)
@@ -172,11 +175,14 @@ def run_together(cmds: list[list[str]], dbname: str, what: list[str]) -> None:
 def restore_parallel(client: pg.Client, dbname: str, v: Verified, jobs: int) -> None:
     head = str(v.staged)
     archives = [head] + [str(p.staged) for p in v.parts]
+    # `jobs` sessions in all: each part's data by its own pg_restore, as many at once as jobs allow,
+    # the jobs left over shared among them (pg_restore --jobs loads several tables of one part)
     share = max(1, jobs // len(archives))
     run_together([_pg_restore_cmd(client, dbname, head, "pre-data", 1)], dbname, ["part 0 pre-data"])
     run_together(
         [_pg_restore_cmd(client, dbname, a, "data", share) for a in archives],
         dbname,
         [f"part {i} data" for i in range(len(archives))],
+        at_once=jobs,
     )
     run_together([_pg_restore_cmd(client, dbname, head, "post-data", max(1, jobs))], dbname, ["part 0 post-data"])

@@ -72,3 +72,32 @@ def test_sigterm_mid_parallel_backup_aborts_every_part(case, pg, minio, bucket, 
     # no object at all under the database's prefix: neither part 0 nor part 1 was completed
     assert [k for k in keys(minio, bucket, "backups/") if "/.cnpg-backup/" not in k] == []
     assert not [k for k in keys(minio, bucket, "backups/.cnpg-backup/") if "/uploads/" in k]
+
+
+def test_sigterm_mid_parallel_restore_empties_the_target_again(case, pg, minio, bucket, make_worker, twotables):
+    w = make_worker(pg, minio, bucket, twotables, CNPG_BACKUP_FORMAT="custom")
+    r = w.run("backup", "--dump-jobs", "2")
+    assert r.returncode == 0, r.stderr
+    pg.create_database("faultpar_t")
+    proc = w.popen("restore", "--object", "latest", "--target-database", "faultpar_t", "--jobs", "2")
+
+    def loading() -> bool:
+        with pg.connect("faultpar_t") as c:
+            row = c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = 'faultpar_t' AND query LIKE 'COPY%'")
+            return row.fetchone()[0] >= 1 or proc.poll() is not None
+
+    wait_for(loading, timeout=120, what="the parts' data loading")
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    case.scan_for_secrets(err)
+    assert proc.returncode == 143, err
+    lines = [ln for ln in err.splitlines() if " ERROR " in ln]
+    assert len(lines) == 1 and "emptied again; the database is unchanged (verified" in lines[0], err
+    with pg.connect("faultpar_t") as c:
+        left = c.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'"
+        ).fetchone()[0]
+        assert left == 0  # no table, no marker
+    r = w.run("restore", "--object", "latest", "--target-database", "faultpar_t", "--jobs", "2")
+    assert r.returncode == 0, r.stderr
