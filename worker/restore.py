@@ -386,11 +386,12 @@ def _verified_restore(
     finally:
         parts.discard([v, *v.parts])
     el = time.monotonic() - t0
+    stored, raw = v.object_bytes + sum(p.object_bytes for p in v.parts), v.raw_bytes + sum(p.raw_bytes for p in v.parts)
     report = {
         "key": key,
         "database": target_db,
-        "bytes": v.object_bytes,
-        "raw_bytes": v.raw_bytes,
+        "bytes": stored,  # a parallel backup: every part
+        "raw_bytes": raw,
         "tables": tables,
         "duration_s": round(el, 1),
         "finished_at": utcnow().isoformat(),
@@ -402,9 +403,9 @@ def _verified_restore(
         "restore complete",
         key=key,
         database=target_db,
-        bytes=v.object_bytes,
+        bytes=stored,
         tables=tables,
         duration=log.seconds(el),
-        rate=log.rate(v.raw_bytes, el),
+        rate=log.rate(raw, el),
     )
     return report
