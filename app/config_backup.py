@@ -208,6 +208,18 @@ class Backup(StrictModel):
         ge=1,
         description=("How long the `wait-for-postgres` init container waits for PostgreSQL (the chart's fixed 150 s)"),
     )
+    jobs: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Parallel backup of one large database: this many `pg_dump` processes share one exported "
+            "snapshot (consistent as one dump), each streaming its own part to S3 (`<key>.part<N>`); the "
+            "manifest ties the parts together and the backup is complete only when every part is. Custom "
+            "format only. Each job holds about 45 MiB and one database connection (plus one for the "
+            "snapshot); request CPU for N dumps and compressors. 1: the single stream"
+        ),
+    )
     lock_wait_timeout_seconds: int = Field(
         default=contract.DEFAULT_DUMP_LOCK_WAIT_SECONDS,
         ge=0,

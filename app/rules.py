@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from worker import contract
+from worker import contract, pg_dump_options
 
 from .identity import DEFAULT_IMAGE
 from .naming import cronjob_name, drill_cronjob_name
@@ -29,6 +29,17 @@ def cross_field_problems(cfg: Config) -> list[str]:
     if problem:
         field = "compressionLevel" if "level" in problem else "compression"
         problems.append(f"backup.{field}: {problem}")
+
+    if backup.jobs > 1 and backup.format != "custom":
+        problems.append(
+            f"backup.jobs: {backup.jobs} parallel dumps need backup.format: custom (plain SQL is one stream); "
+            "set the format, or jobs: 1"
+        )
+    if backup.jobs > 1:
+        for i, arg in enumerate(backup.extra_args):
+            parallel = pg_dump_options.parallel_problem(arg)
+            if parallel:
+                problems.append(f"backup.extraArgs[{i}]: {parallel}")
 
     enc = cfg.encryption
     if enc.recipients and enc.identity_secret is None:

@@ -8,6 +8,7 @@ short-lived ones (`pg_dump --version` probes) do not inflate the figure.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -25,11 +26,45 @@ class Sample:
     rss_tree: int
     rss_by_name: dict[str, int] = field(default_factory=dict)
     stderr_tail: str = ""
+    disk_peak: int = 0  # the largest size of `disk_dir` seen while it ran (a restore's staged archives)
+
+
+class DiskSampler(threading.Thread):
+    """Every 50 ms, the bytes of the files under a directory: peak local disk of a run."""
+
+    def __init__(self, path: str | None) -> None:
+        super().__init__(daemon=True, name="disk-sampler")
+        self.path, self.peak = path, 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while self.path and not self._halt.wait(0.05):
+            total = 0
+            for root, _dirs, files in os.walk(self.path):
+                for name in files:
+                    try:
+                        total += os.lstat(os.path.join(root, name)).st_blocks * 512
+                    except OSError:
+                        pass  # removed meanwhile
+            self.peak = max(self.peak, total)
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=5)
 
 
 def run(
-    cmd: list[str], env: dict[str, str], *, cwd: str | None = None, stdout=subprocess.DEVNULL, timeout: float = 6 * 3600
+    cmd: list[str],
+    env: dict[str, str],
+    *,
+    cwd: str | None = None,
+    stdout=subprocess.DEVNULL,
+    timeout: float = 6 * 3600,
+    disk_dir: str | None = None,
 ) -> Sample:
+    disk = DiskSampler(disk_dir)
+    disk.start()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE)
     sampler = TreeSampler(proc.pid)
@@ -46,6 +81,7 @@ def run(
     finally:
         wall = time.perf_counter() - t0
         sampler.stop()
+        disk.stop()
         reader.join(timeout=10)
     err = b"".join(err_chunks).decode("utf-8", "replace").strip().splitlines()
     return Sample(
@@ -56,4 +92,5 @@ def run(
         sampler.peak_tree,
         dict(sampler.peak_by_name),
         "\n".join(err[-5:]),
+        disk.peak,
     )

@@ -48,6 +48,8 @@ def summarize(b: Bench, labels: dict[str, str]) -> list[dict]:
                 "rss_pg_client_peak": pgc or None,
                 "rss_tree_peak": max(s["rss_tree"] for s in samples),
                 "rss_by_name_peak": by_name,
+                "disk_peak": max(s.get("disk_peak", 0) for s in samples),
+                "parts": max(s.get("parts", 1) for s in samples),
             }
         )
     med = {r["scenario"]: r["wall_s"]["median"] for r in rows}
@@ -76,7 +78,8 @@ def _mib(v) -> str:
 def render_table(rows: list[dict], raw_bytes: int) -> str:
     head = (
         f"{'step':<50} {'wall s median (min-max)':>24} {'MB/s':>6} {'object MB':>9} {'size/(1)':>8} "
-        f"{'RSS py':>6} {'RSS pg':>6} {'RSS tree':>8} {'(1)/x':>6} {'x/(4)':>6} {'x/(6)':>6} {'(5)/x':>6}"
+        f"{'RSS py':>6} {'RSS pg':>6} {'RSS tree':>8} {'(1)/x':>6} {'x/(4)':>6} {'x/(6)':>6} {'(5)/x':>6} "
+        f"{'disk MiB':>8}"
     )
     lines = [
         f"raw plain dump: {raw_bytes / 1e6:.0f} MB (MB/s = raw dump MB / wall s for every row; RSS in MiB, peak over rounds)",
@@ -100,7 +103,7 @@ def render_table(rows: list[dict], raw_bytes: int) -> str:
                 f"{r['label'][:50]:<50} {spread:>24} {r['mb_s']:>6.1f} "
                 f"{(r['object_bytes'] or 0) / 1e6:>9.1f} {f('size_vs_1', '{:.3f}'):>8} {_mib(r['rss_python_peak']):>6} "
                 f"{_mib(r['rss_pg_client_peak']):>6} {_mib(r['rss_tree_peak']):>8} {f('speedup_vs_1'):>6} "
-                f"{f('time_vs_4'):>6} {f('time_vs_6'):>6} {f('speedup_vs_5'):>6}"
+                f"{f('time_vs_4'):>6} {f('time_vs_6'):>6} {f('speedup_vs_5'):>6} {_mib(r.get('disk_peak')) or '0':>8}"
             )
         if kind == "backup":
             lines.append("")

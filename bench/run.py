@@ -199,7 +199,7 @@ class Bench:
     def measure(self, scenario: str, cmd: list[str], env: dict[str, str], round_no: int, **extra) -> dict:
         load = os.getloadavg()[0]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        s = measure.run(cmd, env, cwd=str(ROOT))
+        s = measure.run(cmd, env, cwd=str(ROOT), disk_dir=str(self.work))
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if s.returncode != 0:
             raise RuntimeError(f"{scenario} (round {round_no}) exited {s.returncode}: {s.stderr_tail}")
@@ -296,7 +296,15 @@ def backup_scenarios(b: Bench) -> list[tuple[str, str]]:
         rows.append((f"worker-L{level}", f"    worker backup --compression-level {level}"))
     if b.image:
         rows += [(scenario, label) for scenario, (label, _) in IMAGE_ROWS.items()]
+    # one database, one pg_dump, against two sharing one snapshot (worker/parallel.py), same rounds
+    rows += [(scenario, label) for scenario, (label, _) in PARALLEL_ROWS.items()]
     return rows
+
+
+PARALLEL_ROWS: dict[str, tuple[str, list[str]]] = {
+    "custom-j1": ("    worker backup --format custom --dump-jobs 1", ["--format", "custom", "--dump-jobs", "1"]),
+    "custom-j2": ("    worker backup --format custom --dump-jobs 2", ["--format", "custom", "--dump-jobs", "2"]),
+}
 
 
 # The shipped image (its PostgreSQL 18 client has zstd and lz4; this machine's host clients do not):
@@ -369,10 +377,14 @@ def run_backup(b: Bench, scenario: str, r: int) -> None:
             extra = ["--compression", "zstd"]
         elif scenario == "worker-age":
             extra = ["--age-recipient", AGE_RECIPIENT]
+        elif scenario in PARALLEL_ROWS:
+            extra = PARALLEL_ROWS[scenario][1]
         else:
             extra = ["--compression-level", scenario.removeprefix("worker-L")]
         s = b.measure(scenario, b.worker_cmd("backup", *extra), b.worker_env(prefix), r)
         key, s["object_bytes"] = b.backup_object(prefix)
+        s["parts"] = len([k for k, _ in b.keys(prefix) if ".dump.part" in k]) + 1
+        s["object_bytes"] += sum(size for k, size in b.keys(prefix) if ".dump.part" in k)  # every part
     previous = b.objects.get(scenario)
     if previous:
         b.delete_prefix(previous[1])
@@ -385,7 +397,20 @@ def restore_scenarios() -> list[tuple[str, str]]:
         ("worker-restore", "(6) worker restore (defaults)"),
         ("custom-restore-j2", "(7) worker restore, custom format, --jobs 2"),
         ("age-restore", "    worker restore of the encrypted backup"),
+        ("j1-restore-j2", "    worker restore --jobs 2 of the --dump-jobs 1 backup"),
+        ("j2-restore-j2", "    worker restore --jobs 2 of the --dump-jobs 2 backup (2 parts)"),
+        ("j2-restore-tx", "    worker restore of the --dump-jobs 2 backup, one transaction"),
     ]
+
+
+RESTORE_SOURCES = {
+    "seed-restore": "seed",
+    "worker-restore": "worker",
+    "age-restore": "worker-age",
+    "j1-restore-j2": "custom-j1",
+    "j2-restore-j2": "custom-j2",
+    "j2-restore-tx": "custom-j2",
+}
 
 
 def run_restore(b: Bench, scenario: str, r: int, expect: dict, expect_indexes: int) -> None:
@@ -401,16 +426,17 @@ def run_restore(b: Bench, scenario: str, r: int, expect: dict, expect_indexes: i
             )
             s = b.measure(scenario, ["bash", "-c", pipeline], b.shell_env(target), r)
         else:
-            source = {"worker-restore": "worker", "age-restore": "worker-age"}.get(scenario, "worker-custom")
+            source = RESTORE_SOURCES.get(scenario, "worker-custom")
             key, prefix = b.objects[source]
-            extra = ["--jobs", "2"] if scenario == "custom-restore-j2" else []
+            extra = ["--jobs", "2"] if scenario.endswith("-j2") else []
             env = b.worker_env(prefix)
             if scenario == "age-restore":
                 env["CNPG_BACKUP_AGE_IDENTITY"] = AGE_IDENTITY
             s = b.measure(
                 scenario, b.worker_cmd("restore", "--object", key, "--target-database", target, *extra), env, r
             )
-        s["object_bytes"] = b.s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"]
+        # the object, and a parallel backup's parts next to it
+        s["object_bytes"] = sum(size for k, size in b.keys(key) if k == key or k.startswith(key + ".part"))
         with b.pg.connect(target) as c:
             got, idx = datagen.table_rows(c), datagen.index_count(c)
         if got != expect or idx != expect_indexes:
@@ -491,8 +517,9 @@ def main(argv=None) -> int:
             labels["worker-custom"] = "    worker backup --format custom (once)"
             b.checkpoint()
             run_backup(b, "worker-custom", 1)
-            needs = {"seed-restore": "seed", "worker-restore": "worker", "age-restore": "worker-age"}
-            restores = [(s, label) for s, label in restore_scenarios() if needs.get(s, "worker-custom") in b.objects]
+            restores = [
+                (s, label) for s, label in restore_scenarios() if RESTORE_SOURCES.get(s, "worker-custom") in b.objects
+            ]
             labels.update(restores)
             for r in range(1, args.rounds + 1):
                 say(f"restore round {r}/{args.rounds}")

@@ -185,6 +185,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "successfulJobsHistoryLimit": 1,
                 "failedJobsHistoryLimit": 5,
                 "format": "custom",
+                "jobs": 2,
                 "compressionLevel": 6,
                 "logFormat": "text",
                 "retentionDays": 14,

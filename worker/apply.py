@@ -16,7 +16,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from io import BufferedReader
 from typing import cast
 
@@ -30,6 +30,11 @@ from .sqlstream import DumpScanner
 def app_name() -> str:
     """The application_name of this worker's restore sessions: how they are found and ended."""
     return f"cnpg-pgdump-backup-restore-{os.getpid()}"
+
+
+def restore_env(dbname: str) -> dict[str, str]:
+    """The environment of a restore's client processes: found and ended by their application_name."""
+    return _env(dbname)
 
 
 def _env(dbname: str) -> dict[str, str]:
@@ -209,10 +214,10 @@ def run_pg_restore(client: pg.Client, dbname: str, archive: str, jobs: int) -> N
         raise WorkerError(tail.summary())
 
 
-def pg_restore_sql(client: pg.Client, archive: str, key: str) -> Iterator[bytes]:
-    """A custom archive as plain SQL (`pg_restore -f -`), for the psql paths."""
+def pg_restore_sql(client: pg.Client, archive: str, key: str, extra: Sequence[str] = ()) -> Iterator[bytes]:
+    """A custom archive as plain SQL (`pg_restore -f -`), for the psql paths; `extra`: e.g. a --section."""
     proc = subprocess.Popen(
-        [client.tool("pg_restore"), "-f", "-", archive],
+        [client.tool("pg_restore"), *extra, "-f", "-", archive],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

@@ -93,11 +93,16 @@ class BackupSession:
         assert self._upload is not None
         self._upload.write(data)
 
+    def complete(self) -> None:
+        """Make the object appear (a parallel backup's part: its manifest is the backup's)."""
+        assert self._upload is not None
+        self._upload.complete()
+
     def publish(self, manifest: Manifest) -> None:
         """Make the object appear, then its manifest. An object whose manifest could not be written
         is removed again: it would look like a backup to tools that do not read manifests."""
         assert self._upload is not None and self.name is not None
-        self._upload.complete()
+        self.complete()
         try:
             self.bucket.put_bytes(self.name.manifest_key, manifest.to_json())
         except WorkerError:

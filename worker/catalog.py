@@ -6,7 +6,8 @@ listing and orders by the timestamp in the key, so `latest` is right however man
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from . import log, naming
 from .errors import WorkerError
@@ -20,10 +21,23 @@ class Entry:
     size: int
     has_manifest: bool
     manifest: Manifest | None = None
+    # a parallel backup's other objects found next to it: part key -> size (worker/parallel.py)
+    parts: dict[str, int] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
-        return bool(self.manifest and self.manifest.complete and self.manifest.object_bytes == self.size)
+        m = self.manifest
+        return bool(
+            m
+            and m.complete
+            and m.object_bytes == self.size
+            and all(self.parts.get(str(p.get("key"))) == p.get("object_bytes") for p in m.parts)
+        )
+
+    @property
+    def total_size(self) -> int:
+        """The object and a parallel backup's parts next to it."""
+        return self.size + sum(self.parts.values())
 
     @property
     def compression(self) -> str:
@@ -43,21 +57,40 @@ class Entry:
         return "incomplete"
 
 
-def scan(bucket: Bucket, prefix: str, database: str, *, load_manifests: bool = True) -> list[Entry]:
-    """This database's backups under `prefix`, newest first."""
+@dataclass(frozen=True)
+class Orphan:
+    """A part of a parallel backup that has no manifest: its backup never finished (a SIGKILL)."""
+
+    key: str
+    last_modified: datetime
+
+
+def scan(
+    bucket: Bucket, prefix: str, database: str, *, load_manifests: bool = True, orphans: list[Orphan] | None = None
+) -> list[Entry]:
+    """This database's backups under `prefix`, newest first; parts without a manifested backup go
+    to `orphans` when given."""
     search = naming.join(prefix, database + "_")
     objects: dict[str, int] = {}
     manifests: set[str] = set()
+    parts: dict[str, dict[str, int]] = {}
+    part_times: dict[str, datetime] = {}
     for obj in bucket.list_objects(search):
+        part = naming.part_of(obj.key)
         if obj.key.endswith(naming.MANIFEST_SUFFIX):
             manifests.add(obj.key[: -len(naming.MANIFEST_SUFFIX)])
         elif naming.parse(obj.key, prefix, database):
             objects[obj.key] = obj.size
+        elif part and naming.parse(part[0], prefix, database):
+            parts.setdefault(part[0], {})[obj.key] = obj.size
+            part_times[obj.key] = obj.last_modified
     entries = []
     for key, size in objects.items():
         name = naming.parse(key, prefix, database)
         assert name is not None  # `objects` holds only keys that parsed
-        entries.append(Entry(name, size, key in manifests))
+        entries.append(Entry(name, size, key in manifests, parts=parts.get(key, {})))
+    if orphans is not None:
+        orphans += [Orphan(k, part_times[k]) for base, ks in parts.items() if base not in manifests for k in ks]
     entries.sort(key=lambda e: (e.name.taken_at, e.name.key), reverse=True)
     if load_manifests:
         for e in entries:

@@ -255,6 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     globals_passwords(sp)
     _add(
         sp,
+        c.DUMP_JOBS,
+        "pg_dump processes sharing one snapshot, each streaming its own part (custom format only)",
+        metavar="N",
+        type=_typed(c.DUMP_JOBS.env, int, "a number of jobs 1-64", range(1, 65)),
+    )
+    _add(
+        sp,
         c.FLAG_SHRINK,
         "flag a dump this many percent smaller than the previous complete one (0: never)",
         type=_typed(c.FLAG_SHRINK.env, int, "a percentage 0-100", range(0, 101)),

@@ -58,12 +58,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         {
             "key": e.name.key,
             "taken_at": e.name.taken_at.isoformat(),
-            "bytes": e.size,
+            "bytes": e.total_size,
             "age": _age(e.name.taken_at),
             "status": e.status(),
             "format": e.name.format,
             "compression": e.compression,
             "flags": e.flags,
+            "parts": 1 + len(e.manifest.parts) if e.manifest else 1,  # a parallel backup's objects
         }
         for e in entries
     ]
@@ -73,7 +74,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         if rows:
             print(f"{'taken at (UTC)':<25}  {'size':>10}  {'age':>7}  {'kind':<12} {'status':<26} key")
         for r in rows:
-            kind = f"{r['format']}/{r['compression']}"
+            kind = f"{r['format']}/{r['compression']}" + (f" x{r['parts']}" if r["parts"] > 1 else "")
             print(
                 f"{r['taken_at']}  {log.human_bytes(r['bytes']):>10}  {r['age']:>7}  {kind:<12} {r['status']:<26} {r['key']}"
             )
@@ -118,7 +119,7 @@ def pg_dump_args(args: argparse.Namespace) -> tuple[str, ...]:
             raise UsageError(
                 f"{setting.env}: not a JSON list of strings", hint='e.g. ["--no-owner", "--exclude-table=audit_log"]'
             )
-    found = pg_dump_options.problems(given)
+    found = pg_dump_options.problems(given, getattr(args, "dump_jobs", 1))
     if found:
         index, message = found[0]
         raise UsageError(f"{source}[{index}]: {message}", hint="fix backup.extraArgs; nothing was dumped")
@@ -128,6 +129,11 @@ def pg_dump_args(args: argparse.Namespace) -> tuple[str, ...]:
 def cmd_backup(args: argparse.Namespace) -> int:
     _check_compression(args)
     args.pg_dump_args = pg_dump_args(args)
+    if args.dump_jobs > 1 and args.format != "custom":
+        raise UsageError(
+            f"--dump-jobs {args.dump_jobs} needs the custom format, not {args.format!r}",
+            hint=f"set backup.format: custom or backup.jobs: 1 ({contract.FORMAT.env}, {contract.DUMP_JOBS.env})",
+        )
     bucket = _bucket(args)
     # Everything from here on is a run that monitoring must see, the server being down included.
     with health.recorded_run(bucket, args.prefix, args.database, args.pushgateway) as recorded:
@@ -162,6 +168,7 @@ def _backup(bucket: Bucket, args: argparse.Namespace) -> Manifest:
             record_row_counts=args.record_row_counts,
             recipients=_recipients(args),
             pg_dump_args=args.pg_dump_args,
+            jobs=args.dump_jobs,
         ),
     )
 

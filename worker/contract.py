@@ -117,6 +117,13 @@ DUMP_EXTRA_ARGS = Setting(
     "JSON list `backup.extraArgs` (backup pods only; absent when empty); the flag is repeatable, "
     "`--pg-dump-arg=--no-owner`; accepted options: worker/pg_dump_options.py",
 )
+# pg_dump processes sharing one snapshot for one database's backup (worker/parallel.py); custom format only.
+DUMP_JOBS = Setting(
+    "CNPG_BACKUP_DUMP_JOBS",
+    "--dump-jobs",
+    "1",
+    "literal `backup.jobs` (parallel pg_dump processes sharing one snapshot; custom format only; absent when 1)",
+)
 PUSHGATEWAY = Setting(
     "CNPG_BACKUP_PUSHGATEWAY_URL", "--pushgateway", None, "literal `monitoring.pushgateway.url` (absent when empty)"
 )
@@ -201,6 +208,7 @@ SETTINGS = (
     FLAG_SHRINK,
     RECORD_ROW_COUNTS,
     DUMP_EXTRA_ARGS,
+    DUMP_JOBS,
     PUSHGATEWAY,
     GLOBALS,
     GLOBALS_ROLE_PASSWORDS,

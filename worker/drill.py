@@ -26,7 +26,7 @@ from typing import Any
 
 from psycopg import sql
 
-from . import catalog, log, metrics, naming, notify, pg
+from . import catalog, log, metrics, naming, notify, parts, pg
 from .compress import Decompressor
 from .errors import WorkerError
 from .manifest import Manifest
@@ -221,6 +221,16 @@ def _record_in_manifest(bucket: Bucket, result: dict[str, Any]) -> None:
         log.warning("could not record the drill in the backup's manifest", key=key, error=log.redact(str(exc)))
 
 
+def _all_parts_counts(bucket: Bucket, key: str, m: Manifest, identities: Sequence[Any]) -> dict[str, int]:
+    """A parallel backup's rows are spread over its parts (worker/parallel.py): each table's data is
+    in exactly one, so the counts add up."""
+    counts: dict[str, int] = {}
+    for part_key, pm in parts.part_manifests(key, m):
+        for table, n in _archive_counts(bucket, part_key, pm, identities).items():
+            counts[table] = counts.get(table, 0) + n
+    return counts
+
+
 def _drill(
     bucket: Bucket,
     prefix: str,
@@ -236,7 +246,7 @@ def _drill(
     expected: dict[str, int] | None = m.extra.get("row_counts") if m.format == "plain" else None
     if expected is None:  # a custom archive, or a plain backup made before counts were recorded
         expected = (
-            _archive_counts(bucket, key, m, identities)
+            _all_parts_counts(bucket, key, m, identities)
             if m.format == "custom"
             else _plain_counts(bucket, key, m, identities)
         )

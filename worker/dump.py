@@ -38,6 +38,7 @@ class BackupOptions:
     record_row_counts: bool = False  # plain: per-table COPY row counts in the manifest, for drills
     recipients: list[str] = field(default_factory=list)  # age public keys: encrypt the object (worker/crypt.py)
     pg_dump_args: tuple[str, ...] = ()  # backup.extraArgs, already checked (worker/pg_dump_options.py)
+    jobs: int = 1  # pg_dump processes sharing one snapshot, custom format only (worker/parallel.py)
 
 
 def _part_size(estimate: int) -> int:
@@ -98,6 +99,11 @@ def _flags(bucket: Bucket, opts: BackupOptions, user_tables: int, raw_bytes: int
 
 
 def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
+    if opts.jobs > 1 and opts.format != "custom":
+        raise WorkerError(
+            f"a parallel backup ({opts.jobs} jobs) needs the custom format, not {opts.format!r}",
+            hint=f"set backup.format: custom, or backup.jobs: 1 ({contract.FORMAT.env}, --dump-jobs)",
+        )
     recipients = crypt.parse_recipients("\n".join(opts.recipients), f"${contract.AGE_RECIPIENTS.env}")
     started = utcnow()
     t0 = time.monotonic()
@@ -140,7 +146,13 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         compression=f"{compression}:{level}",
         encryption=f"age, {len(recipients)} recipient(s)" if recipients else "none",
         db_size=log.human_bytes(estimate),
+        jobs=opts.jobs,
     )
+    if opts.jobs > 1:
+        from .parallel import Prepared, run_parallel  # it builds on this module
+
+        prepared = Prepared(session, client, compression, level, recipients, info.version, user_tables, started, t0)
+        return run_parallel(bucket, opts, prepared)
     with (
         session,
         DumpStream(

@@ -143,7 +143,7 @@ def recorded_run(bucket: Bucket, prefix: str, database: str, pushgateway: str | 
         round(time.monotonic() - t0, 1),
         key=m.key,
         raw_bytes=m.raw_bytes,
-        stored_bytes=m.object_bytes,
+        stored_bytes=int(m.extra.get("stored_bytes_total", m.object_bytes)),  # a parallel backup: every part
         tables=int(m.extra.get("user_tables", 0)),
         flags=list(m.flags),
     )

@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 1
+# The status of a complete parallel backup (worker/parallel.py). Not "complete": a worker that
+# predates parts ignores the `parts` field, and must not take part 0 alone for the whole backup; to
+# it this status reads as "not complete", so it refuses the backup instead of restoring a fraction.
+COMPLETE_WITH_PARTS = "complete-with-parts"
 
 
 @dataclass
@@ -36,6 +40,10 @@ class Manifest:
     # Client-side encryption: {"scheme": "age", "recipients": [public keys]}; then the object, its
     # size and `sha256` are those of the ciphertext. Empty: the object is not encrypted.
     encryption: dict[str, Any] = field(default_factory=dict)
+    # A parallel backup (worker/parallel.py): the other parts, each {index, key, object_bytes, sha256,
+    # raw_bytes, tables}; `key`, `object_bytes` and `sha256` above are part 0's own, `raw_bytes` the
+    # sum. Complete only with every part present as listed; restored only all together.
+    parts: list[dict[str, Any]] = field(default_factory=list)
     tool: str = "cnpg-pgdump-backup"
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
@@ -59,4 +67,6 @@ class Manifest:
 
     @property
     def complete(self) -> bool:
-        return self.status == "complete" and len(self.sha256) == 64 and self.object_bytes > 0
+        whole = all(len(str(p.get("sha256", ""))) == 64 and int(p.get("object_bytes", 0)) > 0 for p in self.parts)
+        status = COMPLETE_WITH_PARTS if self.parts else "complete"
+        return self.status == status and len(self.sha256) == 64 and self.object_bytes > 0 and whole

@@ -138,5 +138,21 @@ def resolve_object(obj: str, prefix: str) -> str:
     return contract.object_key(obj, prefix)
 
 
+# A parallel backup's other parts (worker/parallel.py): `<backup key>.part<i>`, i >= 1. No backup
+# pattern matches them (the patterns end at the extension), so a part alone is never listed or
+# restored; the backup's manifest names them, and they live and die with it.
+_PART_RE = re.compile(r"^(.+)\.part([1-9][0-9]*)$")
+
+
+def part_key(key: str, index: int) -> str:
+    return f"{key}.part{index}"
+
+
+def part_of(key: str) -> tuple[str, int] | None:
+    """(backup key, part index) when `key` is a parallel backup's part, else None."""
+    m = _PART_RE.match(key)
+    return (m.group(1), int(m.group(2))) if m else None
+
+
 def state_key(prefix: str, *parts: str) -> str:
     return join(prefix, "/".join((STATE_DIR, *parts)))

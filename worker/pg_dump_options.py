@@ -122,6 +122,38 @@ SHORT: dict[str, str] = {
 }
 
 
+# What a parallel backup (backup.jobs > 1, worker/parallel.py) cannot take: it chooses each part's
+# tables itself (part 0 all but the big tables' data, parts 1.. those tables' data), so a user's
+# object filter would leave a table's data in one part and its definition nowhere, and large
+# objects or a deferrable snapshot would be taken per part.
+NOT_WITH_JOBS = frozenset(
+    {
+        "--schema",
+        "--exclude-schema",
+        "--table",
+        "--exclude-table",
+        "--table-and-children",
+        "--exclude-table-and-children",
+        "--exclude-table-data",
+        "--exclude-table-data-and-children",
+        "--extension",
+        "--exclude-extension",
+        "--large-objects",
+        "--no-large-objects",
+        "--serializable-deferrable",
+        "--strict-names",
+    }
+)
+
+
+def parallel_problem(arg: str) -> str | None:
+    """Why `arg` (accepted on its own) cannot go with a parallel backup, or None."""
+    name = arg.partition("=")[0]
+    if name in NOT_WITH_JOBS:
+        return f"{name}: not with backup.jobs > 1 (the parts choose their tables themselves); use backup.jobs: 1"
+    return None
+
+
 def problem(arg: str) -> str | None:
     """Why `arg` (one item) is refused, as `<option>: <why>`; None when pg_dump may have it. Only
     the option's name is shown, never a value: a refused --dbname or --password may carry a secret."""
@@ -151,6 +183,11 @@ def problem(arg: str) -> str | None:
     return None
 
 
-def problems(args: Sequence[str]) -> list[tuple[int, str]]:
-    """(index, message) for every refused item."""
-    return [(i, message) for i, arg in enumerate(args) if (message := problem(arg)) is not None]
+def problems(args: Sequence[str], jobs: int = 1) -> list[tuple[int, str]]:
+    """(index, message) for every refused item (with `jobs` > 1, also what a parallel backup cannot take)."""
+    found = []
+    for i, arg in enumerate(args):
+        message = problem(arg) or (parallel_problem(arg) if jobs > 1 else None)
+        if message is not None:
+            found.append((i, message))
+    return found

@@ -27,7 +27,7 @@ from typing import Any, cast
 
 import psycopg
 
-from . import apply, catalog, contract, crypt, locks, log, naming, pg, retention, target
+from . import apply, catalog, contract, crypt, locks, log, naming, parts, pg, retention, target
 from .dump import BackupOptions, run_backup
 from .errors import Terminated, WorkerError
 from .manifest import Manifest
@@ -96,6 +96,7 @@ def _check_identity(bucket: Bucket, key: str, manifest: Manifest | None, opts: R
             hint="pass --target-database to restore another database's backup on purpose",
         )
     if manifest is None:
+        parts.refuse_headless(bucket, key)
         if not opts.allow_unverified:
             raise WorkerError(
                 f"s3://{bucket.loc.bucket}/{key} has no manifest, so it cannot be proven complete",
@@ -201,13 +202,18 @@ def _execute(
     monitor = apply.Monitor(dbname, opts.progress_interval)
     monitor.start()
     try:
+        if plan.path == "pg_restore" and v.parts:
+            parts.restore_parallel(client, dbname, v, max(1, opts.jobs))
+            return
         if plan.path == "pg_restore":
             assert v.staged is not None  # only a custom archive takes this path, and verify() staged it
             apply.run_pg_restore(client, dbname, v.staged, max(1, opts.jobs))
             return
         # custom: verify() staged the archive, so `staged` is set
         sql = (
-            apply.pg_restore_sql(client, cast(str, v.staged), v.key)
+            parts.sql_of(client, v)
+            if v.parts
+            else apply.pg_restore_sql(client, cast(str, v.staged), v.key)
             if v.format == "custom"
             else sql_from_object(bucket, v)
         )
@@ -366,21 +372,26 @@ def _verified_restore(
     ledger: str | None,
     t0: float,
 ) -> dict[str, Any]:
-    v = verify(bucket, key, manifest, fmt, compression, stage_dir=os.environ.get("TMPDIR"), identities=opts.identities)
+    stage_dir = os.environ.get("TMPDIR")
+    if manifest and manifest.parts:
+        parts.check_space(manifest, stage_dir)
+    v = verify(bucket, key, manifest, fmt, compression, stage_dir=stage_dir, identities=opts.identities)
     try:
+        if manifest and manifest.parts:
+            v.parts = parts.verify_parts(bucket, key, manifest, compression, stage_dir, opts.identities)
         if opts.dry_run:
             log.info("dry run: object verified, database not touched", key=key)
-            return {"key": key, "verified": True, "bytes": v.object_bytes}
+            return {"key": key, "verified": True, "bytes": v.object_bytes, "parts": 1 + len(v.parts)}
         tables = _restore_into(bucket, v, opts, target_db)
     finally:
-        if v.staged and os.path.exists(v.staged):
-            os.unlink(v.staged)
+        parts.discard([v, *v.parts])
     el = time.monotonic() - t0
+    stored, raw = v.object_bytes + sum(p.object_bytes for p in v.parts), v.raw_bytes + sum(p.raw_bytes for p in v.parts)
     report = {
         "key": key,
         "database": target_db,
-        "bytes": v.object_bytes,
-        "raw_bytes": v.raw_bytes,
+        "bytes": stored,  # a parallel backup: every part
+        "raw_bytes": raw,
         "tables": tables,
         "duration_s": round(el, 1),
         "finished_at": utcnow().isoformat(),
@@ -392,9 +403,9 @@ def _verified_restore(
         "restore complete",
         key=key,
         database=target_db,
-        bytes=v.object_bytes,
+        bytes=stored,
         tables=tables,
         duration=log.seconds(el),
-        rate=log.rate(v.raw_bytes, el),
+        rate=log.rate(raw, el),
     )
     return report

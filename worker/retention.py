@@ -9,15 +9,23 @@ two days), so retention running next to a long restore cannot pull its object aw
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from . import log, naming, uploads
-from .catalog import Entry, scan
+from .catalog import Entry, Orphan, scan
 from .errors import WorkerError
 from .s3 import Bucket, utcnow
 
 PENDING_MAX_AGE = timedelta(days=2)
+
+
+def orphan_part_age() -> timedelta:
+    """A parallel backup's completed part whose backup has no manifest a day later was left by a
+    killed worker (a running backup writes its manifest within its own run). Tests shorten it, as
+    CNPG_BACKUP_STALE_UPLOAD_SECONDS shortens the upload's (worker/uploads.py)."""
+    return timedelta(seconds=float(os.environ.get("CNPG_BACKUP_ORPHAN_PART_SECONDS", "86400")))
 
 
 @dataclass(frozen=True)
@@ -150,8 +158,16 @@ def prune(bucket: Bucket, prefix: str, database: str, policy: Policy, *, dry_run
             "0 everywhere leaves expiry to the bucket's lifecycle rules",
         )
     now = utcnow()
-    decisions = plan(scan(bucket, prefix, database), policy, now, pending_restores(bucket, prefix, now))
+    orphans: list[Orphan] = []
+    decisions = plan(
+        scan(bucket, prefix, database, orphans=orphans), policy, now, pending_restores(bucket, prefix, now)
+    )
     doomed = [d for d in decisions if not d.keep]
+    old_orphans = [o.key for o in orphans if now - o.last_modified > orphan_part_age()]
+    for key in old_orphans:
+        log.info("prune: would delete orphan part" if dry_run else "prune: deleting orphan part", key=key)
+    if old_orphans and not dry_run:
+        bucket.delete(old_orphans)
     if dry_run:
         for line in render(decisions):
             print(line)
@@ -159,7 +175,12 @@ def prune(bucket: Bucket, prefix: str, database: str, policy: Policy, *, dry_run
         keys = [
             k
             for d in doomed
-            for k in ([d.entry.name.key] + ([d.entry.name.manifest_key] if d.entry.has_manifest else []))
+            # the parts first and the manifest last: an interrupted prune leaves no listed backup without its parts
+            for k in (
+                sorted(d.entry.parts)
+                + [d.entry.name.key]
+                + ([d.entry.name.manifest_key] if d.entry.has_manifest else [])
+            )
         ]
         for d in doomed:
             log.info("prune: deleting", key=d.entry.name.key)

@@ -77,6 +77,12 @@ class Heartbeat:
                 pass
 
 
+def _ours(key: str, prefix: str, database: str) -> bool:
+    """A backup key of this database, or one of a parallel backup's parts (worker/parallel.py)."""
+    part = naming.part_of(key)
+    return naming.parse(part[0] if part else key, prefix, database) is not None
+
+
 def abort_stale(bucket: Bucket, prefix: str, database: str, *, dry_run: bool = False) -> list[str]:
     """Abort this database's abandoned multipart uploads; return their keys.
 
@@ -95,12 +101,12 @@ def abort_stale(bucket: Bucket, prefix: str, database: str, *, dry_run: bool = F
             doc = json.loads(bucket.get_bytes(obj.key))
         except (WorkerError, ValueError):
             continue
-        if isinstance(doc, dict) and naming.parse(str(doc.get("key", "")), prefix, database):
+        if isinstance(doc, dict) and _ours(str(doc.get("key", "")), prefix, database):
             markers[doc["upload_id"]] = doc
             candidates.setdefault(doc["upload_id"], (doc["key"], None))
     aborted = []
     for upload_id, (key, initiated) in candidates.items():
-        if naming.parse(key, prefix, database) is None:
+        if not _ours(key, prefix, database):
             continue
         marker = markers.get(upload_id)
         if marker:

@@ -49,6 +49,7 @@ class Verified:
     # age identities when the object is encrypted: the restore decrypts it again on the way
     identities: Sequence[Any] = ()
     encrypted: bool = False
+    parts: list[Verified] = field(default_factory=list)  # a parallel backup's parts 1..N-1 (worker/parts.py)
 
 
 class _PlainCheck:

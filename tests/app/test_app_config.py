@@ -565,6 +565,16 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "backup.compression: Input should be 'gzip', 'zstd' or 'lz4'",
     ),
     ("format", {"backup": {"format": "zip"}}, "backup.format: Input should be 'plain' or 'custom'"),
+    (
+        "jobs-plain",
+        {"backup": {"jobs": 4}},
+        "backup.jobs: 4 parallel dumps need backup.format: custom (plain SQL is one stream)",
+    ),
+    (
+        "jobs-zero",
+        {"backup": {"format": "custom", "jobs": 0}},
+        "backup.jobs: Input should be greater than or equal to 1",
+    ),
     ("sse", {"s3": {"sse": "aes"}}, "s3.sse: Input should be '', 'AES256' or 'aws:kms'"),
     ("kms-without-sse", {"s3": {"kmsKeyId": "k1"}}, "s3.kmsKeyId: only used with s3.sse aws:kms"),
     ("log-format", {"backup": {"logFormat": "xml"}}, "backup.logFormat: Input should be 'text' or 'json'"),

@@ -167,6 +167,7 @@ def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, An
         contract.GLOBALS_ROLE_PASSWORDS.env: "globals",
         contract.SUPERUSER.env: "globals",
         contract.SUPERUSER_PASSWORD.env: "globals",
+        contract.DUMP_JOBS.env: "scheduling_and_resources",  # only when backup.jobs > 1
     }
     # verify.enabled: every backup and drill container records row counts (the variant has several CronJobs)
     for doc in rendered["restore_drills"].kind("CronJob"):
@@ -233,6 +234,7 @@ def test_env_values_follow_the_config(rendered: dict[str, Any]) -> None:
     env = _env(_containers(rendered["scheduling_and_resources"].one("CronJob"))[1])
     assert env["CNPG_BACKUP_FORMAT"]["value"] == "custom"
     assert env["CNPG_BACKUP_COMPRESSION_LEVEL"]["value"] == "6"
+    assert env[contract.DUMP_JOBS.env]["value"] == "2"
     assert env["CNPG_BACKUP_LOG_FORMAT"]["value"] == "text"
     assert env["CNPG_BACKUP_RETENTION_DAYS"]["value"] == "14"
     assert env["HOME"]["value"] == env["TMPDIR"]["value"] == "/tmp"

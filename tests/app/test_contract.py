@@ -113,8 +113,9 @@ TABLE: dict[contract.Setting, str] = {
     contract.LOG_FORMAT: "json",
     contract.DUMP_LOCK_WAIT: "12",
     contract.FLAG_SHRINK: "40",
+    contract.DUMP_JOBS: "3",
     contract.RECORD_ROW_COUNTS: "true",  # verify.enabled
-    contract.DUMP_EXTRA_ARGS: '["--no-owner", "--exclude-table=audit_log"]',  # backup pods only
+    contract.DUMP_EXTRA_ARGS: '["--no-owner", "--no-comments"]',  # backup pods only
     contract.PUSHGATEWAY: "http://prometheus-pushgateway.monitoring.svc:9091",
     contract.HEARTBEAT_URL: SECRETS[SECRET_REFS[contract.HEARTBEAT_URL]],
     contract.WEBHOOK_URL: SECRETS[SECRET_REFS[contract.WEBHOOK_URL]],
@@ -145,12 +146,13 @@ CONFIG = values(
             "logFormat": "json",
             "lockWaitTimeoutSeconds": 12,
             "flagShrinkPercent": 40,
-            "extraArgs": ["--no-owner", "--exclude-table=audit_log"],
+            "extraArgs": ["--no-owner", "--no-comments"],
             "globals": {
                 "enabled": True,
                 "includeRolePasswords": True,
                 "superuserSecret": {"name": "pg-root", "usernameKey": "user", "passwordKey": "pass"},
             },
+            "jobs": 3,
         },
         "monitoring": {
             "pushgateway": {"url": "http://prometheus-pushgateway.monitoring.svc:9091"},
@@ -242,6 +244,7 @@ def test_every_setting_the_manifests_set_is_read_by_the_worker(monkeypatch: pyte
         contract.LOG_FORMAT: ns.log_format,
         contract.DUMP_LOCK_WAIT: f"{ns.lock_wait_timeout:g}",
         contract.FLAG_SHRINK: str(ns.flag_shrink_percent),
+        contract.DUMP_JOBS: str(ns.dump_jobs),
         contract.RECORD_ROW_COUNTS: str(ns.record_row_counts).lower(),
         contract.PUSHGATEWAY: ns.pushgateway,
         contract.AGE_RECIPIENTS: ns.age_recipient,

@@ -117,3 +117,19 @@ def test_synth_refuses_without_echoing_a_value(tmp_path: Path, capsys: pytest.Ca
 @pytest.mark.parametrize("item", ACCEPTED)
 def test_accepted_options_pass_the_shared_rule(item: str) -> None:
     assert pg_dump_options.problem(item) is None
+
+
+def test_a_parallel_backup_refuses_object_filters_but_takes_output_options() -> None:
+    """backup.jobs > 1 chooses each part's tables itself: a user's filter would split a table's data
+    from its definition. Output options go to every part."""
+    backup = {"format": "custom", "jobs": 2}
+    with pytest.raises(ConfigError) as err:
+        config_from_values(values({"backup": {**backup, "extraArgs": ["--no-owner", "--exclude-table=audit"]}}))
+    assert "backup.extraArgs[1]: --exclude-table: not with backup.jobs > 1" in str(err.value)
+    cfg = config_from_values(values({"backup": {**backup, "extraArgs": ["--no-owner", "--no-comments"]}}))
+    assert cfg.backup.extra_args == ["--no-owner", "--no-comments"]
+    # the worker applies the same rule to its flags
+    assert pg_dump_options.problems(["--table=x", "--no-owner"], jobs=2) == [
+        (0, "--table: not with backup.jobs > 1 (the parts choose their tables themselves); use backup.jobs: 1")
+    ]
+    assert pg_dump_options.problems(["--table=x"], jobs=1) == []

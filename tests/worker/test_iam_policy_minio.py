@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 
 import botocore.exceptions
@@ -150,3 +151,30 @@ def test_lifecycle_rules_are_accepted_and_read_back(minio, bucket):
     # MinIO accepts AbortIncompleteMultipartUpload but does not implement it (it drops it, and cleans
     # stale uploads by itself); AWS applies it.
     assert "AbortIncompleteMultipartUpload" not in rule
+
+
+def test_parallel_backup_and_restore_under_the_generated_policies(shop, minio, bucket, users, make_worker):
+    """A parallel backup's parts (`<key>.part<i>`) stay under `<prefix>/<db>_`: the backup role writes,
+    prunes and aborts them; the restore role reads them (and HEADs a missing one as missing)."""
+    with shop.connect(DATABASE) as c:
+        for t in ("big_a", "big_b"):
+            c.execute(
+                f"CREATE TABLE {t} AS SELECT g AS id, repeat(md5(g::text), 3) AS v FROM generate_series(1, 20000) g"
+            )
+    backup = make_worker(
+        shop, minio, bucket, DATABASE, prefix=PREFIX, CNPG_BACKUP_FORMAT="custom", **_user(users, bucket, "backup")
+    )
+    for _ in range(2):
+        r = backup.run("backup", "--dump-jobs", "3", "--keep-daily", "1")
+        assert r.returncode == 0, r.stderr
+        time.sleep(1.1)
+    [entry] = json.loads(backup.run("list", "--json").stdout)  # retention deleted the first one, parts too
+    assert entry["parts"] == 3 and entry["status"] == "complete", entry
+    assert len([k for k in keys(minio, bucket, f"{PREFIX}/{DATABASE}_") if ".part" in k]) == 2
+    restore = make_worker(shop, minio, bucket, DATABASE, prefix=PREFIX, **_user(users, bucket, "restore"))
+    target = f"{DATABASE}_par_{uuid.uuid4().hex[:6]}"
+    shop.create_database(target)
+    r = restore.run("restore", "--object", "latest", "--target-database", target, "--jobs", "2")
+    assert r.returncode == 0, r.stderr
+    with shop.connect(DATABASE) as a, shop.connect(target) as b:
+        assert fingerprint(a) == fingerprint(b)
