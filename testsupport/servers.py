@@ -251,7 +251,28 @@ class MinioServer:
         )
         if not wait_http_ok(f"{self.endpoint}/minio/health/ready", 30):
             raise RuntimeError("MinIO did not become ready in 30 s")
+        self._wait_initialized(30)
         return self
+
+    def _wait_initialized(self, timeout: float) -> None:
+        """/minio/health/ready can answer before the object layer is up: a bucket created right
+        after it may fail with XMinioServerNotInitialized. Wait until a write succeeds."""
+        import botocore.exceptions
+
+        probe = f"ready-probe-{self.port}"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client = self.client()
+                client.create_bucket(Bucket=probe)
+                client.delete_bucket(Bucket=probe)
+                return
+            except botocore.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "XMinioServerNotInitialized":
+                    raise
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"MinIO was not initialized within {timeout:g} s") from None
+                time.sleep(0.2)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -196,7 +196,6 @@ def worker_env(props: WorkerPodProps) -> list[Json]:
         k8s.EnvVar(name=contract.DUMP_LOCK_WAIT.env, value=str(backup.lock_wait_timeout_seconds)),
         k8s.EnvVar(name=contract.FLAG_SHRINK.env, value=str(backup.flag_shrink_percent)),
         *([k8s.EnvVar(name=contract.DUMP_JOBS.env, value=str(backup.jobs))] if backup.jobs > 1 else []),
-        *([k8s.EnvVar(name=contract.DUMP_JOBS.env, value=str(backup.jobs))] if backup.jobs > 1 else []),
         *([k8s.EnvVar(name=contract.RECORD_ROW_COUNTS.env, value="true")] if props.record_row_counts else []),
     ]
     if props.age_recipients:

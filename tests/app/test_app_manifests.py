@@ -207,6 +207,9 @@ def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, An
         for doc in out.docs:
             for container in _containers(doc):
                 assert set(_env(container)) <= set(contract_env_names()), variant
+                # a name given twice: kubectl keeps one and warns, server-side apply may drop it
+                names = [e["name"] for e in container.get("env", [])]
+                assert len(names) == len(set(names)), (variant, container["name"], names)
 
 
 @pytest.mark.parametrize("variant", sorted(ALL_VARIANTS))
