@@ -70,7 +70,7 @@ class _QueueWriter(io.RawIOBase):
     """Collects pyrage's small writes (8–64 KiB) into PIECE-sized items: every item handed to the
     consumer is a thread hand-off, and thousands of them per second would cost more than the cipher."""
 
-    def __init__(self, out: queue.Queue[bytes | BaseException | None], stop: threading.Event) -> None:
+    def __init__(self, out: queue.Queue[_Item], stop: threading.Event) -> None:
         self._out, self._stop = out, stop
         self._buf = bytearray()
 
@@ -88,14 +88,45 @@ class _QueueWriter(io.RawIOBase):
         if not self._buf:
             return
         data, self._buf = bytes(self._buf), bytearray()
-        while True:
-            if self._stop.is_set():
-                raise _Stopped()
-            try:
-                self._out.put(data, timeout=_PUT_POLL)
-                return
-            except queue.Full:
-                continue
+        if not _put(self._out, data, self._stop):
+            raise _Stopped()
+
+
+_Item = bytes | BaseException | None  # a piece, the producer's error, or None: the end
+
+
+def _put(out: queue.Queue[_Item], item: _Item, stop: threading.Event) -> bool:
+    """Hand `item` over unless the consumer went away (`stop`); False then."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=_PUT_POLL)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _close(source: Iterator[bytes]) -> None:
+    close = getattr(source, "close", None)
+    if close:
+        close()  # a generator's own clean-up (pg_dump's reader thread) runs now, not at GC
+
+
+def _threaded(produce: Callable[[queue.Queue[_Item], threading.Event], None], depth: int, name: str) -> Iterator[bytes]:
+    """What `produce` puts, yielded here while it runs on its own thread; its error is raised here.
+    Leaving early sets the stop event, which ends the producer's next hand-over."""
+    out: queue.Queue[_Item] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    thread = threading.Thread(target=produce, args=(out, stop), name=name, daemon=True)
+    thread.start()
+    try:
+        while (item := out.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def _pump(
@@ -105,11 +136,9 @@ def _pump(
     on_error: Callable[[BaseException], BaseException],
 ) -> Iterator[bytes]:
     source = iter(chunks)
-    out: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=OUT_QUEUE)
-    stop = threading.Event()
     reader = _IterReader(source)
 
-    def run() -> None:
+    def run(out: queue.Queue[_Item], stop: threading.Event) -> None:
         item: BaseException | None = None
         try:
             writer = _QueueWriter(out, stop)
@@ -118,67 +147,29 @@ def _pump(
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             item = reader.error or on_error(exc)
         finally:
-            close = getattr(source, "close", None)
-            if close:
-                close()  # a generator's own clean-up (pg_dump's reader thread) runs now, not at GC
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=_PUT_POLL)
-                return
-            except queue.Full:
-                continue
+            _close(source)
+        _put(out, item, stop)
 
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    try:
-        while (item := out.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=10)
+    return _threaded(run, OUT_QUEUE, name)
 
 
 def ahead(chunks: Iterable[bytes], depth: int, name: str) -> Iterator[bytes]:
     """The same chunks, produced on a thread of their own up to `depth` ahead: the compressor then
     runs next to the cipher instead of taking turns with it on the age thread."""
     source = iter(chunks)
-    out: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
 
-    def put(item: bytes | BaseException | None) -> bool:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=_PUT_POLL)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run() -> None:
+    def run(out: queue.Queue[_Item], stop: threading.Event) -> None:
         try:
             for chunk in source:
-                if not put(chunk):
+                if not _put(out, chunk, stop):
                     return
-            put(None)
+            _put(out, None, stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put(exc)
+            _put(out, exc, stop)
         finally:
-            close = getattr(source, "close", None)
-            if close:
-                close()
+            _close(source)
 
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    try:
-        while (item := out.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=10)
+    return _threaded(run, depth, name)
 
 
 # --- keys ------------------------------------------------------------------------------------
