@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 from cdk8s import App, Chart
@@ -22,13 +24,26 @@ class BackupChart(Chart):
     """The chart `synth` writes: CnpgPgdumpBackup (app/construct.py) alone, in global.namespace (none
     when empty)."""
 
-    def __init__(self, scope: Construct, id: str, *, cfg: Config) -> None:
+    def __init__(self, scope: Construct, id: str, *, cfg: Config, render_cron_jobs: bool = False) -> None:
         super().__init__(scope, id, disable_resource_name_hashes=True, namespace=cfg.global_.namespace or None)
-        CnpgPgdumpBackup(self, "backup", props=CnpgPgdumpBackupProps(config=cfg))
+        self.backup = CnpgPgdumpBackup(
+            self, "backup", props=CnpgPgdumpBackupProps(config=cfg, render_cron_jobs=render_cron_jobs)
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Written:
+    files: list[Path]
+    workloads: list[tuple[str, str]]  # (kind, name) of each CronJob and Job, as CnpgPgdumpBackup.workloads
 
 
 def synth(cfg: Config, outdir: str | Path = "dist", warn: Warn = warn_stderr) -> list[Path]:
-    """Write the manifests for `cfg` to `outdir` and return the files written.
+    """Write the manifests for `cfg` to `outdir` and return the files written."""
+    return write(cfg, outdir, warn).files
+
+
+def write(cfg: Config, outdir: str | Path = "dist", warn: Warn = warn_stderr) -> Written:
+    """Write the manifests for `cfg` to `outdir`: the files written and the workloads in them.
 
     Old *.k8s.yaml files are removed first: a resource dropped from the config must not linger in
     dist/ and be re-applied by `kubectl apply -f dist/`. Other files in outdir are left alone.
@@ -41,6 +56,17 @@ def synth(cfg: Config, outdir: str | Path = "dist", warn: Warn = warn_stderr) ->
         stale.unlink()
     application = App(outdir=str(outdir), output_file_extension=OUTPUT_SUFFIX)
     with without_runtime_type_checks():
-        BackupChart(application, CHART_NAME, cfg=cfg)
+        chart = BackupChart(application, CHART_NAME, cfg=cfg, render_cron_jobs=True)
     application.synth()
-    return sorted(outdir.glob(f"*{OUTPUT_SUFFIX}"))
+    if chart.backup.rendered:
+        _splice(outdir / f"{CHART_NAME}{OUTPUT_SUFFIX}", chart.backup.rendered_after, chart.backup.rendered)
+    return Written(sorted(outdir.glob(f"*{OUTPUT_SUFFIX}")), chart.backup.workloads)
+
+
+def _splice(path: Path, after: int, documents: list[str]) -> None:
+    """Put `documents` after the first `after` documents cdk8s wrote to `path`, where cdk8s would
+    have written them (it separates documents with a `---` line; no line of a document starts so)."""
+    text = path.read_text()
+    written = re.split(r"^---\n", text, flags=re.MULTILINE) if text else []
+    written[after:after] = documents
+    path.write_text("---\n".join(written))

@@ -314,14 +314,14 @@ def _synth(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_IO
-    from .chart import synth  # imports cdk8s (starts node): only once the config is valid
+    from .chart import write  # imports cdk8s (starts node): only once the config is valid
 
     try:
-        written = synth(cfg, args.output)
+        written = write(cfg, args.output)
     except OSError as exc:
         print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_IO
-    for path in written:
+    for path in written.files:
         print(path)
     from .applyset import apply_command
 
@@ -330,8 +330,7 @@ def _synth(args: argparse.Namespace) -> int:
         f"{apply_command(cfg.global_.release_name, cfg.global_.namespace, args.output)}",
         file=sys.stderr,
     )
-    docs = [doc for path in written for doc in yaml.safe_load_all(path.read_text()) if doc]
-    for line in synth_summary(cfg, docs):
+    for line in synth_summary(cfg, written.workloads):
         print(line)
     return 0
 

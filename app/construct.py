@@ -17,11 +17,11 @@ import dataclasses
 from cdk8s import Chart
 from constructs import Construct
 
-from . import naming, oneoff
+from . import naming, oneoff, yaml_text
 from . import props as derive
 from .config import Config
-from .constructs.backup import BackupCronJob
-from .constructs.drill import DrillCronJob
+from .constructs.backup import BackupCronJob, BackupCronJobProps, backup_cron_job_document
+from .constructs.drill import DrillCronJob, DrillCronJobProps, drill_cron_job_document
 from .constructs.monitoring import BackupAlerts
 from .constructs.restore import RestoreJob
 from .constructs.secrets import ManagedS3Secret
@@ -41,6 +41,9 @@ class CnpgPgdumpBackupProps:
     """
 
     config: Config
+    # For app/chart.py: the CronJobs come back as YAML text in `rendered` instead of being cdk8s
+    # objects (the kernel hand-over is most of a fleet's synth time); the chart writes them itself.
+    render_cron_jobs: bool = False
 
 
 class CnpgPgdumpBackup(Construct):
@@ -66,6 +69,9 @@ class CnpgPgdumpBackup(Construct):
         cfg = props.config
         self.config = cfg
         self.warnings: list[str] = config_warnings(cfg)
+        # (kind, name) of each CronJob and Job, in the order written: what synth's summary names
+        # (read back from here, not by parsing the YAML it wrote: that cost 15 s for 1,000 databases)
+        self.workloads: list[tuple[str, str]] = []
         chart_namespace = Chart.of(self).namespace
         if cfg.global_.namespace and cfg.global_.namespace != chart_namespace:
             self.warnings.append(
@@ -77,15 +83,30 @@ class CnpgPgdumpBackup(Construct):
             WorkerServiceAccount(self, "service-account", props=derive.service_account(cfg))
         if credentials.managed and credentials.secret_name:
             ManagedS3Secret(self, "s3-secret", props=derive.managed_s3_secret(cfg, credentials.secret_name))
+        # The YAML of the CronJobs (render_cron_jobs), to go after the first `rendered_after` cdk8s
+        # objects; empty when cdk8s writes them.
+        self.rendered: list[str] = []
+        self.rendered_after = int(cfg.service_account.create) + int(
+            bool(credentials.managed and credentials.secret_name)
+        )
         if cfg.backup.enabled:
+            cron_jobs: list[tuple[str, BackupCronJobProps | DrillCronJobProps]] = []
             for target in backup_targets(cfg):
-                BackupCronJob(
-                    self, f"backup-{target.name or 'default'}", props=derive.backup_cronjob(cfg, target, credentials)
+                cron_jobs.append(
+                    (f"backup-{target.name or 'default'}", derive.backup_cronjob(cfg, target, credentials))
                 )
                 if cfg.verify.enabled:
-                    DrillCronJob(
-                        self, f"drill-{target.name or 'default'}", props=derive.drill_cronjob(cfg, target, credentials)
+                    cron_jobs.append(
+                        (f"drill-{target.name or 'default'}", derive.drill_cronjob(cfg, target, credentials))
                     )
+            self.rendered = _rendered([p for _, p in cron_jobs], chart_namespace) if props.render_cron_jobs else []
+            for construct_id, cron_job in cron_jobs:
+                if not self.rendered:
+                    if isinstance(cron_job, DrillCronJobProps):
+                        DrillCronJob(self, construct_id, props=cron_job)
+                    else:
+                        BackupCronJob(self, construct_id, props=cron_job)
+                self.workloads.append(("CronJob", cron_job.name))
             if cfg.monitoring.prometheus_rule.enabled:
                 rule = derive.prometheus_rule(cfg)
                 if not rule.namespace and chart_namespace:
@@ -94,4 +115,21 @@ class CnpgPgdumpBackup(Construct):
         if cfg.restore_requested:
             target = restore_target(cfg)
             name = naming.restore_job_name(cfg, target)
-            RestoreJob(self, "restore", props=oneoff.restore_job_props(cfg, target, name, credentials))
+            restore = RestoreJob(self, "restore", props=oneoff.restore_job_props(cfg, target, name, credentials))
+            self.workloads.append(("Job", restore.name))
+
+
+def _rendered(cron_jobs: list[BackupCronJobProps | DrillCronJobProps], namespace: str | None) -> list[str]:
+    """The CronJobs' YAML as cdk8s writes it, or [] when one of them holds a value app/yaml_text.py
+    leaves to cdk8s (then cdk8s writes them all, so their order does not change)."""
+    try:
+        return [
+            yaml_text.document(
+                drill_cron_job_document(p, namespace)
+                if isinstance(p, DrillCronJobProps)
+                else backup_cron_job_document(p, namespace)
+            )
+            for p in cron_jobs
+        ]
+    except yaml_text.NotPlain:
+        return []

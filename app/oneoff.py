@@ -138,12 +138,11 @@ def adhoc_command(cfg: Config, cronjob: str) -> str:
     return f"{_kubectl(cfg)} create job --from=cronjob/{cronjob} {cronjob[:_MANUAL_ROOM].rstrip('-')}{_MANUAL}"
 
 
-def synth_summary(cfg: Config, docs: list[dict[str, Any]]) -> list[str]:
-    """What synth prints after the files: each CronJob and Job written, with the command to run a
-    CronJob now and to follow a Job's log (exact names: they are derived, see app/naming.py)."""
+def synth_summary(cfg: Config, workloads: list[tuple[str, str]]) -> list[str]:
+    """What synth prints after the files: each CronJob and Job written (kind, name), with the command
+    to run a CronJob now and to follow a Job's log (exact names: they are derived, see app/naming.py)."""
     lines = []
-    for doc in docs:
-        kind, name = doc.get("kind"), doc.get("metadata", {}).get("name", "")
+    for kind, name in workloads:
         if kind == "CronJob":
             lines.append(f"CronJob {name}: run it now: {adhoc_command(cfg, name)}")
         elif kind == "Job":

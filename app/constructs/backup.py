@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
-from cdk8s import ApiObject, JsonPatch
+from cdk8s import Chart
 from constructs import Construct
 
 from ..bindings import k8s
 from ..config import Backup
 from ..k8s_json import sorted_json
-from .plain import plain_api_object
+from .plain import document_object, to_json
 from .pod import WorkerPodProps, pod_template
 
 
@@ -27,27 +28,23 @@ class BackupCronJobProps:
     pod: WorkerPodProps
 
 
-def worker_cron_job(
-    scope: Construct,
+def cron_job_document(
     *,
     name: str,
     labels: dict[str, str],
+    namespace: str | None,
     schedule: str,
     backup: Backup,
     concurrency_policy: str,
     backoff_limit: int,
     active_deadline_seconds: int | None,
     pod: WorkerPodProps,
-) -> ApiObject:
-    """A CronJob running one worker pod; the backup's and the drill's share suspend, time zone,
-    history limits and starting deadline (from `backup`)."""
-    cron_job = plain_api_object(
-        scope,
-        "cronjob",
-        api_version="batch/v1",
-        kind="CronJob",
-        metadata=k8s.ObjectMeta(name=name, labels=labels),
-        spec=k8s.CronJobSpec(
+) -> dict[str, Any]:
+    """A CronJob running one worker pod, as the JSON document cdk8s writes for it (metadata as
+    ApiObject writes it: keys sorted, empty labels left out, the chart's namespace). The backup's
+    and the drill's share suspend, time zone, history limits and starting deadline (from `backup`)."""
+    spec = to_json(
+        k8s.CronJobSpec(
             schedule=schedule,
             suspend=backup.suspend or None,
             time_zone=backup.time_zone,
@@ -62,14 +59,21 @@ def worker_cron_job(
                 spec=k8s.JobSpec(
                     backoff_limit=backoff_limit,
                     active_deadline_seconds=active_deadline_seconds,
-                    template=k8s.PodTemplateSpec(),  # the JSON pod template, embedded below
+                    template=k8s.PodTemplateSpec(),  # the JSON pod template, set below
                 ),
             ),
-        ),
+        )
     )
-    # the pod template is JSON already (app/constructs/pod.py): sorted like cdk8s sorts, in one patch
-    cron_job.add_json_patch(JsonPatch.add("/spec/jobTemplate/spec/template", sorted_json(pod_template(pod, labels))))
-    return cron_job
+    # the pod template is JSON already (app/constructs/pod.py), sorted like cdk8s sorts; the key
+    # exists, so it keeps its sorted place
+    spec["jobTemplate"]["spec"]["template"] = sorted_json(pod_template(pod, labels))
+    metadata = {"labels": dict(sorted(labels.items())) or None, "name": name, "namespace": namespace or None}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {k: v for k, v in metadata.items() if v is not None},
+        "spec": spec,
+    }
 
 
 class BackupCronJob(Construct):
@@ -79,14 +83,18 @@ class BackupCronJob(Construct):
     def __init__(self, scope: Construct, id: str, *, props: BackupCronJobProps) -> None:
         super().__init__(scope, id)
         self.name = props.name
-        self.cron_job = worker_cron_job(
-            self,
-            name=props.name,
-            labels=props.labels,
-            schedule=props.schedule,
-            backup=props.backup,
-            concurrency_policy=props.backup.concurrency_policy,
-            backoff_limit=props.backup.backoff_limit,
-            active_deadline_seconds=props.active_deadline_seconds,
-            pod=props.pod,
-        )
+        self.cron_job = document_object(self, "cronjob", backup_cron_job_document(props, Chart.of(self).namespace))
+
+
+def backup_cron_job_document(props: BackupCronJobProps, namespace: str | None) -> dict[str, Any]:
+    return cron_job_document(
+        name=props.name,
+        labels=props.labels,
+        schedule=props.schedule,
+        backup=props.backup,
+        concurrency_policy=props.backup.concurrency_policy,
+        backoff_limit=props.backup.backoff_limit,
+        namespace=namespace,
+        active_deadline_seconds=props.active_deadline_seconds,
+        pod=props.pod,
+    )

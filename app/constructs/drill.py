@@ -13,16 +13,19 @@ database.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
+from cdk8s import Chart
 from constructs import Construct
 
 from worker.contract import drill_args
 
 from ..config import Backup
-from .backup import worker_cron_job
+from .backup import cron_job_document
+from .plain import document_object
 from .pod import WorkerPodProps
 
-__all__ = ["DrillCronJob", "DrillCronJobProps", "drill_args"]
+__all__ = ["DrillCronJob", "DrillCronJobProps", "drill_args", "drill_cron_job_document"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,15 +51,19 @@ class DrillCronJob(Construct):
     def __init__(self, scope: Construct, id: str, *, props: DrillCronJobProps) -> None:
         super().__init__(scope, id)
         self.name = props.name
-        # Forbid: two drills would compete for the pod's /tmp; backoff 0: a failed drill is a finding
-        self.cron_job = worker_cron_job(
-            self,
-            name=props.name,
-            labels=props.labels,
-            schedule=props.schedule,
-            backup=props.backup,
-            concurrency_policy="Forbid",
-            backoff_limit=0,
-            active_deadline_seconds=props.active_deadline_seconds,
-            pod=props.pod,
-        )
+        self.cron_job = document_object(self, "cronjob", drill_cron_job_document(props, Chart.of(self).namespace))
+
+
+def drill_cron_job_document(props: DrillCronJobProps, namespace: str | None) -> dict[str, Any]:
+    # Forbid: two drills would compete for the pod's /tmp; backoff 0: a failed drill is a finding
+    return cron_job_document(
+        name=props.name,
+        labels=props.labels,
+        namespace=namespace,
+        schedule=props.schedule,
+        backup=props.backup,
+        concurrency_policy="Forbid",
+        backoff_limit=0,
+        active_deadline_seconds=props.active_deadline_seconds,
+        pod=props.pod,
+    )

@@ -45,18 +45,20 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def plain_api_object(
-    scope: Construct, id: str, *, api_version: str, kind: str, metadata: k8s.ObjectMeta, spec: Any
-) -> ApiObject:
-    """An ApiObject of `kind` with `metadata` (name, labels, annotations) and `spec` (a struct)."""
+def document_object(scope: Construct, id: str, doc: dict[str, Any]) -> ApiObject:
+    """An ApiObject that cdk8s writes as `doc` (apiVersion, kind, metadata with name, labels and
+    annotations, and spec): the spec goes to the kernel as one patch."""
+    metadata = doc["metadata"]
     obj = ApiObject(
         scope,
         id,
-        api_version=api_version,
-        kind=kind,
-        metadata=ApiObjectMetadata(name=metadata.name, labels=metadata.labels, annotations=metadata.annotations),
+        api_version=doc["apiVersion"],
+        kind=doc["kind"],
+        metadata=ApiObjectMetadata(
+            name=metadata["name"], labels=metadata.get("labels"), annotations=metadata.get("annotations")
+        ),
     )
-    obj.add_json_patch(JsonPatch.add("/spec", to_json(spec)))
+    obj.add_json_patch(JsonPatch.add("/spec", doc["spec"]))
     return obj
 
 
