@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import botocore.session
 import botocore.exceptions
+import botocore.session
 from botocore.config import Config
 
 from . import log
