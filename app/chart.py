@@ -66,7 +66,7 @@ def write(cfg: Config, outdir: str | Path = "dist", warn: Warn = warn_stderr) ->
 def _splice(path: Path, after: int, documents: list[str]) -> None:
     """Put `documents` after the first `after` documents cdk8s wrote to `path`, where cdk8s would
     have written them (it separates documents with a `---` line; no line of a document starts so)."""
-    text = path.read_text()
+    text = path.read_text() if path.exists() else ""  # a chart of CronJobs alone
     written = re.split(r"^---\n", text, flags=re.MULTILINE) if text else []
     written[after:after] = documents
     path.write_text("---\n".join(written))

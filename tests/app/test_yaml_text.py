@@ -244,6 +244,8 @@ FLEET = {
         ("example", {}, True),
         ("fleet", FLEET, True),
         ("no service account", {**FLEET, "serviceAccount": {"create": False}}, True),
+        # nothing but the CronJobs: cdk8s itself writes no document
+        ("CronJobs alone", {"serviceAccount": {"create": False}}, True),
         # one value this module does not write: cdk8s writes every CronJob, in the same order
         (
             "multi-line annotation",
