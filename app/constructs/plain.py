@@ -6,7 +6,8 @@ fleet of 1,000 on a busy machine. The constructs still build the typed structs (
 imports' own checks see every field), but this module turns them into the JSON the kernel would
 have produced (jsii names, None dropped, keys sorted as cdk8s sorts them, Quantity as its string)
 and hands the kernel one ApiObject with one patch. The manifests are byte-identical
-(tests/app snapshots).
+(tests/app snapshots). `python -m app synth` goes one step further for the CronJobs: it writes
+that JSON as YAML itself (app/yaml_text.py, app/chart.py), and the kernel never sees them.
 """
 
 from __future__ import annotations
