@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from cdk8s import Chart
+from cdk8s import ApiObject, Chart
 from constructs import Construct
 
 from . import naming, oneoff, yaml_text
@@ -83,11 +83,11 @@ class CnpgPgdumpBackup(Construct):
             WorkerServiceAccount(self, "service-account", props=derive.service_account(cfg))
         if credentials.managed and credentials.secret_name:
             ManagedS3Secret(self, "s3-secret", props=derive.managed_s3_secret(cfg, credentials.secret_name))
-        # The YAML of the CronJobs (render_cron_jobs), to go after the first `rendered_after` cdk8s
-        # objects; empty when cdk8s writes them.
+        # The YAML of the CronJobs (render_cron_jobs), to go after the cdk8s objects created so far
+        # (counted, not re-derived from the conditions above); empty when cdk8s writes them.
         self.rendered: list[str] = []
-        self.rendered_after = int(cfg.service_account.create) + int(
-            bool(credentials.managed and credentials.secret_name)
+        self.rendered_after = (
+            sum(1 for c in self.node.find_all() if ApiObject.is_api_object(c)) if props.render_cron_jobs else 0
         )
         if cfg.backup.enabled:
             cron_jobs: list[tuple[str, BackupCronJobProps | DrillCronJobProps]] = []

@@ -62,15 +62,7 @@ def test_no_secret_in_argv_or_logs_during_backup_and_restore(encrypted, case, pg
             ["prune", "--retention-days", "1", "--dry-run"],
             ["backup", "-v", "--bucket", "nope-nope"],
         ):
-            proc = w.popen(*args, CNPG_BACKUP_LOG_FORMAT="json")
-            while proc.poll() is None:
-                try:
-                    for k in psutil.Process(proc.pid).children(recursive=True):
-                        children.add(" ".join(k.cmdline()))
-                except psutil.Error:
-                    pass
-                time.sleep(0.01)
-            out, err = proc.communicate()
+            _, out, err = _watch(w, args, children)
             case.scan_for_secrets(out, err)
     finally:
         scanner.halt.set()
