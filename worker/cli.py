@@ -42,6 +42,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2: same contract as every other failure
         raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
+    def parse_known_args(self, *args: Any, **kw: Any) -> Any:
+        ns, rest = super().parse_known_args(*args, **kw)
+        # a codec not chosen follows the format (gzip for plain, zstd for custom): known only once
+        # both are parsed; globals, always plain SQL, have no --format
+        if getattr(ns, "compression", "") is None:
+            ns.compression = contract.default_compression(getattr(ns, "format", contract.DEFAULT_FORMAT))
+        return ns, rest
+
 
 def _typed(
     env: str, parse: Callable[[str], _T], what: str, allowed: Container[_T] | None = None
@@ -207,7 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
         _add(
             sp,
             c.COMPRESSION,
-            "plain: gzip (.sql.gz) or zstd (.sql.zst); custom: inside the archive, lz4 too",
+            "plain: gzip (.sql.gz) or zstd (.sql.zst); custom: inside the archive, lz4 too (default: "
+            + (
+                f"{c.DEFAULT_COMPRESSION} for plain, {c.DEFAULT_CUSTOM_COMPRESSION} for custom)"
+                if with_format
+                else f"{c.DEFAULT_COMPRESSION})"
+            ),
             metavar="{gzip,zstd,lz4}",
             type=_typed(c.COMPRESSION.env, str, "one of gzip, zstd, lz4", c.COMPRESSIONS),
         )

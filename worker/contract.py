@@ -18,7 +18,11 @@ DEFAULT_FORMAT: Final = "plain"
 DEFAULT_COMPRESSION_LEVEL: Final = 2
 # gzip keeps the chart's `.sql.gz`; zstd (plain `.sql.zst`, or inside custom archives) and lz4
 # (custom archives only) are faster at the same size: see docs/configuration.md.
-DEFAULT_COMPRESSION: Final = "gzip"
+DEFAULT_COMPRESSION: Final = "gzip"  # plain: the chart's .sql.gz
+# custom: pg_dump compresses the archive itself with a single-threaded zlib (1.5x a bare dump's time at
+# 1 GB and level 2, bench/README.md); pg_dump 16+ writes zstd at about dump speed. A client without zstd
+# falls back to gzip, said out loud (worker/dump.py)
+DEFAULT_CUSTOM_COMPRESSION: Final = "zstd"
 COMPRESSIONS = ("gzip", "zstd", "lz4")
 DEFAULT_WAIT_TIMEOUT_SECONDS: Final = 150
 DEFAULT_RETENTION_DAYS: Final = 0
@@ -82,8 +86,9 @@ FORMAT = Setting(
 COMPRESSION = Setting(
     "CNPG_BACKUP_COMPRESSION",
     "--compression",
-    DEFAULT_COMPRESSION,
-    "literal `gzip`, `zstd` or `lz4` (`backup.compression`; lz4 with the custom format only); "
+    None,
+    "literal `gzip`, `zstd` or `lz4` (`backup.compression`; lz4 with the custom format only; absent: "
+    f"{DEFAULT_COMPRESSION} for plain, {DEFAULT_CUSTOM_COMPRESSION} for custom); "
     "restore uses it for `--backup-before-restore`",
 )
 COMPRESSION_LEVEL = Setting(
@@ -231,6 +236,11 @@ SETTINGS = (
 
 # Where the pods may write (an emptyDir): HOME and TMPDIR point there.
 TMP_DIR = "/tmp"
+
+
+def default_compression(fmt: str) -> str:
+    """The codec of a backup whose compression was not chosen: one rule for the app and the worker."""
+    return DEFAULT_CUSTOM_COMPRESSION if fmt == "custom" else DEFAULT_COMPRESSION
 
 
 def compression_problem(fmt: str, compression: str, level: int) -> str | None:

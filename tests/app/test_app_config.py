@@ -102,7 +102,7 @@ def test_extension_defaults() -> None:
         None,
     )
     assert cfg.backup.log_format == "json"
-    assert cfg.backup.compression == "gzip"
+    assert cfg.backup.compression is None and cfg.backup.codec == "gzip"
 
     assert cfg.cnpg.ssl_mode == "prefer" and cfg.cnpg.ssl_root_cert_secret is None
     assert cfg.s3.access_key_id is None and cfg.s3.secret_access_key is None

@@ -287,6 +287,31 @@ def test_worker_defaults_are_the_contracts(monkeypatch: pytest.MonkeyPatch) -> N
     assert (restore.format, restore.compression_level) == (contract.DEFAULT_FORMAT, contract.DEFAULT_COMPRESSION_LEVEL)
 
 
+@pytest.mark.parametrize(
+    "backup, codec",
+    [
+        ({}, "gzip"),  # the chart's .sql.gz
+        ({"format": "custom"}, "zstd"),  # pg_dump's own zlib is single-threaded
+        ({"format": "custom", "compression": "gzip"}, "gzip"),
+        ({"format": "plain", "compression": "zstd"}, "zstd"),
+        ({"format": "custom", "compression": "lz4"}, "lz4"),
+    ],
+)
+def test_an_unchosen_codec_follows_the_format_in_the_app_and_the_worker(
+    backup: dict[str, str], codec: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    [spec] = pod_specs(render(values({"backup": backup}), tmp_path).one("CronJob"))
+    env = {e["name"]: e["value"] for e in spec["containers"][0]["env"] if "value" in e}
+    assert env[contract.COMPRESSION.env] == codec
+    # the worker run without the app's variable resolves the same codec from the format alone
+    fmt = backup.get("format", "plain")
+    chosen = ["--compression", backup["compression"]] if "compression" in backup else []
+    ns = _parse(["backup", *chosen], {contract.FORMAT.env: fmt}, monkeypatch)
+    assert ns.compression == codec
+    ns = _parse(["restore", "--object", "latest", "--format", fmt], {}, monkeypatch)
+    assert ns.compression == contract.default_compression(fmt)
+
+
 def test_the_restore_args_the_app_writes_parse_in_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     request = Restore(
         object="appdb_2024-01-21_02-00-00.sql.gz",
