@@ -94,3 +94,25 @@ def run(
         "\n".join(err[-5:]),
         disk.peak,
     )
+
+
+def server_cpu_s(pid: int | None) -> float:
+    """CPU seconds a server has used so far: the process, its live children and its reaped ones
+    (PostgreSQL's backends, which exit with their connection). 0 without a process."""
+    if not pid:
+        return 0.0
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        t = root.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in root.children(recursive=True):
+            try:
+                c = child.cpu_times()
+                total += c.user + c.system
+            except psutil.NoSuchProcess:
+                pass  # exited meanwhile: counted in the parent's children_* from now on
+        return total
+    except psutil.NoSuchProcess:
+        return 0.0

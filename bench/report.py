@@ -42,6 +42,9 @@ def summarize(b: Bench, labels: dict[str, str]) -> list[dict]:
                 "rounds": len(samples),
                 "wall_s": _stats(walls),
                 "cpu_s": _stats([s["cpu_s"] for s in samples]),
+                # the co-located PostgreSQL server and MinIO, meanwhile (older runs did not record them)
+                "pg_server_cpu_s": _stats([s.get("pg_server_cpu_s", 0) for s in samples]),
+                "s3_server_cpu_s": _stats([s.get("s3_server_cpu_s", 0) for s in samples]),
                 "mb_s": round(b.raw_bytes / statistics.median(walls) / 1e6, 1),
                 "object_bytes": int(statistics.median(sizes)) if sizes else None,
                 "rss_python_peak": tool or None,
@@ -79,10 +82,11 @@ def render_table(rows: list[dict], raw_bytes: int) -> str:
     head = (
         f"{'step':<50} {'wall s median (min-max)':>24} {'MB/s':>6} {'object MB':>9} {'size/(1)':>8} "
         f"{'RSS py':>6} {'RSS pg':>6} {'RSS tree':>8} {'(1)/x':>6} {'x/(4)':>6} {'x/(6)':>6} {'(5)/x':>6} "
-        f"{'disk MiB':>8}"
+        f"{'disk MiB':>8} {'PG cpu':>6} {'S3 cpu':>6}"
     )
     lines = [
-        f"raw plain dump: {raw_bytes / 1e6:.0f} MB (MB/s = raw dump MB / wall s for every row; RSS in MiB, peak over rounds)",
+        f"raw plain dump: {raw_bytes / 1e6:.0f} MB (MB/s = raw dump MB / wall s for every row; RSS in MiB, peak over rounds; "
+        "PG cpu, S3 cpu: CPU seconds of the PostgreSQL server and MinIO during the step, median)",
         head,
         "-" * len(head),
     ]
@@ -103,7 +107,8 @@ def render_table(rows: list[dict], raw_bytes: int) -> str:
                 f"{r['label'][:50]:<50} {spread:>24} {r['mb_s']:>6.1f} "
                 f"{(r['object_bytes'] or 0) / 1e6:>9.1f} {f('size_vs_1', '{:.3f}'):>8} {_mib(r['rss_python_peak']):>6} "
                 f"{_mib(r['rss_pg_client_peak']):>6} {_mib(r['rss_tree_peak']):>8} {f('speedup_vs_1'):>6} "
-                f"{f('time_vs_4'):>6} {f('time_vs_6'):>6} {f('speedup_vs_5'):>6} {_mib(r.get('disk_peak')) or '0':>8}"
+                f"{f('time_vs_4'):>6} {f('time_vs_6'):>6} {f('speedup_vs_5'):>6} {_mib(r.get('disk_peak')) or '0':>8} "
+                f"{r['pg_server_cpu_s']['median']:>6.1f} {r['s3_server_cpu_s']['median']:>6.1f}"
             )
         if kind == "backup":
             lines.append("")

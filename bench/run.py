@@ -196,11 +196,21 @@ class Bench:
 
     # -- measuring
 
+    def server_pids(self) -> tuple[int | None, int | None]:
+        """The postmaster's and MinIO's PIDs."""
+        postmaster = int((self.pg.datadir / "postmaster.pid").read_text().split()[0])
+        return postmaster, self.minio.proc.pid if self.minio.proc else None
+
     def measure(self, scenario: str, cmd: list[str], env: dict[str, str], round_no: int, **extra) -> dict:
         load = os.getloadavg()[0]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        servers = [measure.server_cpu_s(pid) for pid in self.server_pids()]
         s = measure.run(cmd, env, cwd=str(ROOT), disk_dir=str(self.work))
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # What the co-located servers spent meanwhile: CPU a cluster's worker pod would not share
+        pg_cpu, s3_cpu = (
+            round(measure.server_cpu_s(pid) - b, 2) for pid, b in zip(self.server_pids(), servers, strict=True)
+        )
         if s.returncode != 0:
             raise RuntimeError(f"{scenario} (round {round_no}) exited {s.returncode}: {s.stderr_tail}")
         sample = asdict(s)
@@ -209,11 +219,14 @@ class Bench:
             round=round_no,
             load1=round(load, 2),
             cpu_s=round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
+            pg_server_cpu_s=pg_cpu,
+            s3_server_cpu_s=s3_cpu,
             **extra,
         )
         self.samples.setdefault(scenario, []).append(sample)
         say(
             f"  {scenario:<16} round {round_no}: {s.wall_s:7.2f}s  cpu {sample['cpu_s']:6.1f}s  "
+            f"PostgreSQL {pg_cpu:5.1f}s  MinIO {s3_cpu:5.1f}s  "
             f"tree {s.rss_tree / MiB:6.1f} MiB  load {load:.1f}"
         )
         return sample
@@ -361,7 +374,7 @@ def run_backup(b: Bench, scenario: str, r: int) -> None:
         return
     elif scenario in ("img-pg_dump", "img-pg_dump-fc-gzip"):
         env = b.image_env(prefix)
-        fc = ["--format=custom", "--compress=2"] if scenario == "img-pg_dump-fc-gzip" else []
+        fc = ["--format=custom", "--compress=2", "--no-sync"] if scenario == "img-pg_dump-fc-gzip" else []
         cmd = b.image_cmd(env, "--no-password", *fc, "-f", "/dev/null", entrypoint="/usr/lib/postgresql/18/bin/pg_dump")
         b.measure(scenario, cmd, env, r)
         return
