@@ -477,6 +477,13 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true", help=f"{QUICK_SIZE_GB} GB, 1 round: the CI smoke run")
     p.add_argument("--levels", default="", help="extra worker backup rows at these compression levels, e.g. 2,3,6")
     p.add_argument("--no-restore", action="store_true", help="backups only")
+    p.add_argument(
+        "--s3-nice",
+        type=int,
+        default=0,
+        help="run MinIO at this nice level (1-19): a diagnosis of what the S3 server's share of the "
+        "two cores costs each row; the reference runs use 0",
+    )
     p.add_argument("--only", default="", help="only these backup rows (comma-separated scenario names)")
     p.add_argument("--no-image", action="store_true", help="skip the rows that run the worker image (podman)")
     p.add_argument("--regenerate", action="store_true", help="rebuild the cached database")
@@ -489,6 +496,12 @@ def parse_args(argv):
     if any(not 1 <= lv <= 9 for lv in args.levels) or args.rounds < 1 or args.size_gb <= 0:
         p.error("levels must be 1-9, rounds >= 1, size > 0")
     return args
+
+
+def renice(pid: int, nice: int) -> None:
+    """Every thread of `pid` (Linux niceness is per thread; threads started later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
 
 
 def main(argv=None) -> int:
@@ -504,6 +517,8 @@ def main(argv=None) -> int:
         args.db_bytes = dataset["db_bytes"]
         warm_page_cache(pg.datadir)
         minio = MinioServer().start()
+        if args.s3_nice:
+            renice(minio.proc.pid, args.s3_nice)
         minio.client().create_bucket(Bucket=BUCKET)
         work = Path(tempfile.mkdtemp(prefix="cnpg-bench-work-", dir="/tmp"))
         b = Bench(args, pg, minio, work)
@@ -549,7 +564,13 @@ def main(argv=None) -> int:
             "version": 1,
             "started_at": started.isoformat(),
             "duration_s": round(time.monotonic() - t_start, 1),
-            "args": {"size_gb": args.size_gb, "rounds": args.rounds, "quick": args.quick, "levels": args.levels},
+            "args": {
+                "size_gb": args.size_gb,
+                "rounds": args.rounds,
+                "quick": args.quick,
+                "levels": args.levels,
+                "s3_nice": args.s3_nice,
+            },
             "load_avg_start": [round(x, 2) for x in load_start],
             "load_avg_end": [round(x, 2) for x in load_end],
             "environment": environment(pg),

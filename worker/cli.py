@@ -48,6 +48,7 @@ class _Parser(argparse.ArgumentParser):
         # both are parsed; globals, always plain SQL, have no --format
         if getattr(ns, "compression", "") is None:
             ns.compression = contract.default_compression(getattr(ns, "format", contract.DEFAULT_FORMAT))
+            ns.compression_defaulted = True
         return ns, rest
 
 

@@ -32,6 +32,7 @@ class BackupOptions:
     format: str = contract.DEFAULT_FORMAT
     compression_level: int = contract.DEFAULT_COMPRESSION_LEVEL
     compression: str = contract.DEFAULT_COMPRESSION
+    compression_chosen: bool = True  # False: the format's default codec, not the user's choice
     upload_concurrency: int = 2
     lock_wait_timeout: float = contract.DEFAULT_DUMP_LOCK_WAIT_SECONDS  # seconds; 0: wait for ever
     flag_shrink_percent: int = contract.DEFAULT_FLAG_SHRINK_PERCENT  # 0: never flag a shrink
@@ -60,7 +61,10 @@ def _client_and_codec(server_major: int, opts: BackupOptions) -> tuple[pg.Client
     if able:
         return able[0], opts.compression, opts.compression_level
     client = pg.choose_client(server_major, purpose, clients)
-    log.warning(
+    # A codec the user chose and did not get is a warning; the custom format's default (zstd) falling
+    # back on an older client is news, not a fault, and would otherwise warn on every run.
+    say = log.warning if opts.compression_chosen else log.info
+    say(
         f"no pg_dump here writes {opts.compression} archives (pg_dump 16+ built with {opts.compression} "
         f"does; pg_dump {client.major} here does not): this custom archive is compressed with gzip instead",
         database=opts.database,

@@ -86,6 +86,24 @@ def test_custom_archive_codec_falls_back_to_gzip_out_loud(pg, minio, bucket, mak
         assert fingerprint(a) == fingerprint(b)
 
 
+def test_custom_default_codec_is_zstd_and_its_fallback_is_news_not_a_warning(pg, minio, bucket, make_worker):
+    # No codec chosen: a custom archive asks for zstd; this machine's clients cannot write it, so
+    # the archive is gzip, said once at INFO (a warning on every run of a default config is noise).
+    load(pg, "shopd")
+    w = make_worker(pg, minio, bucket, "shopd", CNPG_BACKUP_FORMAT="custom")
+    r = w.run("backup")
+    assert r.returncode == 0, r.stderr
+    [line] = [ln for ln in r.stderr.splitlines() if "no pg_dump here writes zstd archives" in ln]
+    assert " INFO " in line and "WARNING" not in r.stderr, r.stderr
+    [entry] = json.loads(w.run("list", "--json").stdout)
+    assert (entry["format"], entry["compression"]) == ("custom", "gzip")
+    # the same codec chosen by name is a choice the backup could not honour: a warning
+    r = w.run("backup", "--compression", "zstd")
+    assert r.returncode == 0, r.stderr
+    [line] = [ln for ln in r.stderr.splitlines() if "no pg_dump here writes zstd archives" in ln]
+    assert "WARNING" in line, r.stderr
+
+
 def test_lz4_plain_is_refused_with_one_line(pg, minio, bucket, make_worker):
     w = make_worker(pg, minio, bucket, "postgres", CNPG_BACKUP_COMPRESSION="lz4")
     r = w.run("backup")
