@@ -10,13 +10,14 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from . import catalog, contract, crypt, fleet, globals_cmds, health, log, naming, pg, pg_dump_options, retention
+from . import catalog, contract, crypt, fleet, globals_cmds, health, log, pg, pg_dump_options, retention
 from .dump import BackupOptions, run_backup
 from .errors import UsageError, WorkerError
 from .globals import prune as globals_prune
 from .manifest import Manifest
 from .restore import RestoreOptions, run_restore
-from .s3 import Bucket, S3Location, utcnow
+from .s3 import Bucket, utcnow
+from .s3_client import S3Location
 
 
 def _bucket(args: argparse.Namespace, *, needs_database: bool = True) -> Bucket:
@@ -134,13 +135,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
             f"--dump-jobs {args.dump_jobs} needs the custom format, not {args.format!r}",
             hint=f"set backup.format: custom or backup.jobs: 1 ({contract.FORMAT.env}, {contract.DUMP_JOBS.env})",
         )
-    bucket = _bucket(args)
+    # The S3 client is made on a thread while PostgreSQL is checked and pg_dump starts (worker/dump.py)
+    bucket = _bucket(args).prepare()
     # Everything from here on is a run that monitoring must see, the server being down included.
     with health.recorded_run(bucket, args.prefix, args.database, args.pushgateway) as recorded:
         pg.wait_ready(args.wait_timeout, args.database)
-        # Listed under the database's own backups: all a least-privilege policy lets it list
-        # (`python -m app iam-policy`), and what `latest` and retention list anyway.
-        bucket.check(naming.join(args.prefix, args.database + "_"))
         recorded["manifest"] = _backup(bucket, args)
         if args.with_globals:
             globals_cmds.after_database_backup(bucket, args)

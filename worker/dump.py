@@ -12,17 +12,21 @@ produced) and `BackupSession` (worker/backup_session.py: the key, the upload, pu
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 
-from . import catalog, contract, crypt, log, pg, uploads
+from . import catalog, contract, crypt, log, naming, pg, uploads
 from .backup_session import BackupSession
-from .dumpstream import DumpStream
+from .dumpstream import Ahead, DumpStream
 from .errors import WorkerError
 from .manifest import Manifest
 from .s3 import MIN_PART, Bucket, utcnow
 from .sql import MARKER_TABLE
 
 PROGRESS_EVERY = 30.0  # seconds between progress lines during long dumps
+# Chunks (~1 MiB of pg_dump's output each, compressed) held while the S3 side gets ready after
+# pg_dump started; past that, pg_dump waits. No more than the upload's own parts hold later.
+DUMP_AHEAD = 16
 
 
 @dataclass
@@ -126,7 +130,6 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
                 "or run it again (it empties the database first)",
             )
     client, compression, level = _client_and_codec(info.major, opts)
-    uploads.abort_stale(bucket, opts.prefix, opts.database)
     session = BackupSession(
         bucket,
         opts.prefix,
@@ -138,78 +141,90 @@ def run_backup(bucket: Bucket, opts: BackupOptions) -> Manifest:
         part_size=_part_size(estimate),
         concurrency=opts.upload_concurrency,
     )
-    name = session.reserve()
-    log.info(
-        "backup starting",
-        database=opts.database,
-        server=info.version,
-        pg_dump=client.version,
-        key=name.key,
-        bucket=bucket.loc.bucket,
-        format=opts.format,
-        compression=f"{compression}:{level}",
-        encryption=f"age, {len(recipients)} recipient(s)" if recipients else "none",
-        db_size=log.human_bytes(estimate),
-        jobs=opts.jobs,
-    )
+
+    def prepare_s3() -> naming.BackupName:
+        # Listed under the database's own backups: all a least-privilege policy lets it list
+        # (`python -m app iam-policy`), and what `latest` and retention list anyway.
+        bucket.check(naming.join(opts.prefix, opts.database + "_"))
+        uploads.abort_stale(bucket, opts.prefix, opts.database)
+        name = session.reserve()
+        log.info(
+            "backup starting",
+            database=opts.database,
+            server=info.version,
+            pg_dump=client.version,
+            key=name.key,
+            bucket=bucket.loc.bucket,
+            format=opts.format,
+            compression=f"{compression}:{level}",
+            encryption=f"age, {len(recipients)} recipient(s)" if recipients else "none",
+            db_size=log.human_bytes(estimate),
+            jobs=opts.jobs,
+        )
+        return name
+
     if opts.jobs > 1:
         from .parallel import Prepared, run_parallel  # it builds on this module
 
+        prepare_s3()
         prepared = Prepared(session, client, compression, level, recipients, info.version, user_tables, started, t0)
         return run_parallel(bucket, opts, prepared)
-    with (
-        session,
-        DumpStream(
-            client,
-            opts.database,
-            opts.format,
-            level,
-            opts.lock_wait_timeout,
-            compression,
-            count_rows=opts.record_row_counts,
-            recipients=recipients,
-            extra_args=opts.pg_dump_args,
-        ) as dump,
-    ):
-        next_progress = time.monotonic() + PROGRESS_EVERY
-        for data in dump.chunks():
-            session.write(data)
-            if time.monotonic() >= next_progress:
-                log.info(
-                    "backup progress",
-                    key=name.key,
-                    dumped=log.human_bytes(dump.raw_bytes),
-                    uploaded=log.human_bytes(session.bytes_sent),
-                    rate=log.rate(dump.raw_bytes, time.monotonic() - t0),
-                )
-                next_progress += PROGRESS_EVERY
-        dump.finish()
-        flags = _flags(bucket, opts, user_tables, dump.raw_bytes)
-        manifest = Manifest(
-            database=opts.database,
-            key=name.key,
-            format=opts.format,
-            compression=compression,
-            server_version=info.version,
-            pg_dump_version=client.version,
-            pg_dump_major=client.major,
-            raw_bytes=dump.raw_bytes,
-            object_bytes=dump.stored_bytes,
-            sha256=dump.sha256,
-            started_at=started.isoformat(),
-            finished_at=utcnow().isoformat(),
-            flags=flags,
-            encryption={"scheme": "age", "recipients": [str(r) for r in recipients]} if recipients else {},
-            extra={
-                "user_tables": user_tables,
-                **({"row_counts": dict(dump.rows.rows)} if dump.rows else {}),
-                "compression_level": level,
-                "compressed_by": "pg_dump" if opts.format == "custom" else "worker",
-                # what the backup leaves out (--exclude-table=...) is part of what it is
-                **({"pg_dump_extra_args": list(opts.pg_dump_args)} if opts.pg_dump_args else {}),
-            },
-        )
-        session.publish(manifest)
+    dump = DumpStream(
+        client,
+        opts.database,
+        opts.format,
+        level,
+        opts.lock_wait_timeout,
+        compression,
+        count_rows=opts.record_row_counts,
+        recipients=recipients,
+        extra_args=opts.pg_dump_args,
+    )
+    # pg_dump starts before the S3 side is ready (the client, the checks, the key, the upload): its
+    # first DUMP_AHEAD chunks wait in memory meanwhile. Leaving early aborts the upload, then kills
+    # pg_dump: nothing is stored either way.
+    with dump, closing(Ahead(dump.chunks(), DUMP_AHEAD)) as ahead:
+        name = prepare_s3()
+        with session:
+            next_progress = time.monotonic() + PROGRESS_EVERY
+            for data in ahead:
+                session.write(data)
+                if time.monotonic() >= next_progress:
+                    log.info(
+                        "backup progress",
+                        key=name.key,
+                        dumped=log.human_bytes(dump.raw_bytes),
+                        uploaded=log.human_bytes(session.bytes_sent),
+                        rate=log.rate(dump.raw_bytes, time.monotonic() - t0),
+                    )
+                    next_progress += PROGRESS_EVERY
+            dump.finish()
+            flags = _flags(bucket, opts, user_tables, dump.raw_bytes)
+            manifest = Manifest(
+                database=opts.database,
+                key=name.key,
+                format=opts.format,
+                compression=compression,
+                server_version=info.version,
+                pg_dump_version=client.version,
+                pg_dump_major=client.major,
+                raw_bytes=dump.raw_bytes,
+                object_bytes=dump.stored_bytes,
+                sha256=dump.sha256,
+                started_at=started.isoformat(),
+                finished_at=utcnow().isoformat(),
+                flags=flags,
+                encryption={"scheme": "age", "recipients": [str(r) for r in recipients]} if recipients else {},
+                extra={
+                    "user_tables": user_tables,
+                    **({"row_counts": dict(dump.rows.rows)} if dump.rows else {}),
+                    "compression_level": level,
+                    "compressed_by": "pg_dump" if opts.format == "custom" else "worker",
+                    # what the backup leaves out (--exclude-table=...) is part of what it is
+                    **({"pg_dump_extra_args": list(opts.pg_dump_args)} if opts.pg_dump_args else {}),
+                },
+            )
+            session.publish(manifest)
     el = time.monotonic() - t0
     log.info(
         "backup complete",

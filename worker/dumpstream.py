@@ -26,6 +26,49 @@ PLAIN_TRAILER = b"-- PostgreSQL database dump complete"
 CUSTOM_MAGIC = b"PGDMP"
 
 
+class Ahead:
+    """The stored bytes pulled from `chunks` on a thread of their own from construction on, up to
+    `depth` chunks ahead of the consumer: pg_dump runs, and its output is compressed, while the S3
+    side is still getting ready. `close()` ends the thread at its next hand-over."""
+
+    def __init__(self, chunks: Iterator[bytes], depth: int) -> None:
+        self._out: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(chunks,), name="dump-ahead", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: bytes | BaseException | None) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._out.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, chunks: Iterator[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                if not self._put(chunk):
+                    return
+            self._put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            self._put(exc)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()  # the generator's own clean-up (pg_dump's reader thread) runs now, not at GC
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (item := self._out.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 def dump_command(
     client: pg.Client,
     fmt: str,

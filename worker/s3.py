@@ -1,4 +1,4 @@
-"""S3 access: client set-up, streaming multipart upload with explicit abort, paged listing.
+"""S3 access: streaming multipart upload with explicit abort, paged listing (the client: worker/s3_client.py).
 
 Modelled on barman's cloud layer: one class per concern, and an upload that either completes whole
 or is aborted, so no partial object can ever appear under a backup's key.
@@ -14,14 +14,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
-
-import botocore.exceptions
-import botocore.session
-from botocore.config import Config
+from typing import TYPE_CHECKING, Any, cast
 
 from . import log
 from .errors import WorkerError
+from .s3_client import S3Location, describe, errors, make_client
+
+if TYPE_CHECKING:
+    import botocore.exceptions
+
 
 MiB = 1024 * 1024
 MIN_PART = 8 * MiB
@@ -29,84 +30,6 @@ MAX_PART = 5 * 1024 * MiB
 MAX_PARTS = 10_000
 # Parts are numbered from 1; keep a margin under the hard limit for the growth schedule below.
 _PART_BUDGET = 9_000
-
-
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    endpoint: str | None = None
-    region: str | None = None
-    storage_class: str | None = None
-    sse: str | None = None  # server-side encryption of what the worker writes: AES256 | aws:kms
-    kms_key_id: str | None = None  # with aws:kms: the key (else the bucket's/account's default)
-
-    def write_args(self) -> dict[str, str]:
-        """Arguments every object the worker writes carries (backups, manifests, its own records)."""
-        args = {"ServerSideEncryption": self.sse} if self.sse else {}
-        if self.sse == "aws:kms" and self.kms_key_id:
-            args["SSEKMSKeyId"] = self.kms_key_id
-        return args
-
-
-def make_client(loc: S3Location) -> Any:
-    """A client that works against AWS and S3-compatible servers alike.
-
-    Custom endpoints get path-style addressing (MinIO and most on-prem servers have no wildcard DNS)
-    and checksums only when an operation requires them: botocore >= 1.36 sends CRC32 trailers by
-    default, which several S3-compatible servers reject.
-    """
-    opts: dict[str, Any] = {
-        "retries": {"max_attempts": 8, "mode": "standard"},
-        "connect_timeout": 10,
-        "read_timeout": 120,
-        "user_agent_extra": "cnpg-pgdump-backup",
-    }
-    if loc.endpoint:
-        opts["s3"] = {"addressing_style": "path"}
-        opts["request_checksum_calculation"] = "when_required"
-        opts["response_checksum_validation"] = "when_required"
-    # botocore's own session, not boto3's: the worker needs no resources or transfer manager, and
-    # importing boto3 (with s3transfer) was a fifth of every run's start-up
-    return botocore.session.get_session().create_client(
-        "s3",
-        endpoint_url=loc.endpoint or None,
-        region_name=loc.region or None,
-        config=Config(**opts),
-    )
-
-
-def describe(exc: BaseException, *, bucket: str, key: str | None = None) -> WorkerError:
-    """Turn a boto error into one line naming the bucket/key and the likely fix."""
-    where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
-    if isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return WorkerError(
-            f"no S3 credentials for {where}",
-            hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (s3.secretName) or give the ServiceAccount an IAM role",
-        )
-    if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError)):
-        return WorkerError(
-            f"cannot reach S3 for {where}: {exc}", hint="check s3.endpoint / s3.region and network policies"
-        )
-    if isinstance(exc, botocore.exceptions.ClientError):
-        err = exc.response.get("Error", {})
-        code = err.get("Code", "Unknown")
-        msg = err.get("Message", "")
-        hints = {
-            "NoSuchBucket": "check s3.bucket: the bucket does not exist",
-            "InvalidAccessKeyId": "the access key is not known to the S3 server: check the S3 credentials Secret",
-            "SignatureDoesNotMatch": "the secret key is wrong: check the S3 credentials Secret",
-            "AccessDenied": "the credentials lack permission for this bucket/prefix (`cnpg-pgdump-backup iam-policy` "
-            "prints the policy they need)",
-            "NoSuchKey": "no such object: list the backups with `cnpg-backup-worker list`",
-            "404": "no such object: list the backups with `cnpg-backup-worker list`",
-            "403": "S3 refused access: wrong credentials or no permission for this bucket",
-            "Forbidden": "S3 refused access: wrong credentials or no permission for this bucket",
-            "PreconditionFailed": "an object with this key appeared meanwhile (two backups in the same second?)",
-        }
-        return WorkerError(f"S3 {code} on {where}: {msg}".rstrip(": "), hint=hints.get(code))
-    if isinstance(exc, botocore.exceptions.BotoCoreError):
-        return WorkerError(f"S3 request for {where} failed: {exc}")
-    return WorkerError(f"S3 request for {where} failed: {exc.__class__.__name__}: {exc}")
 
 
 class MultipartUpload:
@@ -294,7 +217,36 @@ class Bucket:
 
     def __init__(self, loc: S3Location, client: Any = None) -> None:
         self.loc = loc
-        self.client = client or make_client(loc)
+        self._client = client
+        self._making: threading.Thread | None = None
+        self._made: list[Any] = []  # the client, or why it could not be made
+
+    def prepare(self) -> Bucket:
+        """Make the client on a thread from now on; the first request waits for it."""
+        if self._client is None and self._making is None:
+
+            def make() -> None:
+                try:
+                    self._made.append(make_client(self.loc))
+                except Exception as exc:  # noqa: BLE001 - raised by the first request, in its thread
+                    self._made.append(exc)
+
+            self._making = threading.Thread(target=make, name="s3-client", daemon=True)
+            self._making.start()
+        return self
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            if self._making is None:
+                self._client = make_client(self.loc)
+            else:
+                while self._making.is_alive():
+                    self._making.join(0.5)  # in slices: SIGTERM's handler must be able to run
+                if isinstance(self._made[0], Exception):
+                    raise describe(self._made[0], bucket=self.loc.bucket) from None
+                self._client = self._made[0]
+        return self._client
 
     def _fail(self, exc: BaseException, key: str | None = None) -> WorkerError:
         return describe(exc, bucket=self.loc.bucket, key=key)
@@ -305,10 +257,7 @@ class Bucket:
         try:
             self.client.list_objects_v2(Bucket=self.loc.bucket, Prefix=prefix, MaxKeys=1)
         except Exception as exc:  # noqa: BLE001
-            if (
-                isinstance(exc, botocore.exceptions.ClientError)
-                and exc.response.get("Error", {}).get("Code") == "NoSuchBucket"
-            ):
+            if isinstance(exc, errors.ClientError) and exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
                 raise WorkerError(f"S3 bucket {self.loc.bucket!r} does not exist", hint="check s3.bucket") from None
             raise self._fail(exc) from None
 
@@ -325,7 +274,7 @@ class Bucket:
     def head(self, key: str) -> ObjectInfo | None:
         try:
             r = self.client.head_object(Bucket=self.loc.bucket, Key=key)
-        except botocore.exceptions.ClientError as exc:
+        except errors.ClientError as exc:
             if _not_found(exc):
                 return None
             raise self._fail(exc, key) from None
@@ -347,7 +296,7 @@ class Bucket:
         read" for "not there" (a manifest read that failed would make a good backup look untrusted)."""
         try:
             return cast(bytes, self.client.get_object(Bucket=self.loc.bucket, Key=key)["Body"].read())
-        except botocore.exceptions.ClientError as exc:
+        except errors.ClientError as exc:
             if _not_found(exc):
                 return None
             raise self._fail(exc, key) from None
@@ -384,7 +333,7 @@ class Bucket:
         try:
             self.client.put_object(Bucket=self.loc.bucket, Key=key, Body=data, IfNoneMatch="*", **self.loc.write_args())
             return True
-        except botocore.exceptions.ClientError as exc:
+        except errors.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
                 return False
             raise self._fail(exc, key) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -42,6 +43,44 @@ def test_missing_bucket(pg, minio, make_worker):
     w = make_worker(pg, minio, "no-such-bucket-here", "postgres")
     r = w.run("backup")
     _assert_one_clear_line(r, "no-such-bucket-here", "does not exist")
+
+
+def test_s3_failing_after_pg_dump_started_kills_it(pg, minio, make_worker, monkeypatch):
+    # pg_dump starts while the S3 side is still getting ready (worker/dump.py). Held up here by an
+    # application's lock, it would wait on after the backup failed unless the worker kills it. In
+    # this process, not a worker's own: a child that outlives its worker dies with it anyway.
+    import psutil
+
+    from worker.cli import build_parser
+    from worker.commands import cmd_backup
+    from worker.errors import WorkerError
+
+    def pg_dumps() -> list[psutil.Process]:
+        return [p for p in psutil.Process().children(recursive=True) if p.name() == "pg_dump"]
+
+    load(pg, "shopk")
+    for name, value in make_worker(pg, minio, "no-such-bucket-k", "shopk").full_env().items():
+        if name.startswith(("PG", "AWS_", "CNPG_BACKUP_")):
+            monkeypatch.setenv(name, value)
+    with pg.connect("shopk") as app:
+        app.execute("BEGIN")
+        app.execute("LOCK TABLE sales.customers IN ACCESS EXCLUSIVE MODE")
+        started = []
+        real_popen = subprocess.Popen
+
+        def popen(cmd, *a, **kw):  # the dump's pg_dump, seen started before S3 fails
+            proc = real_popen(cmd, *a, **kw)
+            if "--version" not in cmd:
+                started.append(proc)
+            return proc
+
+        monkeypatch.setattr(subprocess, "Popen", popen)
+        with pytest.raises(WorkerError, match="no-such-bucket-k.*does not exist"):
+            cmd_backup(build_parser().parse_args(["backup", "--lock-wait-timeout", "0"]))
+        monkeypatch.setattr(subprocess, "Popen", real_popen)
+        assert len(started) == 1 and started[0].args[0].endswith("pg_dump"), started
+        assert started[0].poll() is not None and pg_dumps() == [], "pg_dump outlived the failed backup"
+        app.execute("ROLLBACK")
 
 
 def test_bad_s3_credentials(pg, minio, bucket, make_worker):

@@ -11,7 +11,8 @@ import pytest
 from testsupport.dataset import load
 from worker import metrics
 from worker.metrics import RunRecord
-from worker.s3 import Bucket, S3Location
+from worker.s3 import Bucket
+from worker.s3_client import S3Location
 
 pytestmark = pytest.mark.integration
 

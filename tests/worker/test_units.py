@@ -354,7 +354,8 @@ def test_manifest_read_failure_is_not_missing_manifest():
     # A throttled or failing GET must not make a good backup look untrusted: `restore latest` would
     # then silently pick an older backup, and prune could delete the real newest one.
     from worker.catalog import load_manifest
-    from worker.s3 import Bucket, S3Location
+    from worker.s3 import Bucket
+    from worker.s3_client import S3Location
 
     loc = S3Location("b")
     assert load_manifest(Bucket(loc, _FailingClient(_client_error("NoSuchKey"))), "p/db_x.sql.gz") is None
@@ -367,7 +368,8 @@ def test_termination_is_never_turned_into_an_ordinary_failure():
     # (exit 143), not be caught by `except Exception`/`except WorkerError` on the way.
     from worker import pg
     from worker.errors import Terminated
-    from worker.s3 import Bucket, S3Location
+    from worker.s3 import Bucket
+    from worker.s3_client import S3Location
 
     bucket = Bucket(S3Location("b"), _FailingClient(Terminated("received SIGTERM; stopping")))
     for op in (
