@@ -193,7 +193,7 @@ class Backup(StrictModel):
             "compresses inside the archive (`--compress=zstd:N` / `lz4:N` need pg_dump 16+ built with "
             "them — the image's 18 is; where the client cannot, the backup says so and falls back to "
             "gzip). `lz4` is for `custom` only. A custom archive with gzip is compressed by pg_dump's "
-            "single-threaded zlib: about 1.3× the time of one with zstd at 1 GB (bench/README.md). The backup's "
+            "single-threaded zlib: about 1.5× the time of one with zstd at 1 GB (bench/README.md). The backup's "
             "manifest records the codec, `list` shows it, restore reads every codec"
         ),
     )
