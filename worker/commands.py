@@ -135,10 +135,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
             f"--dump-jobs {args.dump_jobs} needs the custom format, not {args.format!r}",
             hint=f"set backup.format: custom or backup.jobs: 1 ({contract.FORMAT.env}, {contract.DUMP_JOBS.env})",
         )
-    # The S3 client is made on a thread while PostgreSQL is checked and pg_dump starts (worker/dump.py)
-    bucket = _bucket(args).prepare()
+    bucket = _bucket(args)
     # Everything from here on is a run that monitoring must see, the server being down included.
     with health.recorded_run(bucket, args.prefix, args.database, args.pushgateway) as recorded:
+        # The S3 client is made on a thread while PostgreSQL is checked and pg_dump starts
+        # (worker/dump.py); started after recorded_run's own imports, so that no module is imported
+        # by two threads at once.
+        bucket.prepare()
         pg.wait_ready(args.wait_timeout, args.database)
         recorded["manifest"] = _backup(bucket, args)
         if args.with_globals:
