@@ -1,5 +1,5 @@
 """One backup's life in the bucket, in barman's manner: reserve the key, open the multipart upload
-with its heartbeat, stream parts, then either publish (complete the upload, write the manifest) or
+with its heartbeat, stream parts, then either publish (write the manifest, complete the upload) or
 abort — and in every case release the reservation.
 
     with BackupSession(bucket, prefix, database, fmt, started, part_size) as session:
@@ -56,9 +56,17 @@ class BackupSession:
                 self.encrypted,
             )
             lock = naming.state_key(self.prefix, "keys", name.key.rsplit("/", 1)[-1])
-            if self.bucket.head(name.key) is None and self.bucket.try_create(lock, b"reserved"):
-                self.name, self._lock = name, lock
-                return name
+            # The lock first, then the key: a backup holds its lock until its object is complete,
+            # so once the lock is ours the key is either free or taken for good. (Key first let a
+            # run see it free, then take the lock its owner had just released after completing.)
+            if self.bucket.try_create(lock, b"reserved"):
+                if self.bucket.head(name.key) is None:
+                    self.name, self._lock = name, lock
+                    return name
+                try:
+                    self.bucket.delete([lock])
+                except WorkerError:
+                    pass  # a leftover reservation blocks nothing: its second has passed
         raise WorkerError(
             f"could not reserve a backup key for {self.database!r} under s3://{self.bucket.loc.bucket}/{self.prefix}",
             hint="ten backups of this database started within ten seconds; retry later",
@@ -99,18 +107,24 @@ class BackupSession:
         self._upload.complete()
 
     def publish(self, manifest: Manifest) -> None:
-        """Make the object appear, then its manifest. An object whose manifest could not be written
-        is removed again: it would look like a backup to tools that do not read manifests."""
+        """Write the manifest, then make the object appear. In that order a listing never sees the
+        object without its manifest (it would read as an unverified backup for a moment), while a
+        manifest without its object is nothing to a listing or a restore: both start from objects.
+        If the object cannot be made to appear, its manifest is removed again."""
         assert self._upload is not None and self.name is not None
-        self.complete()
+        # If-None-Match: the key is reserved, so a manifest already there is someone else's
+        self.bucket.put_bytes(self.name.manifest_key, manifest.to_json(), if_none_match=True)
         try:
-            self.bucket.put_bytes(self.name.manifest_key, manifest.to_json())
-        except WorkerError:
+            self.complete()
+        except BaseException:
             try:
-                self.bucket.delete([self.name.key])
+                self.bucket.delete([self.name.manifest_key])
             except WorkerError as exc:
                 log.warning(
-                    "could not remove the unmanifested object; prune removes it", key=self.name.key, error=str(exc)
+                    "could not remove the manifest of an object that never appeared; it names no object "
+                    "and nothing reads it",
+                    key=self.name.manifest_key,
+                    error=str(exc),
                 )
             raise
 

@@ -3,7 +3,8 @@
 The object appears only when everything succeeded: pg_dump exited 0, its output ended with the
 dump-complete trailer, every part uploaded. Any failure on the way, including SIGTERM from an
 evicted pod, aborts the multipart upload, so no partial object is ever visible. The manifest is
-written last; a backup without one is never trusted.
+written just before the object appears, so no listing sees the object without it; a backup without
+one is never trusted.
 
 Two objects do the work: `DumpStream` (worker/dumpstream.py: the pg_dump process and what it
 produced) and `BackupSession` (worker/backup_session.py: the key, the upload, publish or abort).

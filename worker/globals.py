@@ -4,14 +4,14 @@ A database dump holds neither roles nor their memberships, so restoring it into 
 on every `ALTER ... OWNER TO` a role it does not have. These backups keep them, under
 `<prefix>/.globals/globals_YYYY-MM-DD_HH-MM-SS.sql.gz`: a folder of its own, so no database listing,
 `latest` or retention of a database ever sees them, while the same machinery (key reservation,
-multipart upload with heartbeat, manifest written last, retention) runs on that folder as if it held
+multipart upload with heartbeat, manifest written just before the object appears, retention) runs on that folder as if it held
 the backups of a database named `globals`.
 
 pg_dumpall reads role passwords from pg_authid, which only a superuser may read; the backup uses the
 superuser whose credentials the pod gets as CNPG_BACKUP_SUPERUSER/CNPG_BACKUP_SUPERUSER_PASSWORD
 (CNPG's `<cluster>-superuser` Secret), else PGUSER. Unless asked for (`includeRolePasswords`), the
 passwords are left out (`--no-role-passwords`). The object appears only when pg_dumpall exited 0 and
-its output ended with the cluster-dump trailer; a manifest is written last, as for database backups.
+its output ended with the cluster-dump trailer, with its manifest, as for database backups.
 
 Applying such a backup to a cluster: worker/globals_apply.py.
 """

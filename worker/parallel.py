@@ -324,7 +324,7 @@ def run_parallel(bucket: Bucket, opts: BackupOptions, p: Prepared) -> Manifest:
                     "stored_bytes_total": sum(part.dump.stored_bytes for part in p.parts),
                 },
             )
-            p.session.publish(manifest)  # part 0 last, then the manifest
+            p.session.publish(manifest)  # the manifest, then part 0: listed only once whole
             p.parts[0].completed = True
         except BaseException:
             cancel.set()

@@ -392,3 +392,46 @@ def test_termination_is_never_turned_into_an_ordinary_failure():
             pg.wait_ready(30, "db")
     finally:
         pg.connect = orig
+
+
+class _Calls:
+    """A fake bucket and upload for BackupSession.publish: records the order of what reaches S3."""
+
+    def __init__(self, fail_complete: bool = False) -> None:
+        self.calls: list[str] = []
+        self.fail_complete = fail_complete
+        self.finished = False
+        self.loc = type("Loc", (), {"bucket": "b"})()
+
+    def put_bytes(self, key: str, data: bytes, *, if_none_match: bool = False) -> None:
+        self.calls.append(f"put {key} if_none_match={if_none_match}")
+
+    def delete(self, keys: list[str]) -> None:
+        self.calls.append(f"delete {keys[0]}")
+
+    def complete(self) -> None:
+        if self.fail_complete:
+            raise WorkerError("S3 InternalError on completing the upload")
+        self.calls.append("complete")
+        self.finished = True
+
+
+@pytest.mark.parametrize("fail_complete", [False, True])
+def test_publish_writes_the_manifest_before_the_object_appears(fail_complete: bool) -> None:
+    # A listing between the two would otherwise see the object without its manifest: "unverified".
+    from worker.backup_session import BackupSession
+
+    fake = _Calls(fail_complete)
+    session = BackupSession(fake, "p", "db", "plain", datetime(2024, 1, 21, 2, tzinfo=UTC), 8 << 20, 2)  # type: ignore[arg-type]
+    session.name = naming.new_backup_key("p", "db", "plain", datetime(2024, 1, 21, 2, tzinfo=UTC), "gzip", False)
+    session._upload = fake  # type: ignore[assignment]
+    manifest = Manifest("db", session.name.key, "plain", "gzip", "17.1", "18.1", 18, 1, 1, "0" * 64, "t0", "t1")
+    mkey = session.name.manifest_key
+    if fail_complete:
+        with pytest.raises(WorkerError, match="InternalError"):
+            session.publish(manifest)
+        # the object never appeared, so neither does a manifest naming it
+        assert fake.calls == [f"put {mkey} if_none_match=True", f"delete {mkey}"]
+    else:
+        session.publish(manifest)
+        assert fake.calls == [f"put {mkey} if_none_match=True", "complete"]
