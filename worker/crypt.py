@@ -26,11 +26,11 @@ import pyrage
 
 from . import contract, log
 from .errors import UsageError, WorkerError
+from .procs import Item, close_source, hand_over
 
 SUFFIX = ".age"
 PIECE = 1 << 20  # bytes per item handed to the consumer
 OUT_QUEUE = 4  # items waiting for the consumer: with the one being filled, ≤ 5 MiB
-_PUT_POLL = 0.5
 
 
 class _Stopped(Exception):
@@ -70,7 +70,7 @@ class _QueueWriter(io.RawIOBase):
     """Collects pyrage's small writes (8–64 KiB) into PIECE-sized items: every item handed to the
     consumer is a thread hand-off, and thousands of them per second would cost more than the cipher."""
 
-    def __init__(self, out: queue.Queue[_Item], stop: threading.Event) -> None:
+    def __init__(self, out: queue.Queue[Item], stop: threading.Event) -> None:
         self._out, self._stop = out, stop
         self._buf = bytearray()
 
@@ -88,34 +88,14 @@ class _QueueWriter(io.RawIOBase):
         if not self._buf:
             return
         data, self._buf = bytes(self._buf), bytearray()
-        if not _put(self._out, data, self._stop):
+        if not hand_over(self._out, data, self._stop):
             raise _Stopped()
 
 
-_Item = bytes | BaseException | None  # a piece, the producer's error, or None: the end
-
-
-def _put(out: queue.Queue[_Item], item: _Item, stop: threading.Event) -> bool:
-    """Hand `item` over unless the consumer went away (`stop`); False then."""
-    while not stop.is_set():
-        try:
-            out.put(item, timeout=_PUT_POLL)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _close(source: Iterator[bytes]) -> None:
-    close = getattr(source, "close", None)
-    if close:
-        close()  # a generator's own clean-up (pg_dump's reader thread) runs now, not at GC
-
-
-def _threaded(produce: Callable[[queue.Queue[_Item], threading.Event], None], depth: int, name: str) -> Iterator[bytes]:
+def _threaded(produce: Callable[[queue.Queue[Item], threading.Event], None], depth: int, name: str) -> Iterator[bytes]:
     """What `produce` puts, yielded here while it runs on its own thread; its error is raised here.
     Leaving early sets the stop event, which ends the producer's next hand-over."""
-    out: queue.Queue[_Item] = queue.Queue(maxsize=depth)
+    out: queue.Queue[Item] = queue.Queue(maxsize=depth)
     stop = threading.Event()
     thread = threading.Thread(target=produce, args=(out, stop), name=name, daemon=True)
     thread.start()
@@ -138,7 +118,7 @@ def _pump(
     source = iter(chunks)
     reader = _IterReader(source)
 
-    def run(out: queue.Queue[_Item], stop: threading.Event) -> None:
+    def run(out: queue.Queue[Item], stop: threading.Event) -> None:
         item: BaseException | None = None
         try:
             writer = _QueueWriter(out, stop)
@@ -147,8 +127,8 @@ def _pump(
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             item = reader.error or on_error(exc)
         finally:
-            _close(source)
-        _put(out, item, stop)
+            close_source(source)
+        hand_over(out, item, stop)
 
     return _threaded(run, OUT_QUEUE, name)
 
@@ -158,16 +138,16 @@ def ahead(chunks: Iterable[bytes], depth: int, name: str) -> Iterator[bytes]:
     runs next to the cipher instead of taking turns with it on the age thread."""
     source = iter(chunks)
 
-    def run(out: queue.Queue[_Item], stop: threading.Event) -> None:
+    def run(out: queue.Queue[Item], stop: threading.Event) -> None:
         try:
             for chunk in source:
-                if not _put(out, chunk, stop):
+                if not hand_over(out, chunk, stop):
                     return
-            _put(out, None, stop)
+            hand_over(out, None, stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            _put(out, exc, stop)
+            hand_over(out, exc, stop)
         finally:
-            _close(source)
+            close_source(source)
 
     return _threaded(run, depth, name)
 

@@ -15,7 +15,7 @@ from typing import Any, cast
 from . import crypt, pg
 from .compress import compressor
 from .errors import WorkerError
-from .procs import StderrTail, child_options, kill, widen_pipe
+from .procs import Item, StderrTail, child_options, close_source, hand_over, kill, widen_pipe
 from .s3 import MiB
 from .sqlstream import DumpScanner
 
@@ -32,32 +32,21 @@ class Ahead:
     side is still getting ready. `close()` ends the thread at its next hand-over."""
 
     def __init__(self, chunks: Iterator[bytes], depth: int) -> None:
-        self._out: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+        self._out: queue.Queue[Item] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(chunks,), name="dump-ahead", daemon=True)
         self._thread.start()
 
-    def _put(self, item: bytes | BaseException | None) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._out.put(item, timeout=0.5)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def _run(self, chunks: Iterator[bytes]) -> None:
         try:
             for chunk in chunks:
-                if not self._put(chunk):
+                if not hand_over(self._out, chunk, self._stop):
                     return
-            self._put(None)
+            hand_over(self._out, None, self._stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
-            self._put(exc)
+            hand_over(self._out, exc, self._stop)
         finally:
-            close = getattr(chunks, "close", None)
-            if close:
-                close()  # the generator's own clean-up (pg_dump's reader thread) runs now, not at GC
+            close_source(chunks)
 
     def __iter__(self) -> Iterator[bytes]:
         while (item := self._out.get()) is not None:

@@ -6,10 +6,11 @@ import collections
 import ctypes
 import fcntl
 import os
+import queue
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from . import log
@@ -81,3 +82,26 @@ def widen_pipe(stream: IO[bytes]) -> None:
         fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
     except OSError:
         pass  # the system's pipe-max-size is lower: the default size still works
+
+
+# --- hand-overs between threads (worker/crypt.py, worker/dumpstream.py) ---------------------------
+
+Item = bytes | BaseException | None  # a piece, the producer's error, or None: the end
+_PUT_POLL = 0.5
+
+
+def hand_over(out: queue.Queue[Item], item: Item, stop: threading.Event) -> bool:
+    """Hand `item` over unless the consumer went away (`stop`); False then."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=_PUT_POLL)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def close_source(source: Iterator[bytes]) -> None:
+    close = getattr(source, "close", None)
+    if close:
+        close()  # a generator's own clean-up (pg_dump's reader thread) runs now, not at GC
