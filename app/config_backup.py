@@ -197,17 +197,20 @@ class Backup(StrictModel):
             "manifest records the codec, `list` shows it, restore reads every codec"
         ),
     )
-    # Level 2: ISA-L gzip measured by bench/ as fast as level 1 end to end, 1% smaller; zstd/lz4 at 2 are
-    # fast too. Ranges per codec (gzip 1-9, zstd 1-19, lz4 1-12): rules.cross_field_problems.
-    compression_level: int = Field(
-        default=contract.DEFAULT_COMPRESSION_LEVEL,
+    # Unset follows the codec (contract.default_level): gzip 2 (ISA-L, as fast as 1 end to end, 1%
+    # smaller), zstd 2, lz4 1 (lz4 1.10's level 2 is a middle mode at twice pg_dump's CPU). Ranges per
+    # codec (gzip 1-9, zstd 1-19, lz4 1-12): rules.cross_field_problems.
+    compression_level: int | None = Field(
+        default=None,
         ge=1,
         le=19,
         description=(
             "Level of `backup.compression`: gzip 1–9 (1–3 ISA-L, fast; 4–9 zlib, small and slow: 6 is the "
-            "chart's `gzip` speed), zstd 1–19, lz4 1–12 (1–2 fast, 3+ the slow high-compression mode). "
-            "Default 2: on the 2 GB benchmark gzip 2 kept pace with level 1 and wrote objects 1.049× the "
-            "size of `gzip -6`'s (level 1: 1.059×)"
+            "chart's `gzip` speed), zstd 1–19, lz4 1–12 (1 fast; with lz4 1.10+, as in the image, 2 is a "
+            "middle mode at about twice pg_dump's CPU; 3+ the slow high-compression mode). Unset: the "
+            "codec's own default, gzip 2, zstd 2, lz4 1 (bench/README.md: gzip 2 kept pace with level 1 "
+            "and wrote objects 1.049× the size of `gzip -6`'s; lz4 2 took 1.26× a bare dump's time, lz4 1 "
+            "about 1.1×)"
         ),
     )
     wait_timeout_seconds: int = Field(
@@ -353,6 +356,11 @@ class Backup(StrictModel):
     def codec(self) -> str:
         """`compression`, or the format's default when it is unset."""
         return self.compression or contract.default_compression(self.format)
+
+    @property
+    def level(self) -> int:
+        """`compressionLevel`, or the codec's default when it is unset."""
+        return self.compression_level or contract.default_level(self.codec)
 
     def deadline_for(self, schedule: str) -> int | None:
         """The Job's activeDeadlineSeconds: a hung backup (a stalled S3 endpoint, a pg_dump stuck

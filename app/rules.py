@@ -25,7 +25,7 @@ def cross_field_problems(cfg: Config) -> list[str]:
     why = "when backup.enabled is true or restore.object is set"
 
     backup = cfg.backup
-    problem = contract.compression_problem(backup.format, backup.codec, backup.compression_level)
+    problem = contract.compression_problem(backup.format, backup.codec, backup.level)
     if problem:
         field = "compressionLevel" if "level" in problem else "compression"
         problems.append(f"backup.{field}: {problem}")

@@ -49,6 +49,10 @@ class _Parser(argparse.ArgumentParser):
         if getattr(ns, "compression", "") is None:
             ns.compression = contract.default_compression(getattr(ns, "format", contract.DEFAULT_FORMAT))
             ns.compression_defaulted = True
+        # and a level not chosen follows the codec (lz4 1, gzip and zstd 2)
+        if hasattr(ns, "compression_level") and ns.compression_level is None:
+            ns.compression_level = contract.default_level(ns.compression)
+            ns.level_defaulted = True
         return ns, rest
 
 
@@ -228,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add(
             sp,
             c.COMPRESSION_LEVEL,
-            "gzip 1-9, zstd 1-19, lz4 1-12",
+            "gzip 1-9, zstd 1-19, lz4 1-12 (default: gzip 2, zstd 2, lz4 1)",
             metavar="LEVEL",
             type=_typed(c.COMPRESSION_LEVEL.env, int, "a compression level", range(1, 20)),
         )

@@ -166,6 +166,7 @@ def _backup(bucket: Bucket, args: argparse.Namespace) -> Manifest:
             compression_level=args.compression_level,
             compression=args.compression,
             compression_chosen=not getattr(args, "compression_defaulted", False),
+            level_chosen=not getattr(args, "level_defaulted", False),
             lock_wait_timeout=max(0.0, args.lock_wait_timeout),
             flag_shrink_percent=max(0, args.flag_shrink_percent),
             record_row_counts=args.record_row_counts,

@@ -20,7 +20,7 @@ import io
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pyrage
 
@@ -87,7 +87,9 @@ class _QueueWriter(io.RawIOBase):
     def hand_over(self) -> None:
         if not self._buf:
             return
-        data, self._buf = bytes(self._buf), bytearray()
+        # The buffer itself, not a bytes() copy: nothing writes to it once handed over, and every
+        # consumer (hashing, the upload, pipes, decompressors) takes it as it takes bytes.
+        data, self._buf = cast(bytes, self._buf), bytearray()
         if not hand_over(self._out, data, self._stop):
             raise _Stopped()
 

@@ -38,6 +38,7 @@ class BackupOptions:
     compression_level: int = contract.DEFAULT_COMPRESSION_LEVEL
     compression: str = contract.DEFAULT_COMPRESSION
     compression_chosen: bool = True  # False: the format's default codec, not the user's choice
+    level_chosen: bool = True  # False: the codec's default level, so a fallback codec takes its own
     upload_concurrency: int = 2
     lock_wait_timeout: float = contract.DEFAULT_DUMP_LOCK_WAIT_SECONDS  # seconds; 0: wait for ever
     flag_shrink_percent: int = contract.DEFAULT_FLAG_SHRINK_PERCENT  # 0: never flag a shrink
@@ -69,13 +70,14 @@ def _client_and_codec(server_major: int, opts: BackupOptions) -> tuple[pg.Client
     # A codec the user chose and did not get is a warning; the custom format's default (zstd) falling
     # back on an older client is news, not a fault, and would otherwise warn on every run.
     say = log.warning if opts.compression_chosen else log.info
+    level = min(opts.compression_level, 9) if opts.level_chosen else contract.default_level("gzip")
     say(
         f"no pg_dump here writes {opts.compression} archives (pg_dump 16+ built with {opts.compression} "
         f"does; pg_dump {client.major} here does not): this custom archive is compressed with gzip instead",
         database=opts.database,
-        compression_level=min(opts.compression_level, 9),
+        compression_level=level,
     )
-    return client, "gzip", min(opts.compression_level, 9)
+    return client, "gzip", level
 
 
 def _flags(bucket: Bucket, opts: BackupOptions, user_tables: int, raw_bytes: int) -> list[str]:

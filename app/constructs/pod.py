@@ -192,7 +192,7 @@ def worker_env(props: WorkerPodProps) -> list[Json]:
         ),
         k8s.EnvVar(name=contract.FORMAT.env, value=backup.format),
         k8s.EnvVar(name=contract.COMPRESSION.env, value=backup.codec),
-        k8s.EnvVar(name=contract.COMPRESSION_LEVEL.env, value=str(backup.compression_level)),
+        k8s.EnvVar(name=contract.COMPRESSION_LEVEL.env, value=str(backup.level)),
         k8s.EnvVar(name=contract.DUMP_LOCK_WAIT.env, value=str(backup.lock_wait_timeout_seconds)),
         k8s.EnvVar(name=contract.FLAG_SHRINK.env, value=str(backup.flag_shrink_percent)),
         *([k8s.EnvVar(name=contract.DUMP_JOBS.env, value=str(backup.jobs))] if backup.jobs > 1 else []),

@@ -91,11 +91,8 @@ def test_resources_and_image_defaults() -> None:
 def test_extension_defaults() -> None:
     cfg = config_from_values(values())
     assert cfg.global_.release_name == "cnpg-backup"
-    assert (cfg.backup.format, cfg.backup.compression_level, cfg.backup.wait_timeout_seconds) == (
-        "plain",
-        2,
-        150,
-    )
+    assert (cfg.backup.format, cfg.backup.level, cfg.backup.wait_timeout_seconds) == ("plain", 2, 150)
+    assert cfg.backup.compression_level is None  # unset: the codec's own default (lz4 1, gzip/zstd 2)
     assert (cfg.backup.backoff_limit, cfg.backup.active_deadline_seconds, cfg.backup.time_zone) == (
         1,
         None,

@@ -288,28 +288,34 @@ def test_worker_defaults_are_the_contracts(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @pytest.mark.parametrize(
-    "backup, codec",
+    "backup, codec, level",
     [
-        ({}, "gzip"),  # the chart's .sql.gz
-        ({"format": "custom"}, "zstd"),  # pg_dump's own zlib is single-threaded
-        ({"format": "custom", "compression": "gzip"}, "gzip"),
-        ({"format": "plain", "compression": "zstd"}, "zstd"),
-        ({"format": "custom", "compression": "lz4"}, "lz4"),
+        ({}, "gzip", 2),  # the chart's .sql.gz
+        ({"format": "custom"}, "zstd", 2),  # pg_dump's own zlib is single-threaded
+        ({"format": "custom", "compression": "gzip"}, "gzip", 2),
+        ({"format": "plain", "compression": "zstd"}, "zstd", 2),
+        # lz4 1.10's level 2 is a middle mode at twice pg_dump's CPU
+        ({"format": "custom", "compression": "lz4"}, "lz4", 1),
+        ({"format": "custom", "compression": "lz4", "compressionLevel": 2}, "lz4", 2),
+        ({"format": "plain", "compressionLevel": 6}, "gzip", 6),
     ],
 )
-def test_an_unchosen_codec_follows_the_format_in_the_app_and_the_worker(
-    backup: dict[str, str], codec: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def test_an_unchosen_codec_and_level_follow_the_format_in_the_app_and_the_worker(
+    backup: dict[str, Any], codec: str, level: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     [spec] = pod_specs(render(values({"backup": backup}), tmp_path).one("CronJob"))
     env = {e["name"]: e["value"] for e in spec["containers"][0]["env"] if "value" in e}
-    assert env[contract.COMPRESSION.env] == codec
-    # the worker run without the app's variable resolves the same codec from the format alone
+    assert (env[contract.COMPRESSION.env], env[contract.COMPRESSION_LEVEL.env]) == (codec, str(level))
+    # the worker run without the app's variables resolves the same codec and level from the format alone
     fmt = backup.get("format", "plain")
     chosen = ["--compression", backup["compression"]] if "compression" in backup else []
+    chosen += ["--compression-level", str(backup["compressionLevel"])] if "compressionLevel" in backup else []
     ns = _parse(["backup", *chosen], {contract.FORMAT.env: fmt}, monkeypatch)
-    assert ns.compression == codec
+    assert (ns.compression, ns.compression_level) == (codec, level)
+    assert getattr(ns, "level_defaulted", False) is ("compressionLevel" not in backup)
     ns = _parse(["restore", "--object", "latest", "--format", fmt], {}, monkeypatch)
     assert ns.compression == contract.default_compression(fmt)
+    assert ns.compression_level == contract.default_level(ns.compression)
 
 
 def test_the_restore_args_the_app_writes_parse_in_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -104,6 +104,20 @@ def test_custom_default_codec_is_zstd_and_its_fallback_is_news_not_a_warning(pg,
     assert "WARNING" in line, r.stderr
 
 
+@pytest.mark.parametrize(("level", "stored"), [(None, 2), ("1", 1)], ids=["level-unset", "level-chosen"])
+def test_an_lz4_fallback_takes_gzip_s_own_level_unless_one_was_chosen(pg, minio, bucket, make_worker, level, stored):
+    # lz4's default level is 1; gzip's is 2: an unset level follows the codec actually written
+    load(pg, "shopl")
+    env = {"CNPG_BACKUP_COMPRESSION_LEVEL": level} if level else {}
+    w = make_worker(pg, minio, bucket, "shopl", CNPG_BACKUP_FORMAT="custom", CNPG_BACKUP_COMPRESSION="lz4", **env)
+    r = w.run("backup")
+    assert r.returncode == 0, r.stderr
+    assert "no pg_dump here writes lz4 archives" in r.stderr
+    [entry] = json.loads(w.run("list", "--json").stdout)
+    manifest = json.loads(minio.client().get_object(Bucket=bucket, Key=entry["key"] + ".manifest.json")["Body"].read())
+    assert (manifest["compression"], manifest["extra"]["compression_level"]) == ("gzip", stored)
+
+
 def test_lz4_plain_is_refused_with_one_line(pg, minio, bucket, make_worker):
     w = make_worker(pg, minio, bucket, "postgres", CNPG_BACKUP_COMPRESSION="lz4")
     r = w.run("backup")
