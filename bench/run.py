@@ -333,7 +333,15 @@ IMAGE_ROWS: dict[str, tuple[str, list[str]]] = {
         "    image: --format custom --compression gzip",
         ["--format", "custom", "--compression", "gzip"],
     ),
-    "img-custom-lz4": ("    image: --format custom --compression lz4", ["--format", "custom", "--compression", "lz4"]),
+    "img-custom-lz4": (
+        "    image: --format custom --compression lz4 (default level 1)",
+        ["--format", "custom", "--compression", "lz4"],
+    ),
+    # lz4 1.10's level 2, a middle mode: about twice pg_dump's CPU for a 14% smaller archive
+    "img-custom-lz4-2": (
+        "    image: --format custom --compression lz4 --compression-level 2",
+        ["--format", "custom", "--compression", "lz4", "--compression-level", "2"],
+    ),
     "img-plain-gzip-age": ("    image: worker backup, encrypted (age)", ["--age-recipient", AGE_RECIPIENT]),
     "img-custom-zstd-age": (
         "    image: --format custom --compression zstd, encrypted (age)",
