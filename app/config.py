@@ -161,6 +161,16 @@ class S3(StrictModel):
     secret_name: ObjectName = Field(
         default="", description="Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`"
     )
+    # Extension: an S3-compatible endpoint whose certificate a private CA signed (in-cluster MinIO).
+    ca_secret: SecretKeySelector | None = Field(
+        default=None,
+        description=(
+            "`{name, key}` of a Secret holding the CA certificate that signed `s3.endpoint`'s certificate "
+            "(e.g. an in-cluster MinIO behind cert-manager: its `ca.crt`); mounted read-only at "
+            "`/etc/cnpg-backup/s3-ca/<key>` in every pod and passed as `AWS_CA_BUNDLE`. Needs an `https://` "
+            "endpoint. Unset: the image's public CAs"
+        ),
+    )
     use_existing_secret: bool = Field(default=False, description="Reference `s3.secretName` as it is (required then)")
     storage_class: S3StorageClass = Field(
         default="", description="Storage class of uploaded objects (e.g. `STANDARD_IA`)"

@@ -58,6 +58,11 @@ def cross_field_problems(cfg: Config) -> list[str]:
 
     if cfg.s3.kms_key_id and cfg.s3.sse != "aws:kms":
         problems.append("s3.kmsKeyId: only used with s3.sse aws:kms (set it, or remove the key id)")
+    if cfg.s3.ca_secret is not None and not cfg.s3.endpoint.startswith("https://"):
+        problems.append(
+            "s3.caSecret: needs an https:// s3.endpoint (the CA verifies that endpoint's TLS certificate; "
+            f"s3.endpoint is {cfg.s3.endpoint or 'unset, i.e. AWS, whose certificates public CAs sign'})"
+        )
 
     if active:
         if not cfg.s3.bucket:

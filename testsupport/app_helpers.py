@@ -205,6 +205,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
                 "sslRootCertSecret": {"name": "appdb-ca", "key": "ca.crt"},
                 "serviceName": "appdb-rw.db.svc",
             },
+            # an in-cluster MinIO whose certificate a private CA signed
+            "s3": {"endpoint": "https://minio.minio.svc:9000", "caSecret": {"name": "minio-ca", "key": "ca.crt"}},
         }
     ),
     "prometheus_rule": values(

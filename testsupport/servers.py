@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -54,12 +55,14 @@ def setting(name: str) -> str:
     return value
 
 
-def wait_http_ok(url: str, seconds: float) -> bool:
-    """Poll `url` until it answers 200 (a server started in the background is ready)."""
+def wait_http_ok(url: str, seconds: float, cafile: Path | None = None) -> bool:
+    """Poll `url` until it answers 200 (a server started in the background is ready); https with
+    `cafile` trusts that CA only."""
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1) as r:
+            with urllib.request.urlopen(url, timeout=1, context=context) as r:
                 if r.status == 200:
                     return True
         except OSError:
@@ -210,10 +213,18 @@ class PostgresServer:
 
 
 class MinioServer:
-    def __init__(self, access_key: str = MINIO_USER, secret_key: str = MINIO_SECRET, kms_key: str = "") -> None:
+    def __init__(
+        self,
+        access_key: str = MINIO_USER,
+        secret_key: str = MINIO_SECRET,
+        kms_key: str = "",
+        tls: TlsFiles | None = None,
+    ) -> None:
         # kms_key "<name>:<base64 of 32 bytes>": MinIO's built-in single-key KMS, so that SSE-S3
         # (AES256) and SSE-KMS requests are served for real
         self.kms_key = kms_key
+        # tls (testsupport/tls.py): HTTPS only, with a certificate a test CA signed for 127.0.0.1
+        self.tls = tls
         self.binary = setting("CNPG_TEST_MINIO")
         if not Path(self.binary).exists():
             pytest.fail(f"MinIO binary {self.binary} missing: run tools/install-servers.sh", pytrace=False)
@@ -221,7 +232,7 @@ class MinioServer:
         self.console = free_port()
         self.datadir = Path(tempfile.mkdtemp(prefix="cnpg-test-minio-", dir="/tmp"))
         self.proc: subprocess.Popen | None = None
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.access_key = access_key
         self.secret_key = secret_key
 
@@ -243,16 +254,28 @@ class MinioServer:
                 f"127.0.0.1:{self.port}",
                 "--console-address",
                 f"127.0.0.1:{self.console}",
+                *self._certs_args(),
                 str(self.datadir),
             ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=open(self.datadir.parent / f"minio-{self.port}.log", "ab"),
         )
-        if not wait_http_ok(f"{self.endpoint}/minio/health/ready", 30):
+        if not wait_http_ok(f"{self.endpoint}/minio/health/ready", 30, self.tls.ca_cert if self.tls else None):
             raise RuntimeError("MinIO did not become ready in 30 s")
         self._wait_initialized(30)
         return self
+
+    def _certs_args(self) -> list[str]:
+        """MinIO's --certs-dir: the server certificate and key under the names MinIO looks for."""
+        if self.tls is None:
+            return []
+        certs = Path(tempfile.mkdtemp(prefix="cnpg-test-minio-certs-", dir="/tmp"))
+        shutil.copyfile(self.tls.server_cert, certs / "public.crt")
+        shutil.copyfile(self.tls.server_key, certs / "private.key")
+        os.chmod(certs / "private.key", 0o600)
+        self._certs = certs
+        return ["--certs-dir", str(certs)]
 
     def _wait_initialized(self, timeout: float) -> None:
         """/minio/health/ready can answer before the object layer is up: a bucket created right
@@ -287,6 +310,8 @@ class MinioServer:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.datadir, ignore_errors=True)
+        if getattr(self, "_certs", None):
+            shutil.rmtree(self._certs, ignore_errors=True)
 
     def client(self):
         import boto3
@@ -299,6 +324,7 @@ class MinioServer:
             aws_secret_access_key=self.secret_key,
             region_name="us-east-1",
             config=Config(s3={"addressing_style": "path"}),
+            verify=str(self.tls.ca_cert) if self.tls else None,
         )
 
     def env(self, bucket: str, prefix: str = "") -> dict[str, str]:

@@ -241,6 +241,8 @@ SETTINGS = (
 
 # Where the pods may write (an emptyDir): HOME and TMPDIR point there.
 TMP_DIR = "/tmp"
+# Where the CA of a private S3 endpoint is mounted (s3.caSecret); AWS_CA_BUNDLE names the file in it.
+S3_CA_DIR = "/etc/cnpg-backup/s3-ca"
 
 
 def default_compression(fmt: str) -> str:
@@ -370,6 +372,11 @@ _LIBPQ_AND_AWS = [
         "S3 Secret keys of the same names (secretKeyRef); absent when no Secret is used (IRSA / web identity)",
     ),
     ("AWS_REGION", "literal `s3.region`"),
+    (
+        "AWS_CA_BUNDLE",
+        f"`{S3_CA_DIR}/<key>` when `s3.caSecret` is set (Secret volume, read-only): botocore then trusts "
+        "that CA, and only it, for the S3 endpoint's certificate",
+    ),
 ]
 
 

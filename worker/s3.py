@@ -247,7 +247,10 @@ class Bucket:
     def client(self) -> Any:
         if self._client is None:
             if self._making is None:
-                self._client = make_client(self.loc)
+                try:
+                    self._client = make_client(self.loc)
+                except Exception as exc:  # noqa: BLE001 - e.g. AWS_CA_BUNDLE naming no file
+                    raise describe(exc, bucket=self.loc.bucket) from None
             else:
                 while self._making.is_alive():
                     self._making.join(0.5)  # in slices: SIGTERM's handler must be able to run

@@ -7,10 +7,11 @@ pg_dump starts (`Bucket.prepare` in worker/s3.py).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import WorkerError
+from .errors import UsageError, WorkerError
 
 
 class _Botocore:
@@ -55,6 +56,15 @@ def make_client(loc: S3Location) -> Any:
         "read_timeout": 120,
         "user_agent_extra": "cnpg-pgdump-backup",
     }
+    # botocore reads AWS_CA_BUNDLE (s3.caSecret in the pods) only at the first request, and then
+    # reports a missing file as "SSL validation failed ... No such file or directory", naming neither
+    bundle = os.environ.get("AWS_CA_BUNDLE")
+    if bundle and not os.access(bundle, os.R_OK):
+        raise UsageError(
+            f"AWS_CA_BUNDLE names {bundle}, which is not a readable file",
+            hint="in the pods it comes from s3.caSecret: check the Secret's name and key; elsewhere point it "
+            "at the PEM file of the CA that signed the S3 endpoint's certificate",
+        )
     if loc.endpoint:
         opts["s3"] = {"addressing_style": "path"}
         opts["request_checksum_calculation"] = "when_required"
@@ -74,11 +84,19 @@ def make_client(loc: S3Location) -> Any:
 
 def describe(exc: BaseException, *, bucket: str, key: str | None = None) -> WorkerError:
     """Turn a boto error into one line naming the bucket/key and the likely fix."""
+    if isinstance(exc, WorkerError):
+        return exc  # already one line (e.g. from make_client)
     where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
     if isinstance(exc, errors.NoCredentialsError):
         return WorkerError(
             f"no S3 credentials for {where}",
             hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (s3.secretName) or give the ServiceAccount an IAM role",
+        )
+    if isinstance(exc, errors.SSLError):
+        return WorkerError(
+            f"TLS with S3 failed for {where}: {exc}",
+            hint="an endpoint whose certificate a private CA signed needs that CA: s3.caSecret "
+            "(AWS_CA_BUNDLE outside Kubernetes); else check that s3.endpoint names the host on its certificate",
         )
     if isinstance(exc, (errors.EndpointConnectionError, errors.ConnectTimeoutError)):
         return WorkerError(

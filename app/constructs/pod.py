@@ -177,6 +177,8 @@ def worker_env(props: WorkerPodProps) -> list[Json]:
     ]
     if s3.endpoint:
         env.append(k8s.EnvVar(name=contract.S3_ENDPOINT.env, value=s3.endpoint))
+    if s3.ca_secret is not None:
+        env.append(k8s.EnvVar(name="AWS_CA_BUNDLE", value=f"{contract.S3_CA_DIR}/{s3.ca_secret.key}"))
     if s3.storage_class:
         env.append(k8s.EnvVar(name=contract.S3_STORAGE_CLASS.env, value=s3.storage_class))
     if s3.sse:
@@ -252,7 +254,20 @@ def pod_security_context(sc: SecurityContext) -> Json:
     )
 
 
-def _volumes(ca: SecretKeySelector | None, tmp_size: str) -> tuple[list[Json], list[Json]]:
+def _ca_volume(name: str, ca: SecretKeySelector) -> Json:
+    # Only the CA key is projected; 0444 because a CA certificate is public and the worker's uid may
+    # differ from the fsGroup owner.
+    return k8s.Volume(
+        name=name,
+        secret=k8s.SecretVolumeSource(
+            secret_name=ca.name, items=[k8s.KeyToPath(key=ca.key, path=ca.key)], default_mode=0o444
+        ),
+    )
+
+
+def _volumes(
+    ca: SecretKeySelector | None, tmp_size: str, s3_ca: SecretKeySelector | None = None
+) -> tuple[list[Json], list[Json]]:
     volumes = [
         k8s.Volume(
             name="tmp",
@@ -261,17 +276,11 @@ def _volumes(ca: SecretKeySelector | None, tmp_size: str) -> tuple[list[Json], l
     ]
     mounts = [k8s.VolumeMount(name="tmp", mount_path=TMP_DIR)]
     if ca is not None:
-        volumes.append(
-            k8s.Volume(
-                name="cnpg-ca",
-                # Only the CA key is projected; 0444 because a CA certificate is public and the
-                # worker's uid may differ from the fsGroup owner.
-                secret=k8s.SecretVolumeSource(
-                    secret_name=ca.name, items=[k8s.KeyToPath(key=ca.key, path=ca.key)], default_mode=0o444
-                ),
-            )
-        )
+        volumes.append(_ca_volume("cnpg-ca", ca))
         mounts.append(k8s.VolumeMount(name="cnpg-ca", mount_path=CA_DIR, read_only=True))
+    if s3_ca is not None:
+        volumes.append(_ca_volume("s3-ca", s3_ca))
+        mounts.append(k8s.VolumeMount(name="s3-ca", mount_path=contract.S3_CA_DIR, read_only=True))
     return volumes, mounts
 
 
@@ -316,7 +325,9 @@ def tolerations(backup: Backup) -> list[Json] | None:
 
 def worker_pod_spec(props: WorkerPodProps) -> Json:
     backup, pg = props.backup, props.postgres
-    volumes, mounts = _volumes(pg.cnpg.ssl_root_cert_secret if pg is not None else None, props.tmp_size_limit)
+    volumes, mounts = _volumes(
+        pg.cnpg.ssl_root_cert_secret if pg is not None else None, props.tmp_size_limit, props.s3.ca_secret
+    )
     env = worker_env(props)
 
     def container(name: str, args: list[str]) -> Json:

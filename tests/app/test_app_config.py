@@ -458,6 +458,18 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         {"cnpg": {"database": "", "secretName": ""}, "databases": [{"name": "a", "database": "a"}]},
         "databases[0].secretName: required when backup.enabled is true or restore.object is set (or set cnpg.secretName",
     ),
+    (
+        "s3-ca-over-http",
+        {"s3": {"endpoint": "http://minio:9000", "caSecret": {"name": "minio-ca", "key": "ca.crt"}}},
+        "s3.caSecret: needs an https:// s3.endpoint (the CA verifies that endpoint's TLS certificate; "
+        "s3.endpoint is http://minio:9000)",
+    ),
+    (
+        "s3-ca-for-aws",
+        {"s3": {"caSecret": {"name": "minio-ca", "key": "ca.crt"}}},
+        "s3.caSecret: needs an https:// s3.endpoint",
+    ),
+    ("s3-ca-key", {"s3": {"caSecret": {"name": "minio-ca"}}}, "s3.caSecret.key: required"),
     ("bucket-short", {"s3": {"bucket": "ab"}}, "s3.bucket: 'ab' must be 3 to 63 characters long"),
     ("bucket-upper", {"s3": {"bucket": "My-Bucket"}}, "s3.bucket: 'My-Bucket' is not a valid bucket name"),
     ("bucket-dots", {"s3": {"bucket": "a..b"}}, "s3.bucket: 'a..b' must not contain two adjacent periods"),

@@ -152,6 +152,7 @@ def test_contract_table_is_parsed() -> None:
 def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, Any]) -> None:
     conditional = {
         "PGSSLROOTCERT": "tls_ca_secret",
+        "AWS_CA_BUNDLE": "tls_ca_secret",
         "AWS_ACCESS_KEY_ID": "defaults",
         "AWS_SECRET_ACCESS_KEY": "defaults",
         "CNPG_BACKUP_S3_ENDPOINT": "minio_endpoint",
@@ -184,6 +185,7 @@ def test_every_contract_env_var_is_set_where_it_should_be(rendered: dict[str, An
     default_env = _env(_containers(rendered["defaults"].one("CronJob"))[0])
     for name in (
         "PGSSLROOTCERT",
+        "AWS_CA_BUNDLE",
         "CNPG_BACKUP_S3_ENDPOINT",
         "CNPG_BACKUP_S3_STORAGE_CLASS",
         contract.S3_SSE.env,
@@ -247,13 +249,39 @@ def test_env_values_follow_the_config(rendered: dict[str, Any]) -> None:
     assert tls["PGSSLROOTCERT"]["value"] == "/etc/cnpg-backup/ca/ca.crt"
 
 
-def test_tls_ca_volume_is_read_only_secret(rendered: dict[str, Any]) -> None:
-    spec = pod_specs(rendered["tls_ca_secret"].one("CronJob"))[0]
-    volume = next(v for v in spec["volumes"] if v["name"] == "cnpg-ca")
-    assert volume["secret"]["secretName"] == "appdb-ca"
+@pytest.mark.parametrize(
+    ("volume", "secret", "path", "env"),
+    [
+        ("cnpg-ca", "appdb-ca", "/etc/cnpg-backup/ca", "PGSSLROOTCERT"),
+        ("s3-ca", "minio-ca", contract.S3_CA_DIR, "AWS_CA_BUNDLE"),
+    ],
+)
+def test_tls_ca_volumes_are_read_only_secrets_where_their_variable_points(
+    rendered: dict[str, Any], volume: str, secret: str, path: str, env: str
+) -> None:
+    for spec in pod_specs(rendered["tls_ca_secret"].one("CronJob")):
+        [vol] = [v for v in spec["volumes"] if v["name"] == volume]
+        assert vol["secret"] == {
+            "secretName": secret,
+            "items": [{"key": "ca.crt", "path": "ca.crt"}],
+            "defaultMode": 0o444,
+        }
+        for container in spec["initContainers"] + spec["containers"]:
+            mount = next(m for m in container["volumeMounts"] if m["name"] == volume)
+            assert mount == {"name": volume, "mountPath": path, "readOnly": True}
+            assert _env(container)[env]["value"] == f"{path}/ca.crt"
+
+
+def test_the_s3_ca_reaches_the_restore_job_too(tmp_path: Path) -> None:
+    vals = values(
+        VARIANTS["tls_ca_secret"],
+        {"restore": {"object": "latest", "targetDatabase": "appdb_copy"}},
+    )
+    [job] = [d for d in render(vals, tmp_path).kind("Job")]
+    [spec] = pod_specs(job)
+    assert any(v["name"] == "s3-ca" for v in spec["volumes"])
     for container in spec["initContainers"] + spec["containers"]:
-        mount = next(m for m in container["volumeMounts"] if m["name"] == "cnpg-ca")
-        assert mount == {"name": "cnpg-ca", "mountPath": "/etc/cnpg-backup/ca", "readOnly": True}
+        assert _env(container)["AWS_CA_BUNDLE"]["value"] == f"{contract.S3_CA_DIR}/ca.crt"
 
 
 def test_every_container_has_worker_command_and_tmp(rendered: dict[str, Any]) -> None:

@@ -137,8 +137,9 @@ def _without_postgres(cron_pod: dict[str, Any]) -> dict[str, Any]:
             e["name"].startswith("PG") or "HEARTBEAT" in e["name"] or "WEBHOOK" in e["name"] or "NOTIFY" in e["name"]
         )
     ]
-    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] == "tmp"]
-    pod["volumes"] = [v for v in pod["volumes"] if v["name"] == "tmp"]
+    # scratch space and the S3 endpoint's CA (s3.caSecret) stay: every operation talks to S3
+    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] in ("tmp", "s3-ca")]
+    pod["volumes"] = [v for v in pod["volumes"] if v["name"] in ("tmp", "s3-ca")]
     pod["containers"] = [container]
     return pod
 
