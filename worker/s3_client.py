@@ -46,8 +46,8 @@ class S3Location:
 def make_client(loc: S3Location) -> Any:
     """A client that works against AWS and S3-compatible servers alike.
 
-    Custom endpoints get path-style addressing (MinIO and most on-prem servers have no wildcard DNS)
-    and checksums only when an operation requires them: botocore >= 1.36 sends CRC32 trailers by
+    Custom endpoints get path-style addressing (MinIO and most on-prem servers have no wildcard DNS),
+    unsigned payloads over HTTPS, and checksums only when an operation requires them: botocore >= 1.36 sends CRC32 trailers by
     default, which several S3-compatible servers reject.
     """
     opts: dict[str, Any] = {
@@ -67,6 +67,12 @@ def make_client(loc: S3Location) -> Any:
         )
     if loc.endpoint:
         opts["s3"] = {"addressing_style": "path"}
+        if loc.endpoint.startswith("https://"):
+            # TLS already authenticates every byte in transit and every restore checks the manifest's
+            # SHA-256, so SigV4's own SHA-256 of each part would be a third pass over the data: 256 MiB
+            # to an HTTPS MinIO took 0.56 s of worker CPU signed, 0.32 s unsigned (and MinIO 0.92 vs 0.71 s).
+            # Plain HTTP keeps it: there it is the only check a part gets on the way.
+            opts["s3"]["payload_signing_enabled"] = False
         opts["request_checksum_calculation"] = "when_required"
         opts["response_checksum_validation"] = "when_required"
     # botocore's own session, not boto3's: the worker needs no resources or transfer manager, and
