@@ -20,6 +20,19 @@ def minio():
     server.destroy()
 
 
+@pytest.fixture(scope="session")
+def tls_minio():
+    """A MinIO that speaks HTTPS only, its certificate signed by a test CA (`tls_minio.tls.ca_cert`):
+    an in-cluster S3 behind a private CA (`s3.caSecret`)."""
+    from testsupport.tls import make_server_tls
+
+    tls = make_server_tls()
+    server = MinioServer(tls=tls).start()
+    yield server
+    server.destroy()
+    tls.destroy()
+
+
 class _PgPool:
     def __init__(self) -> None:
         self.servers: dict[int, PostgresServer] = {}

@@ -10,19 +10,8 @@ import uuid
 import pytest
 
 from testsupport.e2e_helpers import DATASET_SQL, Env, fingerprint, job_of_cronjob, one
-from testsupport.servers import MinioServer
-from testsupport.tls import make_server_tls
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def tls_minio():
-    tls = make_server_tls()
-    server = MinioServer(tls=tls).start()
-    yield server
-    server.destroy()
-    tls.destroy()
 
 
 def test_s3_behind_a_private_ca_backup_cronjob_then_restore_job(podman, pg_pool, tls_minio, tmp_path):

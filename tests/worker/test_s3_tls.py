@@ -13,18 +13,9 @@ import pytest
 
 from testsupport.dataset import fingerprint, load
 from testsupport.servers import MinioServer
-from testsupport.tls import make_ca, make_server_tls
+from testsupport.tls import make_ca
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def tls_minio():
-    tls = make_server_tls()
-    server = MinioServer(tls=tls).start()
-    yield server
-    server.destroy()
-    tls.destroy()
 
 
 @pytest.fixture
